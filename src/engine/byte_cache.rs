@@ -1,0 +1,112 @@
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::media::Sha256;
+
+/// The bytes of recent saves, so that warming a media just saved does not read it back from
+/// the store. Bounded by a byte budget (oldest out first) and a time to live.
+#[derive(Debug)]
+pub(crate) struct ByteCache {
+    budget: u64,
+    ttl: Duration,
+    // A std mutex: map and queue updates only, never held across an `.await`.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<Sha256, (Bytes, Instant)>,
+    order: VecDeque<(Sha256, Instant)>,
+    used: u64,
+}
+
+impl ByteCache {
+    pub(crate) fn new(budget: u64, ttl: Duration) -> Self {
+        Self {
+            budget,
+            ttl,
+            inner: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn insert(&self, sha: Sha256, bytes: Bytes) {
+        let len = bytes.len() as u64;
+        if len > self.budget / 4 {
+            // One large file would flush everything else for a single use.
+            return;
+        }
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if inner.entries.contains_key(&sha) {
+            return;
+        }
+        inner.used += len;
+        inner.entries.insert(sha, (bytes, now));
+        inner.order.push_back((sha, now));
+        self.evict(&mut inner, now);
+    }
+
+    pub(crate) fn get(&self, sha: &Sha256) -> Option<Bytes> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        self.evict(&mut inner, now);
+        inner.entries.get(sha).map(|(b, _)| b.clone())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> u64 {
+        self.lock().used
+    }
+
+    fn evict(&self, inner: &mut Inner, now: Instant) {
+        while let Some(&(sha, at)) = inner.order.front() {
+            let expired = now.duration_since(at) >= self.ttl;
+            if !expired && inner.used <= self.budget {
+                break;
+            }
+            inner.order.pop_front();
+            // The entry may have been removed already, or re-inserted later (another stamp).
+            if inner.entries.get(&sha).is_some_and(|(_, t)| *t == at) {
+                if let Some((bytes, _)) = inner.entries.remove(&sha) {
+                    inner.used -= bytes.len() as u64;
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_and_ttl_bound_the_cache() {
+        let cache = ByteCache::new(100, Duration::from_secs(10));
+        let a = Sha256::of(b"a");
+        let b = Sha256::of(b"b");
+        let c = Sha256::of(b"c");
+        cache.insert(a, Bytes::from(vec![0; 25]));
+        cache.insert(b, Bytes::from(vec![0; 25]));
+        assert_eq!(cache.used(), 50);
+        cache.insert(c, Bytes::from(vec![0; 26])); // over a quarter of the budget: not kept
+        assert!(cache.get(&c).is_none());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        for i in 0..3u8 {
+            cache.insert(Sha256::of(&[i]), Bytes::from(vec![0; 25]));
+        }
+        // 125 bytes were inserted in all: the oldest goes.
+        assert!(cache.get(&a).is_none());
+        assert!(cache.get(&b).is_some());
+        assert!(cache.used() <= 100);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(cache.get(&b).is_none(), "expired after its TTL");
+    }
+}

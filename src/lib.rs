@@ -1,0 +1,85 @@
+//! # prewarm
+//!
+//! Upload each media to Telegram once, keep the `file_id` Telegram answers, and send by
+//! file_id from then on: instantly, durably, within Telegram's rate limits.
+//!
+//! A bot keeps its media in object storage (Cloudflare R2, any S3 service, or a local
+//! folder). [`PrewarmEngine`] stores each media content-addressed, queues a *warm*: an upload to
+//! a private warm-up chat that yields the file_id, and caches the file_id by
+//! [`MediaKey`] (bot, SHA-256, kind). The bot then asks the engine what to send: the file_id
+//! when the media is warm, its bytes otherwise. There is no "media not ready" error.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use prewarm::{BotId, MediaKind, MemoryUploader, PrewarmEngine, Sendable};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> prewarm::Result<()> {
+//! let bot = BotId::new("demo")?;
+//! // A stand-in uploader; a real bot plugs in its Telegram uploader here.
+//! let engine = PrewarmEngine::builder()
+//!     .with_uploader(Arc::new(MemoryUploader::new(bot.clone())))
+//!     .build()?;
+//! let running = engine.spawn();
+//!
+//! let key = engine.save(&bot, Bytes::from_static(b"GIF89a..."), MediaKind::Animation).await?;
+//! match engine.sendable(&key, Duration::from_secs(2)).await? {
+//!     Sendable::FileId(id) => println!("send by file_id {id}"),
+//!     Sendable::Upload(source) => println!("upload the bytes: {source:?}"),
+//! }
+//! running.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## The parts
+//!
+//! The engine composes four traits, each with in-memory defaults:
+//!
+//! | trait | what it does | implementations |
+//! |---|---|---|
+//! | [`MediaStore`] | keeps the bytes | [`store::MemoryStore`], [`store::FsStore`] |
+//! | [`FileIdCache`] | (bot, sha256, kind) to file_id | [`LruFileIdCache`] |
+//! | [`PriorityQueue`] | the warm jobs, with leases and retries | [`MemoryQueue`] |
+//! | [`Uploader`] | turns a media into a file_id | [`MemoryUploader`] (a stand-in) |
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `conformance` | [`conformance`]: the behaviour suites every implementation of the traits must pass, for your own backends |
+#![forbid(unsafe_code)]
+#![deny(missing_docs, rust_2018_idioms, rustdoc::broken_intra_doc_links)]
+#![warn(missing_debug_implementations, unreachable_pub)]
+
+pub mod cache;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod engine;
+mod error;
+mod media;
+pub mod queue;
+pub mod store;
+pub mod upload;
+
+pub use cache::{FileIdCache, LruFileIdCache};
+pub use engine::metrics::{self, MetricsSnapshot, Percentiles};
+pub use engine::{EngineTask, PrewarmEngine, PrewarmEngineBuilder, Sendable};
+pub use error::{Error, Result};
+pub use media::{
+    BotId, FileId, Job, MediaKey, MediaKind, ObjectKey, Sha256, Sha256Hasher, SizeLimits, Timestamp,
+};
+pub use queue::{MemoryQueue, PriorityPolicy, PriorityQueue};
+pub use store::{MediaStore, MediaStoreExt};
+pub use upload::{MemoryUploader, Uploader};
+
+/// The engine and the error cross threads and tasks.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<PrewarmEngine>();
+    assert_send_sync::<Error>();
+    assert_send_sync::<Sendable>();
+};

@@ -1,0 +1,274 @@
+//! Object storage for media bytes: the [`MediaStore`] trait and its local backends.
+//!
+//! Objects are content-addressed ([`ObjectKey::for_content`]): one object per distinct byte
+//! string, shared by every bot and kind. That makes `put` idempotent and lets a store skip an
+//! upload when the object is already there.
+
+mod fs;
+mod memory;
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+
+use crate::error::{Error, Result};
+use crate::media::{ObjectKey, Sha256};
+
+pub use fs::FsStore;
+pub use memory::MemoryStore;
+
+/// A stream of byte chunks, as stores return them and uploaders consume them.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// The bytes to [`put`](MediaStore::put), with their length and digest known up front.
+///
+/// Stores need both before the first byte moves: S3 signs the SHA-256 and sends a
+/// `Content-Length` (R2 refuses chunked uploads), and a content-addressed store names the
+/// object by the digest.
+pub struct PutPayload {
+    len: u64,
+    sha256: Sha256,
+    body: ByteStream,
+}
+
+impl PutPayload {
+    /// A payload from bytes in memory.
+    pub fn from_bytes(bytes: Bytes) -> Self {
+        let sha256 = Sha256::of(&bytes);
+        Self {
+            len: bytes.len() as u64,
+            sha256,
+            body: stream::once(async move { Ok(bytes) }).boxed(),
+        }
+    }
+
+    /// A payload from a stream whose length and digest the caller already knows (a spooled
+    /// file, say). A store checks both as the bytes pass and fails the put on a mismatch,
+    /// leaving nothing behind.
+    pub fn from_stream(len: u64, sha256: Sha256, body: ByteStream) -> Self {
+        Self { len, sha256, body }
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The SHA-256 of the bytes.
+    pub fn sha256(&self) -> Sha256 {
+        self.sha256
+    }
+
+    /// Takes the body out.
+    pub fn into_stream(self) -> ByteStream {
+        self.body
+    }
+}
+
+impl Debug for PutPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutPayload")
+            .field("len", &self.len)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`put`](MediaStore::put) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written.
+    Created,
+    /// An object was already at that key; nothing was written.
+    AlreadyExists,
+}
+
+/// What a store knows of an object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key.
+    pub key: ObjectKey,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An object being read: its metadata and a stream of its bytes.
+pub struct GetResult {
+    /// The object's metadata.
+    pub meta: ObjectMeta,
+    /// Its bytes, in order.
+    pub body: ByteStream,
+}
+
+impl Debug for GetResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetResult")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GetResult {
+    /// Reads the whole body into memory.
+    ///
+    /// # Errors
+    /// The first error the stream yields.
+    pub async fn bytes(self) -> Result<Bytes> {
+        let mut buf = BytesMut::with_capacity(usize::try_from(self.meta.size).unwrap_or(0));
+        let mut body = self.body;
+        while let Some(chunk) = body.try_next().await? {
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+/// Object storage for media bytes.
+///
+/// # Contract
+/// - `put` is atomic and idempotent: readers see the whole object or none of it, a failed put
+///   leaves nothing behind, and a put onto an existing key writes nothing and answers
+///   [`PutOutcome::AlreadyExists`] (keys are content addresses, so the bytes are the same).
+///   A body shorter or longer than the payload's length, or with another digest, fails with
+///   [`Error::InvalidInput`].
+/// - `get` streams the bytes; `head` and `get` of a missing key answer [`Error::NotFound`].
+/// - `delete` of a missing key succeeds.
+/// - `url` answers a URL from which anyone holding it can GET the object until `expires_in`
+///   has passed (a presigned or public URL), or `None` when the store has no such URL (local
+///   stores). Telegram fetches media from it.
+/// - Errors name the problem and carry no secret.
+#[async_trait]
+pub trait MediaStore: Send + Sync + Debug + 'static {
+    /// Stores `payload` at `key`.
+    async fn put(&self, key: &ObjectKey, payload: PutPayload) -> Result<PutOutcome>;
+
+    /// Opens the object at `key` for reading.
+    async fn get(&self, key: &ObjectKey) -> Result<GetResult>;
+
+    /// The metadata of the object at `key`.
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta>;
+
+    /// Removes the object at `key`, if any.
+    async fn delete(&self, key: &ObjectKey) -> Result<()>;
+
+    /// A URL Telegram can fetch the object from, valid for `expires_in`, if the store has one.
+    async fn url(&self, key: &ObjectKey, expires_in: Duration) -> Result<Option<String>>;
+}
+
+/// Convenience methods on every [`MediaStore`].
+#[async_trait]
+pub trait MediaStoreExt: MediaStore {
+    /// Stores `bytes` under their content address and answers the key.
+    ///
+    /// # Errors
+    /// As [`MediaStore::put`].
+    async fn put_bytes(&self, bytes: Bytes) -> Result<(ObjectKey, PutOutcome)> {
+        let payload = PutPayload::from_bytes(bytes);
+        let key = ObjectKey::for_content(&payload.sha256());
+        let outcome = self.put(&key, payload).await?;
+        Ok((key, outcome))
+    }
+
+    /// Reads the whole object into memory.
+    ///
+    /// # Errors
+    /// As [`MediaStore::get`].
+    async fn get_bytes(&self, key: &ObjectKey) -> Result<Bytes> {
+        self.get(key).await?.bytes().await
+    }
+
+    /// Whether an object is at `key`.
+    ///
+    /// # Errors
+    /// As [`MediaStore::head`], but a missing object is `Ok(false)`.
+    async fn exists(&self, key: &ObjectKey) -> Result<bool> {
+        match self.head(key).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<T: MediaStore + ?Sized> MediaStoreExt for T {}
+
+/// Wraps a payload's body so that it fails unless exactly `len` bytes with digest `sha256`
+/// pass through. Stores use it to refuse a payload that lies about itself.
+pub(crate) fn verified(payload: PutPayload) -> ByteStream {
+    let PutPayload { len, sha256, body } = payload;
+    let mut hasher = crate::media::Sha256Hasher::new();
+    let mut body = body;
+    let mut done = false;
+    stream::poll_fn(move |cx| {
+        if done {
+            return std::task::Poll::Ready(None);
+        }
+        match futures::ready!(body.poll_next_unpin(cx)) {
+            Some(Ok(chunk)) => {
+                hasher.update(&chunk);
+                if hasher.len() > len {
+                    done = true;
+                    return std::task::Poll::Ready(Some(Err(payload_mismatch(format!(
+                        "the body is longer than its declared {len} bytes"
+                    )))));
+                }
+                std::task::Poll::Ready(Some(Ok(chunk)))
+            }
+            Some(Err(e)) => {
+                done = true;
+                std::task::Poll::Ready(Some(Err(e)))
+            }
+            None => {
+                done = true;
+                let got = std::mem::take(&mut hasher);
+                if got.len() != len {
+                    return std::task::Poll::Ready(Some(Err(payload_mismatch(format!(
+                        "the body has {} bytes, not its declared {len}",
+                        got.len()
+                    )))));
+                }
+                let digest = got.finish();
+                if digest != sha256 {
+                    return std::task::Poll::Ready(Some(Err(payload_mismatch(format!(
+                        "the body's SHA-256 is {digest}, not its declared {sha256}"
+                    )))));
+                }
+                std::task::Poll::Ready(None)
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Streams a file in 64 KiB chunks.
+pub(crate) fn file_stream(file: tokio::fs::File) -> ByteStream {
+    use tokio::io::AsyncReadExt;
+    stream::try_unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::io("reading a file", e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((Bytes::from(buf), file)))
+    })
+    .boxed()
+}
+
+fn payload_mismatch(reason: String) -> Error {
+    Error::InvalidInput {
+        what: "put payload",
+        reason,
+    }
+}
