@@ -58,6 +58,8 @@
 pub mod cache;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod db;
 mod engine;
 mod error;
 mod media;

@@ -1,0 +1,235 @@
+//! Durable backends: a [`FileIdCache`](crate::FileIdCache) and a
+//! [`PriorityQueue`](crate::PriorityQueue) that survive the process.
+//!
+//! | type | feature | for |
+//! |---|---|---|
+//! | `SqliteStore` | `sqlite` | one process on one machine: an embedded database file |
+//! | `PostgresStore` | `postgres` | many processes or machines sharing the work |
+//!
+//! Each type implements both traits on one database: the file_id of a media and its warm job
+//! live in one row of the table `media_cache`, whose `status` reads `ready` (a file_id is
+//! cached), `warming` (a job is unfinished) or `failed` (the job is dead). Both create their
+//! schema by versioned migrations they run themselves, recorded in `schema_migrations`.
+//!
+//! Put a [`TieredCache`](crate::cache::TieredCache) in front of either for lookups without
+//! I/O.
+//!
+//! [`open`] picks a backend from a `PREWARM_DB`-style string: a `postgres://` URL or a file
+//! path.
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use open_impl::{DurableStore, open, open_from_env};
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod open_impl {
+    use std::sync::Arc;
+
+    use crate::cache::FileIdCache;
+    use crate::error::{Error, Result};
+    use crate::queue::PriorityQueue;
+
+    /// A durable backend chosen at run time: the same store as a cache and as a queue.
+    #[derive(Debug, Clone)]
+    pub struct DurableStore {
+        /// The store as a file_id cache.
+        pub cache: Arc<dyn FileIdCache>,
+        /// The same store as the warm-job queue.
+        pub queue: Arc<dyn PriorityQueue>,
+    }
+
+    /// Opens the backend `target` names: a `postgres://` (or `postgresql://`) URL opens a
+    /// `PostgresStore` (schema `prewarm`), anything else is a file path for a `SqliteStore`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the backend's feature is not enabled or `target` is empty; the
+    /// backend's error when it cannot open or migrate the database.
+    pub async fn open(target: &str) -> Result<DurableStore> {
+        let target = target.trim();
+        if target.is_empty() {
+            return Err(Error::Config {
+                message: "PREWARM_DB is empty: give a file path or a postgres:// URL".to_owned(),
+            });
+        }
+        if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let store = super::PostgresStore::builder(target).connect().await?;
+                return Ok(DurableStore {
+                    cache: Arc::new(store.clone()),
+                    queue: Arc::new(store),
+                });
+            }
+            #[cfg(not(feature = "postgres"))]
+            return Err(Error::Config {
+                message: "PREWARM_DB is a postgres:// URL but prewarm was built without the \
+                          `postgres` feature: enable it in Cargo.toml"
+                    .to_owned(),
+            });
+        }
+        #[cfg(feature = "sqlite")]
+        {
+            let store = super::SqliteStore::open(target).await?;
+            Ok(DurableStore {
+                cache: Arc::new(store.clone()),
+                queue: Arc::new(store),
+            })
+        }
+        #[cfg(not(feature = "sqlite"))]
+        Err(Error::Config {
+            message: "PREWARM_DB is a file path but prewarm was built without the `sqlite` \
+                      feature: enable it in Cargo.toml"
+                .to_owned(),
+        })
+    }
+
+    /// [`open`] on `PREWARM_DB`, else on `DATABASE_URL`; `None` when neither is set.
+    ///
+    /// # Errors
+    /// As [`open`].
+    pub async fn open_from_env() -> Result<Option<DurableStore>> {
+        let target = std::env::var("PREWARM_DB")
+            .ok()
+            .or_else(|| std::env::var("DATABASE_URL").ok());
+        match target {
+            Some(t) => open(&t).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The job states stored in `media_cache.job_state` (`NULL`: no job).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod state {
+    pub(crate) const QUEUED: &str = "queued";
+    pub(crate) const DELAYED: &str = "delayed";
+    pub(crate) const CLAIMED: &str = "claimed";
+    pub(crate) const DEAD: &str = "dead";
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod shared {
+    use std::sync::Arc;
+
+    use crate::error::{Error, Result};
+    use crate::media::{BotId, Job, MediaKey, Sha256, Timestamp};
+    use crate::queue::{JobInfo, JobState, PriorityPolicy};
+
+    /// A job's two possible ranks. The policy lives in Rust, so the database stores both and
+    /// picks by the `demand` column: a merge or a promote flips demand without knowing the
+    /// policy.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Ranks {
+        pub(crate) plain: i64,
+        pub(crate) demanded: i64,
+    }
+
+    impl Ranks {
+        pub(crate) fn of(policy: &PriorityPolicy, job: &Job) -> Self {
+            let mut j = job.clone();
+            j.demand = false;
+            let plain = policy.rank(&j);
+            j.demand = true;
+            let demanded = policy.rank(&j);
+            Self { plain, demanded }
+        }
+
+        pub(crate) fn effective(&self, demand: bool) -> i64 {
+            if demand { self.demanded } else { self.plain }
+        }
+    }
+
+    pub(crate) fn ms(t: Timestamp) -> i64 {
+        i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    pub(crate) fn ts(v: i64) -> Timestamp {
+        Timestamp(u64::try_from(v).unwrap_or(0))
+    }
+
+    /// The earliest time jobs older than the aging bound were queued at.
+    pub(crate) fn aging_cutoff(policy: &PriorityPolicy, now: Timestamp) -> i64 {
+        let bound = i64::try_from(policy.aging_bound().as_millis()).unwrap_or(i64::MAX);
+        ms(now).saturating_sub(bound)
+    }
+
+    /// A row read back from the database: checked, since another program may write it.
+    pub(crate) fn key_from_row(bot: &str, sha: &[u8], kind: &str) -> Result<MediaKey> {
+        let sha: [u8; 32] = sha.try_into().map_err(|_| corrupt("a sha256 is not 32 bytes"))?;
+        Ok(MediaKey::new(
+            BotId::new(bot).map_err(|_| corrupt("a bot_slug is not a valid bot id"))?,
+            Sha256::from_bytes(sha),
+            kind.parse().map_err(|_| corrupt("a kind is not a media kind"))?,
+        ))
+    }
+
+    /// The columns describing one job, as read from `media_cache` (and `media_store`).
+    #[derive(Debug)]
+    pub(crate) struct JobRow {
+        pub(crate) key: MediaKey,
+        pub(crate) size: i64,
+        pub(crate) enqueued_at: i64,
+        pub(crate) attempts: i64,
+        pub(crate) demand: bool,
+        pub(crate) state: String,
+        pub(crate) run_at: Option<i64>,
+        pub(crate) owner: Option<String>,
+        pub(crate) expires_at: Option<i64>,
+        pub(crate) last_error: Option<String>,
+    }
+
+    impl JobRow {
+        pub(crate) fn job(&self) -> Job {
+            Job {
+                key: self.key.clone(),
+                size: u64::try_from(self.size).unwrap_or(0),
+                enqueued_at: ts(self.enqueued_at),
+                attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+                demand: self.demand,
+            }
+        }
+
+        pub(crate) fn info(self) -> Result<JobInfo> {
+            use super::state::*;
+            let state = match self.state.as_str() {
+                QUEUED => JobState::Queued,
+                DELAYED => JobState::Delayed {
+                    run_at: ts(self.run_at.unwrap_or(0)),
+                },
+                CLAIMED => JobState::Claimed {
+                    owner: Arc::from(self.owner.clone().unwrap_or_default()),
+                    expires_at: ts(self.expires_at.unwrap_or(0)),
+                },
+                DEAD => JobState::Dead,
+                _ => return Err(corrupt("a job_state is not one of queued, delayed, claimed, dead")),
+            };
+            Ok(JobInfo {
+                job: self.job(),
+                state,
+                last_error: self.last_error,
+            })
+        }
+    }
+
+    pub(crate) fn corrupt(what: &str) -> Error {
+        Error::Backend {
+            backend: "database",
+            message: format!(
+                "the media_cache table holds a row prewarm did not write: {what}; check what else writes to it"
+            ),
+            retryable: false,
+        }
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use shared::*;

@@ -1,0 +1,803 @@
+//! The embedded backend: SQLite through rusqlite (bundled library), one file, one writer.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::Notify;
+
+use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
+use super::{JobRow, Ranks, aging_cutoff, key_from_row, ms, ts};
+use crate::cache::FileIdCache;
+use crate::error::{Error, Result};
+use crate::media::{FileId, Job, MediaKey, Timestamp};
+use crate::queue::{
+    Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
+};
+
+/// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("migrations/sqlite/0001_init.sql"),
+)];
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a commit survives the process being killed
+    /// (SIGKILL, panic, OOM); the last commits before a power loss or an OS crash may be lost.
+    /// Several times faster.
+    #[default]
+    Process,
+    /// `synchronous=FULL`: every commit is on disk before it returns, surviving power loss.
+    Power,
+}
+
+/// Builds a [`SqliteStore`].
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct SqliteStoreBuilder {
+    path: PathBuf,
+    policy: PriorityPolicy,
+    durability: Durability,
+    busy_timeout: Duration,
+}
+
+impl SqliteStoreBuilder {
+    /// The order jobs are claimed in (default: [`PriorityPolicy::default`]).
+    pub fn with_policy(mut self, policy: PriorityPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// What a commit survives (default: [`Durability::Process`]).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long to wait for another process holding the file's write lock (default 5 s).
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens (creating if needed) the database file and runs the migrations it lacks.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the file cannot be opened or is not a prewarm database;
+    /// [`Error::Config`] when the file was written by a newer prewarm.
+    pub async fn open(self) -> Result<SqliteStore> {
+        let path = self.path.clone();
+        let conn = tokio::task::spawn_blocking(move || self.open_blocking())
+            .await
+            .map_err(|e| Error::Backend {
+                backend: "sqlite",
+                message: format!("opening the database panicked: {e}"),
+                retryable: false,
+            })??;
+        Ok(SqliteStore {
+            shared: Arc::new(Shared {
+                conn: Mutex::new(conn.0),
+                policy: conn.1,
+                notify: Arc::new(Notify::new()),
+                path,
+            }),
+        })
+    }
+
+    fn open_blocking(self) -> Result<(Connection, PriorityPolicy)> {
+        let mut conn = Connection::open(&self.path).map_err(|e| {
+            sqlite_err(
+                &format!("opening the database file {}", self.path.display()),
+                e,
+            )
+        })?;
+        let sync = match self.durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        conn.busy_timeout(self.busy_timeout)
+            .map_err(|e| sqlite_err("setting the busy timeout", e))?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY;"
+        ))
+        .map_err(|e| sqlite_err("switching the database to WAL", e))?;
+        migrate(&mut conn)?;
+        Ok((conn, self.policy))
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    // IMMEDIATE takes the write lock first: two processes opening one new file at once
+    // migrate one after the other.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sqlite_err("locking the database to migrate it", e))?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             applied_at INTEGER NOT NULL DEFAULT (unixepoch()))",
+    )
+    .map_err(|e| sqlite_err("creating schema_migrations", e))?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| sqlite_err("reading schema_migrations", e))?;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > latest {
+        return Err(Error::Config {
+            message: format!(
+                "the database is at schema version {current}, newer than this prewarm knows \
+                 ({latest}): upgrade prewarm or use another file"
+            ),
+        });
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.execute_batch(sql)
+            .map_err(|e| sqlite_err(&format!("applying migration {version} ({name})"), e))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+            params![version, name],
+        )
+        .map_err(|e| sqlite_err("recording a migration", e))?;
+        tracing::info!(version, name, "sqlite migration applied");
+    }
+    tx.commit()
+        .map_err(|e| sqlite_err("committing the migrations", e))
+}
+
+/// A durable [`FileIdCache`] and [`PriorityQueue`] in one SQLite file: the embedded default
+/// for a bot running as one process.
+///
+/// The file is in WAL mode. One connection serves every call, behind a lock, on tokio's
+/// blocking threads: SQLite allows one writer at a time anyway, and each claim is one
+/// transaction. Its [`notifier`](PriorityQueue::notifier) is raised by pushes, retries and
+/// releases in this process; another process writing the same file is not heard (the
+/// engine still wakes when a delayed job or a lease comes due).
+///
+/// Jobs survive the process being killed: a job claimed when it died is claimed again once
+/// its lease lapses. See [`Durability`] for power loss.
+///
+/// # Clone
+/// Clones share one connection.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use prewarm::{BotId, MemoryUploader, PrewarmEngine};
+/// use prewarm::db::SqliteStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> prewarm::Result<()> {
+/// let db = SqliteStore::open("prewarm.db").await?;
+/// let engine = PrewarmEngine::builder()
+///     .with_cache(Arc::new(db.clone()))
+///     .with_queue(Arc::new(db))
+///     .with_uploader(Arc::new(MemoryUploader::new(BotId::new("demo")?)))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    // A std mutex: it is only taken on blocking threads, never across an `.await`.
+    conn: Mutex<Connection>,
+    policy: PriorityPolicy,
+    notify: Arc<Notify>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.shared.path)
+            .field("policy", &self.shared.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sqlite_err(context: &str, e: rusqlite::Error) -> Error {
+    let busy = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    Error::Backend {
+        backend: "sqlite",
+        message: format!("{context}: {e}"),
+        retryable: busy,
+    }
+}
+
+impl SqliteStore {
+    /// A builder for the database file at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            path: path.as_ref().to_owned(),
+            policy: PriorityPolicy::default(),
+            durability: Durability::default(),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Opens the file at `path` with the defaults; see [`SqliteStoreBuilder::open`].
+    ///
+    /// # Errors
+    /// As [`SqliteStoreBuilder::open`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(path).open().await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Runs `f` on the connection on a blocking thread.
+    async fn call<R, F>(&self, what: &'static str, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection, &PriorityPolicy) -> rusqlite::Result<Result<R>> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = lock(&shared.conn);
+            f(&mut conn, &shared.policy).map_err(|e| sqlite_err(what, e))?
+        })
+        .await
+        .map_err(|e| Error::Backend {
+            backend: "sqlite",
+            message: format!("{what} panicked: {e}"),
+            retryable: false,
+        })?
+    }
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic inside a call rolls its transaction back when the Transaction drops, so the
+    // connection is usable afterwards.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn key_params(key: &MediaKey) -> (String, Vec<u8>, &'static str) {
+    (
+        key.bot.as_str().to_owned(),
+        key.sha256.as_bytes().to_vec(),
+        key.kind.as_str(),
+    )
+}
+
+const JOB_COLUMNS: &str = "bot_slug, sha256, kind, size, enqueued_at, retry_count, demand, \
+                           job_state, next_retry_at, lease_owner, lease_expires_at, last_error";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRow>> {
+    job_row_at(r, 0)
+}
+
+/// The lease check every finishing call makes: the job is claimed by this owner with this
+/// token. Whether the lease's time has run out does not matter until another claim takes it.
+const HELD: &str = "bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 AND job_state = 'claimed' \
+                    AND lease_owner = ?4 AND fencing_token = ?5";
+
+fn lease_lost(lease: &Lease) -> Error {
+    Error::LeaseLost {
+        key: lease.key.clone(),
+    }
+}
+
+#[async_trait]
+impl FileIdCache for SqliteStore {
+    async fn get(&self, key: &MediaKey) -> Result<Option<FileId>> {
+        let (bot, sha, kind) = key_params(key);
+        self.call("looking up a file_id", move |c, _| {
+            let id: Option<String> = c
+                .prepare_cached(
+                    "SELECT file_id FROM media_cache \
+                     WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 AND status = 'ready'",
+                )?
+                .query_row(params![bot, sha, kind], |r| r.get(0))
+                .optional()?;
+            Ok(Ok(id.map(FileId::new)))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &MediaKey, file_id: &FileId) -> Result<()> {
+        let (bot, sha, kind) = key_params(key);
+        let id = file_id.as_str().to_owned();
+        self.call("storing a file_id", move |c, _| {
+            c.prepare_cached(
+                "INSERT INTO media_cache (bot_slug, sha256, kind, file_id) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (bot_slug, sha256, kind) DO UPDATE SET file_id = excluded.file_id",
+            )?
+            .execute(params![bot, sha, kind, id])?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn invalidate(&self, key: &MediaKey, only_if: Option<&FileId>) -> Result<bool> {
+        let (bot, sha, kind) = key_params(key);
+        let only_if = only_if.map(|id| id.as_str().to_owned());
+        self.call("invalidating a file_id", move |c, _| {
+            let tx = c.transaction()?;
+            // `?4 IS NULL OR file_id = ?4`: remove whatever is there, or only the id given.
+            let matches = "bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 AND file_id IS NOT NULL \
+                           AND (?4 IS NULL OR file_id = ?4)";
+            let removed = tx.execute(
+                &format!("DELETE FROM media_cache WHERE {matches} AND job_state IS NULL"),
+                params![bot, sha, kind, only_if],
+            )? + tx.execute(
+                &format!("UPDATE media_cache SET file_id = NULL WHERE {matches}"),
+                params![bot, sha, kind, only_if],
+            )?;
+            tx.commit()?;
+            Ok(Ok(removed > 0))
+        })
+        .await
+    }
+
+    fn get_local(&self, _key: &MediaKey) -> Option<FileId> {
+        // Everything is on disk: put a TieredCache in front for lookups without I/O.
+        None
+    }
+}
+
+fn claim_tx(
+    tx: &Transaction<'_>,
+    policy: &PriorityPolicy,
+    owner: &str,
+    max: usize,
+    lease: Duration,
+    now: Timestamp,
+) -> rusqlite::Result<Result<Claim>> {
+    let now_ms = ms(now);
+    // Due retries and lapsed leases return to the queue.
+    tx.prepare_cached(
+        "UPDATE media_cache SET job_state = 'queued', next_retry_at = NULL \
+         WHERE job_state = 'delayed' AND next_retry_at <= ?1",
+    )?
+    .execute([now_ms])?;
+    tx.prepare_cached(
+        "UPDATE media_cache SET job_state = 'queued', lease_owner = NULL, lease_expires_at = NULL \
+         WHERE job_state = 'claimed' AND lease_expires_at <= ?1",
+    )?
+    .execute([now_ms])?;
+
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let cutoff = aging_cutoff(policy, now);
+    // Rule 1: aged jobs, oldest first; rule 2: the rest by rank.
+    let mut ids: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM media_cache WHERE job_state = 'queued' AND enqueued_at <= ?1 \
+             ORDER BY enqueued_at, id LIMIT ?2",
+        )?
+        .query_map(params![cutoff, max], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let rest = max - ids.len() as i64;
+    if rest > 0 {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id FROM media_cache WHERE job_state = 'queued' AND enqueued_at > ?1 \
+             ORDER BY priority, id LIMIT ?2",
+        )?;
+        for id in stmt.query_map(params![cutoff, rest], |r| r.get(0))? {
+            ids.push(id?);
+        }
+    }
+
+    let expires_at = now.add(lease);
+    let owner_arc: Arc<str> = owner.into();
+    let mut jobs = Vec::with_capacity(ids.len());
+    let mut stmt = tx.prepare_cached(&format!(
+        "UPDATE media_cache SET job_state = 'claimed', lease_owner = ?2, lease_expires_at = ?3, \
+         fencing_token = fencing_token + 1 WHERE id = ?1 RETURNING {JOB_COLUMNS}, fencing_token"
+    ))?;
+    for id in ids {
+        let (row, token) = stmt.query_row(params![id, owner, ms(expires_at)], |r| {
+            Ok((job_row(r)?, r.get::<_, i64>(12)?))
+        })?;
+        let row = match row {
+            Ok(row) => row,
+            Err(e) => return Ok(Err(e)),
+        };
+        jobs.push(Claimed {
+            job: row.job(),
+            lease: Lease {
+                key: row.key,
+                token: u64::try_from(token).unwrap_or(0),
+                owner: owner_arc.clone(),
+                expires_at,
+            },
+        });
+    }
+    let next_due: Option<i64> = tx
+        .prepare_cached(
+            "SELECT min(t) FROM ( \
+               SELECT min(next_retry_at) AS t FROM media_cache WHERE job_state = 'delayed' \
+               UNION ALL \
+               SELECT min(lease_expires_at) FROM media_cache WHERE job_state = 'claimed')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(Ok(Claim {
+        jobs,
+        next_due: next_due.map(ts),
+    }))
+}
+
+#[async_trait]
+impl PriorityQueue for SqliteStore {
+    async fn push(&self, job: Job, now: Timestamp) -> Result<PushOutcome> {
+        let outcome = self
+            .call("queueing a job", move |c, policy| {
+                let fresh = Ranks::of(policy, &job);
+                let revived = Ranks::of(
+                    policy,
+                    &Job {
+                        attempts: 0,
+                        enqueued_at: now,
+                        ..job.clone()
+                    },
+                );
+                let (bot, sha, kind) = key_params(&job.key);
+                // One upsert. In DO UPDATE, bare column names are the row as it was, so each
+                // SET sees the old state and the outcome is recorded in `last_push`.
+                let outcome: String = c
+                    .prepare_cached(
+                        "INSERT INTO media_cache (bot_slug, sha256, kind, job_state, size, \
+                           enqueued_at, retry_count, demand, rank_plain, rank_demanded, priority, \
+                           last_push) \
+                         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued') \
+                         ON CONFLICT (bot_slug, sha256, kind) DO UPDATE SET \
+                           last_push = CASE WHEN job_state IS NULL THEN 'queued' \
+                             WHEN job_state = 'dead' THEN 'revived' ELSE 'merged' END, \
+                           size = CASE WHEN job_state IS NULL OR job_state = 'dead' \
+                             THEN excluded.size ELSE size END, \
+                           enqueued_at = CASE WHEN job_state IS NULL THEN excluded.enqueued_at \
+                             WHEN job_state = 'dead' THEN ?11 ELSE enqueued_at END, \
+                           retry_count = CASE WHEN job_state IS NULL THEN excluded.retry_count \
+                             WHEN job_state = 'dead' THEN 0 ELSE retry_count END, \
+                           demand = CASE WHEN job_state IS NULL OR job_state = 'dead' \
+                             THEN excluded.demand ELSE (demand OR excluded.demand) END, \
+                           rank_plain = CASE WHEN job_state IS NULL THEN excluded.rank_plain \
+                             WHEN job_state = 'dead' THEN ?12 ELSE rank_plain END, \
+                           rank_demanded = CASE WHEN job_state IS NULL THEN excluded.rank_demanded \
+                             WHEN job_state = 'dead' THEN ?13 ELSE rank_demanded END, \
+                           priority = CASE WHEN job_state IS NULL THEN excluded.priority \
+                             WHEN job_state = 'dead' THEN ?14 \
+                             WHEN demand OR excluded.demand THEN rank_demanded \
+                             ELSE rank_plain END, \
+                           dead_seq = NULL, \
+                           job_state = CASE WHEN job_state IS NULL OR job_state = 'dead' \
+                             THEN 'queued' ELSE job_state END \
+                         RETURNING last_push",
+                    )?
+                    .query_row(
+                        params![
+                            bot,
+                            sha,
+                            kind,
+                            i64::try_from(job.size).unwrap_or(i64::MAX),
+                            ms(job.enqueued_at),
+                            i64::from(job.attempts),
+                            job.demand,
+                            fresh.plain,
+                            fresh.demanded,
+                            fresh.effective(job.demand),
+                            ms(now),
+                            revived.plain,
+                            revived.demanded,
+                            revived.effective(job.demand),
+                        ],
+                        |r| r.get(0),
+                    )?;
+                Ok(Ok(match outcome.as_str() {
+                    "merged" => PushOutcome::Merged,
+                    "revived" => PushOutcome::Revived,
+                    _ => PushOutcome::Queued,
+                }))
+            })
+            .await?;
+        if outcome != PushOutcome::Merged {
+            self.shared.notify.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        max: usize,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<Claim> {
+        if max == 0 {
+            return Ok(Claim::default());
+        }
+        let owner = owner.to_owned();
+        self.call("claiming jobs", move |c, policy| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let claim = claim_tx(&tx, policy, &owner, max, lease, now)?;
+            if claim.is_ok() {
+                tx.commit()?;
+            }
+            Ok(claim)
+        })
+        .await
+    }
+
+    async fn extend(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        let (bot, sha, kind) = key_params(&lease.key);
+        let l = lease.clone();
+        let expires_at = now.add(lease_for);
+        self.call("extending a lease", move |c, _| {
+            let n = c
+                .prepare_cached(&format!(
+                    "UPDATE media_cache SET lease_expires_at = ?6 WHERE {HELD}"
+                ))?
+                .execute(params![
+                    bot,
+                    sha,
+                    kind,
+                    &*l.owner,
+                    l.token as i64,
+                    ms(expires_at)
+                ])?;
+            Ok(if n == 0 {
+                Err(lease_lost(&l))
+            } else {
+                Ok(Lease { expires_at, ..l })
+            })
+        })
+        .await
+    }
+
+    async fn complete(&self, lease: &Lease) -> Result<()> {
+        let (bot, sha, kind) = key_params(&lease.key);
+        let l = lease.clone();
+        self.call("completing a job", move |c, _| {
+            let tx = c.transaction()?;
+            // No file_id cached: the row has nothing left to say; otherwise keep it, job-less.
+            let n = tx
+                .prepare_cached(&format!(
+                    "DELETE FROM media_cache WHERE {HELD} AND file_id IS NULL"
+                ))?
+                .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?
+                + tx.prepare_cached(&format!(
+                    "UPDATE media_cache SET job_state = NULL, lease_owner = NULL, \
+                     lease_expires_at = NULL, next_retry_at = NULL, demand = 0 \
+                     WHERE {HELD} AND file_id IS NOT NULL"
+                ))?
+                .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?;
+            tx.commit()?;
+            Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
+        })
+        .await
+    }
+
+    async fn retry(
+        &self,
+        lease: &Lease,
+        run_at: Timestamp,
+        count_attempt: bool,
+        error: &str,
+    ) -> Result<()> {
+        let (bot, sha, kind) = key_params(&lease.key);
+        let l = lease.clone();
+        let error = error.to_owned();
+        self.call("scheduling a retry", move |c, _| {
+            let n = c
+                .prepare_cached(&format!(
+                    "UPDATE media_cache SET job_state = 'delayed', next_retry_at = ?6, \
+                     retry_count = retry_count + ?7, last_error = ?8, lease_owner = NULL, \
+                     lease_expires_at = NULL WHERE {HELD}"
+                ))?
+                .execute(params![
+                    bot,
+                    sha,
+                    kind,
+                    &*l.owner,
+                    l.token as i64,
+                    ms(run_at),
+                    i64::from(count_attempt),
+                    error
+                ])?;
+            Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
+        })
+        .await?;
+        self.shared.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn fail(&self, lease: &Lease, error: &str) -> Result<()> {
+        let (bot, sha, kind) = key_params(&lease.key);
+        let l = lease.clone();
+        let error = error.to_owned();
+        self.call("failing a job", move |c, _| {
+            let n = c
+                .prepare_cached(&format!(
+                    "UPDATE media_cache SET job_state = 'dead', retry_count = retry_count + 1, \
+                     last_error = ?6, lease_owner = NULL, lease_expires_at = NULL, \
+                     dead_seq = (SELECT coalesce(max(dead_seq), 0) + 1 FROM media_cache \
+                                 WHERE job_state = 'dead') \
+                     WHERE {HELD}"
+                ))?
+                .execute(params![bot, sha, kind, &*l.owner, l.token as i64, error])?;
+            Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
+        })
+        .await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        let (bot, sha, kind) = key_params(&lease.key);
+        let l = lease.clone();
+        self.call("releasing a job", move |c, _| {
+            let n = c
+                .prepare_cached(&format!(
+                    "UPDATE media_cache SET job_state = 'queued', lease_owner = NULL, \
+                     lease_expires_at = NULL WHERE {HELD}"
+                ))?
+                .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?;
+            Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
+        })
+        .await?;
+        self.shared.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn promote(&self, key: &MediaKey, _now: Timestamp) -> Result<bool> {
+        let (bot, sha, kind) = key_params(key);
+        self.call("promoting a job", move |c, _| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE media_cache SET demand = 1, priority = rank_demanded \
+                     WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 \
+                     AND job_state IN ('queued', 'delayed', 'claimed')",
+                )?
+                .execute(params![bot, sha, kind])?;
+            Ok(Ok(n > 0))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &MediaKey) -> Result<Option<JobInfo>> {
+        let (bot, sha, kind) = key_params(key);
+        self.call("reading a job", move |c, _| {
+            let row = c
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM media_cache \
+                     WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 AND job_state IS NOT NULL"
+                ))?
+                .query_row(params![bot, sha, kind], job_row)
+                .optional()?;
+            Ok(row.transpose().and_then(|r| r.map(JobRow::info).transpose()))
+        })
+        .await
+    }
+
+    async fn dead(&self, limit: usize) -> Result<Vec<JobInfo>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call("listing dead jobs", move |c, _| {
+            let rows: Vec<Result<JobRow>> = c
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM media_cache WHERE job_state = 'dead' \
+                     ORDER BY dead_seq LIMIT ?1"
+                ))?
+                .query_map([limit], job_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows.into_iter().map(|r| r.and_then(JobRow::info)).collect())
+        })
+        .await
+    }
+
+    async fn requeue_dead(&self, key: Option<&MediaKey>, now: Timestamp) -> Result<u64> {
+        let key = key.map(key_params);
+        let n = self
+            .call("requeueing dead jobs", move |c, policy| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let (bot, sha, kind) = key.unwrap_or_default();
+                let rows: Vec<(i64, Result<JobRow>)> = tx
+                    .prepare_cached(&format!(
+                        "SELECT id, {JOB_COLUMNS} FROM media_cache WHERE job_state = 'dead' \
+                         AND (?1 = 0 OR (bot_slug = ?2 AND sha256 = ?3 AND kind = ?4))"
+                    ))?
+                    .query_map(params![key_is_some(&bot), bot, sha, kind], |r| {
+                        Ok((r.get(0)?, job_row_at(r, 1)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE media_cache SET job_state = 'queued', retry_count = 0, \
+                     enqueued_at = ?2, rank_plain = ?3, rank_demanded = ?4, \
+                     priority = CASE WHEN demand THEN ?4 ELSE ?3 END, dead_seq = NULL \
+                     WHERE id = ?1",
+                )?;
+                let mut n = 0u64;
+                for (id, row) in rows {
+                    let row = match row {
+                        Ok(row) => row,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    let ranks = Ranks::of(
+                        policy,
+                        &Job {
+                            attempts: 0,
+                            enqueued_at: now,
+                            ..row.job()
+                        },
+                    );
+                    n += stmt.execute(params![id, ms(now), ranks.plain, ranks.demanded])? as u64;
+                }
+                drop(stmt);
+                tx.commit()?;
+                Ok(Ok(n))
+            })
+            .await?;
+        if n > 0 {
+            self.shared.notify.notify_waiters();
+        }
+        Ok(n)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth> {
+        self.call("counting jobs", move |c, _| {
+            let mut depth = QueueDepth::default();
+            let mut stmt = c.prepare_cached(
+                "SELECT job_state, count(*) FROM media_cache WHERE job_state IS NOT NULL \
+                 GROUP BY job_state",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (state, n) = row?;
+                let n = u64::try_from(n).unwrap_or(0);
+                match state.as_str() {
+                    QUEUED => depth.queued = n,
+                    DELAYED => depth.delayed = n,
+                    CLAIMED => depth.claimed = n,
+                    DEAD => depth.dead = n,
+                    _ => {}
+                }
+            }
+            Ok(Ok(depth))
+        })
+        .await
+    }
+
+    fn notifier(&self) -> Option<Arc<Notify>> {
+        Some(self.shared.notify.clone())
+    }
+}
+
+fn key_is_some(bot: &str) -> i64 {
+    i64::from(!bot.is_empty())
+}
+
+fn job_row_at(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<Result<JobRow>> {
+    let bot: String = r.get(offset)?;
+    let sha: Vec<u8> = r.get(offset + 1)?;
+    let kind: String = r.get(offset + 2)?;
+    let key = match key_from_row(&bot, &sha, &kind) {
+        Ok(k) => k,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(JobRow {
+        key,
+        size: r.get(offset + 3)?,
+        enqueued_at: r.get(offset + 4)?,
+        attempts: r.get(offset + 5)?,
+        demand: r.get(offset + 6)?,
+        state: r.get(offset + 7)?,
+        run_at: r.get(offset + 8)?,
+        owner: r.get(offset + 9)?,
+        expires_at: r.get(offset + 10)?,
+        last_error: r.get(offset + 11)?,
+    }))
+}
