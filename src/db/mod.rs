@@ -164,11 +164,14 @@ mod shared {
 
     /// A row read back from the database: checked, since another program may write it.
     pub(crate) fn key_from_row(bot: &str, sha: &[u8], kind: &str) -> Result<MediaKey> {
-        let sha: [u8; 32] = sha.try_into().map_err(|_| corrupt("a sha256 is not 32 bytes"))?;
+        let sha: [u8; 32] = sha
+            .try_into()
+            .map_err(|_| corrupt("a sha256 is not 32 bytes"))?;
         Ok(MediaKey::new(
             BotId::new(bot).map_err(|_| corrupt("a bot_slug is not a valid bot id"))?,
             Sha256::from_bytes(sha),
-            kind.parse().map_err(|_| corrupt("a kind is not a media kind"))?,
+            kind.parse()
+                .map_err(|_| corrupt("a kind is not a media kind"))?,
         ))
     }
 
@@ -210,7 +213,11 @@ mod shared {
                     expires_at: ts(self.expires_at.unwrap_or(0)),
                 },
                 DEAD => JobState::Dead,
-                _ => return Err(corrupt("a job_state is not one of queued, delayed, claimed, dead")),
+                _ => {
+                    return Err(corrupt(
+                        "a job_state is not one of queued, delayed, claimed, dead",
+                    ));
+                }
             };
             Ok(JobInfo {
                 job: self.job(),

@@ -19,11 +19,8 @@ use crate::queue::{
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("migrations/sqlite/0001_init.sql"))];
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -679,7 +676,9 @@ impl PriorityQueue for SqliteStore {
                 ))?
                 .query_row(params![bot, sha, kind], job_row)
                 .optional()?;
-            Ok(row.transpose().and_then(|r| r.map(JobRow::info).transpose()))
+            Ok(row
+                .transpose()
+                .and_then(|r| r.map(JobRow::info).transpose()))
         })
         .await
     }
