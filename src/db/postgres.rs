@@ -1,1 +1,1064 @@
+//! The shared backend: PostgreSQL through tokio-postgres, pooled by deadpool-postgres.
 
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
+use super::{JobRow, Ranks, aging_cutoff, key_from_row, ms, ts};
+use crate::cache::FileIdCache;
+use crate::error::{Error, Result};
+use crate::media::{FileId, Job, MediaKey, Timestamp};
+use crate::queue::{
+    Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
+};
+
+/// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "init", include_str!("migrations/postgres/0001_init.sql"))];
+
+/// How often a race between a statement's snapshot and a concurrent writer is retried.
+const RACE_RETRIES: usize = 3;
+
+/// Builds a [`PostgresStore`].
+#[must_use]
+#[derive(Clone)]
+pub struct PostgresStoreBuilder {
+    url: String,
+    schema: String,
+    pool_size: usize,
+    policy: PriorityPolicy,
+    poll_interval: Duration,
+}
+
+impl fmt::Debug for PostgresStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("PostgresStoreBuilder")
+            .field("url", &"******")
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("policy", &self.policy)
+            .field("poll_interval", &self.poll_interval)
+            .finish()
+    }
+}
+
+impl PostgresStoreBuilder {
+    /// The schema holding the tables (default `prewarm`): lowercase ASCII letters, digits and
+    /// `_`, not starting with a digit, at most 50 characters. Several stores in one database
+    /// stay apart by schema.
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Most connections held at once (default 16; at least 1). One more is held to listen.
+    pub fn with_pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// The order jobs are claimed in (default: [`PriorityPolicy::default`]). Every instance
+    /// sharing a schema must use the same policy.
+    pub fn with_policy(mut self, policy: PriorityPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How often the notifier is raised even when no notification came (default 1 s): the
+    /// bound on how late an engine hears of work should a notification be lost (the
+    /// listening connection dropped and reconnected).
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Connects, runs the migrations the schema lacks (under an advisory lock, so instances
+    /// starting together do not race) and starts listening for other instances' pushes.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a malformed URL or schema name, a pool size of 0, or a schema
+    /// written by a newer prewarm; [`Error::Backend`] when the database cannot be reached.
+    pub async fn connect(self) -> Result<PostgresStore> {
+        let config = tokio_postgres::Config::from_str(&self.url).map_err(|e| Error::Config {
+            message: format!(
+                "the PostgreSQL URL is malformed ({e}): expected \
+                 postgres://user[:password]@host[:port]/database"
+            ),
+        })?;
+        validate_schema(&self.schema)?;
+        if self.pool_size == 0 {
+            return Err(Error::Config {
+                message: "the PostgreSQL pool size is 0, expected at least 1".to_owned(),
+            });
+        }
+        if self.poll_interval.is_zero() {
+            return Err(Error::Config {
+                message: "the PostgreSQL poll interval is zero, expected at least 1 ms".to_owned(),
+            });
+        }
+        migrate(&config, &self.schema).await?;
+
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.pool_size)
+            .build()
+            .map_err(|e| Error::Config {
+                message: format!("building the PostgreSQL pool: {e}"),
+            })?;
+        let sql = Sql::new(&self.schema);
+        let notify = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(
+            config,
+            sql.channel.clone(),
+            notify.clone(),
+            self.poll_interval,
+        ))
+        .abort_handle();
+        Ok(PostgresStore {
+            shared: Arc::new(Shared {
+                pool,
+                sql,
+                policy: self.policy,
+                notify,
+                schema: self.schema,
+                listener,
+            }),
+        })
+    }
+}
+
+fn validate_schema(schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 50
+        && !schema.as_bytes()[0].is_ascii_digit()
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            message: format!(
+                "the PostgreSQL schema name {schema:?} is invalid: use 1 to 50 lowercase ASCII \
+                 letters, digits and '_', not starting with a digit"
+            ),
+        })
+    }
+}
+
+fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
+    use tokio_postgres::error::SqlState;
+    let retryable = e.is_closed()
+        || match e.code() {
+            None => true, // I/O: the connection broke
+            Some(code) => {
+                *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::ADMIN_SHUTDOWN
+                    || *code == SqlState::CANNOT_CONNECT_NOW
+                    || *code == SqlState::TOO_MANY_CONNECTIONS
+                    || code.code().starts_with("08")
+            }
+        };
+    // `Display` of a tokio-postgres error is only its kind; the server's message is in the
+    // source (a DbError), which never holds the connection password.
+    let detail = match e.as_db_error() {
+        Some(db) => format!("{e}: {}", db.message()),
+        None => e.to_string(),
+    };
+    Error::Backend {
+        backend: "postgres",
+        message: format!("{context}: {detail}"),
+        retryable,
+    }
+}
+
+async fn migrate(config: &tokio_postgres::Config, schema: &str) -> Result<()> {
+    let (mut client, conn) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| pg_err("connecting to PostgreSQL to migrate", e))?;
+    let conn = tokio::spawn(conn);
+    let result = async {
+        // A session lock: instances starting together migrate one after the other, and the
+        // lock goes with the connection should this one die.
+        let lock_key = format!("prewarm:{schema}");
+        client
+            .execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key])
+            .await
+            .map_err(|e| pg_err("taking the migration lock", e))?;
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; \
+                 CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ( \
+                   version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+                   applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ))
+            .await
+            .map_err(|e| pg_err("creating the schema", e))?;
+        let current: i32 = client
+            .query_one(
+                &format!("SELECT coalesce(max(version), 0) FROM {schema}.schema_migrations"),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_err("reading schema_migrations", e))?
+            .get(0);
+        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > latest {
+            return Err(Error::Config {
+                message: format!(
+                    "schema {schema} is at version {current}, newer than this prewarm knows \
+                     ({latest}): upgrade prewarm or use another schema"
+                ),
+            });
+        }
+        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| pg_err("starting a migration", e))?;
+            tx.batch_execute(&sql.replace("{schema}", schema))
+                .await
+                .map_err(|e| pg_err(&format!("applying migration {version} ({name})"), e))?;
+            tx.execute(
+                &format!("INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)"),
+                &[version, name],
+            )
+            .await
+            .map_err(|e| pg_err("recording a migration", e))?;
+            tx.commit()
+                .await
+                .map_err(|e| pg_err("committing a migration", e))?;
+            tracing::info!(schema, version, name, "postgres migration applied");
+        }
+        client
+            .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key])
+            .await
+            .map_err(|e| pg_err("releasing the migration lock", e))?;
+        Ok(())
+    }
+    .await;
+    drop(client);
+    let _ = conn.await;
+    result
+}
+
+/// Listens on the store's channel and raises `notify` for each notification (a burst of
+/// notifications while nobody waits raises nothing: `notify_waiters` coalesces), on every
+/// (re)connection, and every `poll` as a fallback. Reconnects with backoff.
+async fn listen(
+    config: tokio_postgres::Config,
+    channel: String,
+    notify: Arc<Notify>,
+    poll: Duration,
+) {
+    let mut failures = 0u32;
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut conn)) => {
+                let n = notify.clone();
+                let driver = async move {
+                    loop {
+                        match futures::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                            Some(Ok(AsyncMessage::Notification(_))) => n.notify_waiters(),
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "the PostgreSQL listener lost its connection");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                };
+                let work = async {
+                    client.batch_execute(&format!("LISTEN {channel}")).await?;
+                    failures = 0;
+                    // We may have missed notifications while not listening.
+                    notify.notify_waiters();
+                    loop {
+                        tokio::time::sleep(poll).await;
+                        notify.notify_waiters();
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), tokio_postgres::Error>(())
+                };
+                tokio::select! {
+                    () = driver => {}
+                    r = work => if let Err(e) = r {
+                        tracing::warn!(error = %e, "LISTEN failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the PostgreSQL listener cannot connect"),
+        }
+        failures = failures.saturating_add(1);
+        let pause = Duration::from_millis(100 << failures.min(6))
+            .min(poll.max(Duration::from_millis(100)) * 5);
+        // Meanwhile, waiters are woken by the poll fallback's cadence.
+        notify.notify_waiters();
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// The statements, with the schema spliced in once.
+struct Sql {
+    channel: String,
+    get: String,
+    put: String,
+    invalidate: String,
+    invalidate_check: String,
+    push: String,
+    wake: String,
+    claim: String,
+    extend: String,
+    complete: String,
+    held: String,
+    retry: String,
+    fail: String,
+    release: String,
+    promote: String,
+    get_job: String,
+    dead: String,
+    requeue_select: String,
+    requeue_update: String,
+    notify: String,
+    depth: String,
+}
+
+/// The columns describing one job (`mc` is `media_cache`).
+fn job_columns(s: &str) -> String {
+    format!(
+        "mc.bot_slug, mc.sha256, mc.kind, \
+         coalesce((SELECT ms.size FROM {s}.media_store ms WHERE ms.sha256 = mc.sha256), 0), \
+         mc.enqueued_at, mc.retry_count, mc.demand, mc.job_state, mc.next_retry_at, \
+         mc.lease_owner, mc.lease_expires_at, mc.last_error"
+    )
+}
+
+impl Sql {
+    fn new(s: &str) -> Self {
+        let key = "bot_slug = $1 AND sha256 = $2 AND kind = $3";
+        let held =
+            format!("{key} AND job_state = 'claimed' AND lease_owner = $4 AND fencing_token = $5");
+        let cached =
+            format!("{key} AND file_id IS NOT NULL AND ($4::text IS NULL OR file_id = $4::text)");
+        let cols = job_columns(s);
+        let channel = format!("prewarm_{s}");
+        Self {
+            get: format!("SELECT file_id FROM {s}.media_cache WHERE {key} AND status = 'ready'"),
+            put: format!(
+                "INSERT INTO {s}.media_cache (bot_slug, sha256, kind, file_id) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (bot_slug, sha256, kind) \
+                 DO UPDATE SET file_id = EXCLUDED.file_id, updated_at = now()"
+            ),
+            // The two statements touch disjoint rows (with or without a job): one of them
+            // removes the file_id, and a row left with neither file_id nor job goes.
+            invalidate: format!(
+                "WITH d AS (DELETE FROM {s}.media_cache WHERE {cached} AND job_state IS NULL \
+                   RETURNING 1), \
+                 u AS (UPDATE {s}.media_cache SET file_id = NULL, updated_at = now() \
+                   WHERE {cached} AND job_state IS NOT NULL RETURNING 1) \
+                 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u)"
+            ),
+            invalidate_check: format!("SELECT count(*) FROM {s}.media_cache WHERE {cached}"),
+            // One upsert. In DO UPDATE, `mc.` is the row as it was: every SET sees the old
+            // state, and the outcome is kept in `last_push` for RETURNING.
+            push: format!(
+                "WITH ms AS ( \
+                   INSERT INTO {s}.media_store (sha256, object_key, size) \
+                   VALUES ($2, $15::text, $4::bigint) ON CONFLICT (sha256) DO NOTHING), \
+                 up AS ( \
+                   INSERT INTO {s}.media_cache AS mc (bot_slug, sha256, kind, job_state, \
+                     enqueued_at, retry_count, demand, rank_plain, rank_demanded, priority, last_push) \
+                   VALUES ($1, $2, $3, 'queued', $5::bigint, $6::integer, $7::boolean, $8::bigint, \
+                     $9::bigint, $10::bigint, 'queued') \
+                   ON CONFLICT (bot_slug, sha256, kind) DO UPDATE SET \
+                     last_push = CASE WHEN mc.job_state IS NULL THEN 'queued' \
+                       WHEN mc.job_state = 'dead' THEN 'revived' ELSE 'merged' END, \
+                     enqueued_at = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.enqueued_at \
+                       WHEN mc.job_state = 'dead' THEN $11::bigint ELSE mc.enqueued_at END, \
+                     retry_count = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.retry_count \
+                       WHEN mc.job_state = 'dead' THEN 0 ELSE mc.retry_count END, \
+                     demand = CASE WHEN mc.job_state IS NULL OR mc.job_state = 'dead' \
+                       THEN EXCLUDED.demand ELSE (mc.demand OR EXCLUDED.demand) END, \
+                     rank_plain = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.rank_plain \
+                       WHEN mc.job_state = 'dead' THEN $12::bigint ELSE mc.rank_plain END, \
+                     rank_demanded = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.rank_demanded \
+                       WHEN mc.job_state = 'dead' THEN $13::bigint ELSE mc.rank_demanded END, \
+                     priority = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.priority \
+                       WHEN mc.job_state = 'dead' THEN $14::bigint \
+                       WHEN mc.demand OR EXCLUDED.demand THEN mc.rank_demanded \
+                       ELSE mc.rank_plain END, \
+                     dead_seq = NULL, \
+                     job_state = CASE WHEN mc.job_state IS NULL OR mc.job_state = 'dead' \
+                       THEN 'queued' ELSE mc.job_state END, \
+                     updated_at = now() \
+                   RETURNING mc.last_push), \
+                 n AS (SELECT pg_notify($16::text, '') FROM up WHERE up.last_push <> 'merged') \
+                 SELECT up.last_push, (SELECT count(*) FROM n) FROM up"
+            ),
+            // Due retries and lapsed leases return to the queue; rows another claimer is
+            // moving are skipped, not waited for.
+            wake: format!(
+                "WITH d AS (UPDATE {s}.media_cache SET job_state = 'queued', next_retry_at = NULL \
+                   WHERE id IN (SELECT id FROM {s}.media_cache WHERE job_state = 'delayed' \
+                     AND next_retry_at <= $1 FOR UPDATE SKIP LOCKED) RETURNING 1), \
+                 l AS (UPDATE {s}.media_cache SET job_state = 'queued', lease_owner = NULL, \
+                   lease_expires_at = NULL \
+                   WHERE id IN (SELECT id FROM {s}.media_cache WHERE job_state = 'claimed' \
+                     AND lease_expires_at <= $1 FOR UPDATE SKIP LOCKED) RETURNING 1) \
+                 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM l)"
+            ),
+            // Each candidate list is materialized with its own LIMIT before the UPDATE sees
+            // it, so the planner cannot turn the IN into a join that locks more rows than
+            // asked. Rule 1: aged jobs, oldest first; rule 2: the rest by rank.
+            claim: format!(
+                "WITH aged AS MATERIALIZED ( \
+                   SELECT id, 0 AS grp, enqueued_at AS ord FROM {s}.media_cache \
+                   WHERE job_state = 'queued' AND enqueued_at <= $1 \
+                   ORDER BY enqueued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                 fresh AS MATERIALIZED ( \
+                   SELECT id, 1 AS grp, priority AS ord FROM {s}.media_cache \
+                   WHERE job_state = 'queued' AND enqueued_at > $1 \
+                   ORDER BY priority, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                 picked AS MATERIALIZED ( \
+                   SELECT id, grp, ord FROM (SELECT * FROM aged UNION ALL SELECT * FROM fresh) c \
+                   ORDER BY grp, ord, id LIMIT $2), \
+                 claimed AS ( \
+                   UPDATE {s}.media_cache mc SET job_state = 'claimed', lease_owner = $3, \
+                     lease_expires_at = $4, fencing_token = mc.fencing_token + 1, \
+                     updated_at = now() \
+                   FROM picked p WHERE mc.id = p.id \
+                   RETURNING p.grp, p.ord, mc.id, {cols}, mc.fencing_token), \
+                 due AS (SELECT LEAST( \
+                   (SELECT min(next_retry_at) FROM {s}.media_cache WHERE job_state = 'delayed'), \
+                   (SELECT min(lease_expires_at) FROM {s}.media_cache WHERE job_state = 'claimed') \
+                 ) AS t) \
+                 SELECT c.*, due.t FROM due LEFT JOIN claimed c ON true"
+            ),
+            extend: format!(
+                "WITH u AS (UPDATE {s}.media_cache SET lease_expires_at = $6, updated_at = now() \
+                   WHERE {held} RETURNING 1) SELECT count(*) FROM u"
+            ),
+            complete: format!(
+                "WITH d AS (DELETE FROM {s}.media_cache WHERE {held} AND file_id IS NULL \
+                   RETURNING 1), \
+                 u AS (UPDATE {s}.media_cache SET job_state = NULL, lease_owner = NULL, \
+                   lease_expires_at = NULL, next_retry_at = NULL, demand = false, \
+                   updated_at = now() WHERE {held} AND file_id IS NOT NULL RETURNING 1) \
+                 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u)"
+            ),
+            held: format!("SELECT count(*) FROM {s}.media_cache WHERE {held}"),
+            retry: format!(
+                "WITH u AS (UPDATE {s}.media_cache SET job_state = 'delayed', next_retry_at = $6, \
+                   retry_count = retry_count + $7, last_error = $8, lease_owner = NULL, \
+                   lease_expires_at = NULL, updated_at = now() WHERE {held} RETURNING 1), \
+                 n AS (SELECT pg_notify($9::text, '') FROM u) \
+                 SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"
+            ),
+            fail: format!(
+                "WITH u AS (UPDATE {s}.media_cache SET job_state = 'dead', \
+                   retry_count = retry_count + 1, last_error = $6, lease_owner = NULL, \
+                   lease_expires_at = NULL, dead_seq = nextval('{s}.media_cache_dead_seq'), \
+                   updated_at = now() WHERE {held} RETURNING 1) SELECT count(*) FROM u"
+            ),
+            release: format!(
+                "WITH u AS (UPDATE {s}.media_cache SET job_state = 'queued', lease_owner = NULL, \
+                   lease_expires_at = NULL, updated_at = now() WHERE {held} RETURNING 1), \
+                 n AS (SELECT pg_notify($6::text, '') FROM u) \
+                 SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"
+            ),
+            promote: format!(
+                "UPDATE {s}.media_cache SET demand = true, priority = rank_demanded, \
+                 updated_at = now() WHERE {key} AND job_state IN ('queued', 'delayed', 'claimed')"
+            ),
+            get_job: format!(
+                "SELECT {cols} FROM {s}.media_cache mc WHERE mc.bot_slug = $1 AND mc.sha256 = $2 \
+                 AND mc.kind = $3 AND mc.job_state IS NOT NULL"
+            ),
+            dead: format!(
+                "SELECT {cols} FROM {s}.media_cache mc WHERE mc.job_state = 'dead' \
+                 ORDER BY mc.dead_seq LIMIT $1"
+            ),
+            requeue_select: format!(
+                "SELECT mc.id, {cols} FROM {s}.media_cache mc WHERE mc.job_state = 'dead' \
+                 AND ($1::text IS NULL OR (mc.bot_slug = $1::text AND mc.sha256 = $2::bytea \
+                 AND mc.kind = $3::text)) \
+                 FOR UPDATE"
+            ),
+            requeue_update: format!(
+                "UPDATE {s}.media_cache SET job_state = 'queued', retry_count = 0, \
+                 enqueued_at = $2, rank_plain = $3, rank_demanded = $4, \
+                 priority = CASE WHEN demand THEN $4::bigint ELSE $3::bigint END, dead_seq = NULL, \
+                 updated_at = now() WHERE id = $1 AND job_state = 'dead'"
+            ),
+            notify: "SELECT pg_notify($1::text, '')::text".to_owned(),
+            depth: format!(
+                "SELECT job_state, count(*) FROM {s}.media_cache WHERE job_state IS NOT NULL \
+                 GROUP BY job_state"
+            ),
+            channel,
+        }
+    }
+}
+
+/// A durable [`FileIdCache`] and [`PriorityQueue`] on PostgreSQL, for several bot instances
+/// (processes or machines) sharing the work.
+///
+/// - **Tables** (in a configurable schema): `media_store` (each media's object key and size),
+///   `media_cache` (one row per media: `file_id`, `status` ready/warming/failed, and the job:
+///   `retry_count`, `next_retry_at`, `priority`, lease owner and expiry, `fencing_token`,
+///   `last_error`), with the partial index `ix_media_cache_lookup` over ready rows. Created
+///   by versioned migrations the store runs itself, under an advisory lock.
+/// - **Claims** take a batch with `FOR UPDATE SKIP LOCKED` in materialized, limited
+///   candidate lists (aged jobs oldest first, then by rank): concurrent claimers skip each
+///   other's rows and never receive the same job. Lapsed leases are reclaimed by the next
+///   claim, with a larger fencing token; `complete`, `retry`, `fail`, `release` and `extend`
+///   check owner and token, so a stale worker changes nothing.
+/// - **Wake-ups**: pushes, retries and releases `NOTIFY` a channel the store `LISTEN`s on;
+///   [`notifier`](PriorityQueue::notifier) is raised for each notification and at least
+///   every poll interval (see [`PostgresStoreBuilder::with_poll_interval`]).
+///
+/// # Clone
+/// Clones share one pool and one listener; the listener stops when the last clone drops.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use prewarm::{BotId, MemoryUploader, PrewarmEngine};
+/// use prewarm::db::PostgresStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> prewarm::Result<()> {
+/// let db = PostgresStore::builder("postgres://postgres@127.0.0.1:5432/test")
+///     .with_schema("prewarm")
+///     .connect()
+///     .await?;
+/// let engine = PrewarmEngine::builder()
+///     .with_cache(Arc::new(db.clone()))
+///     .with_queue(Arc::new(db))
+///     .with_uploader(Arc::new(MemoryUploader::new(BotId::new("demo")?)))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: Pool,
+    sql: Sql,
+    policy: PriorityPolicy,
+    notify: Arc<Notify>,
+    schema: String,
+    listener: AbortHandle,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.shared.schema)
+            .field("policy", &self.shared.policy)
+            .field("pool", &self.shared.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_args(key: &MediaKey) -> (&str, &[u8], &'static str) {
+    (key.bot.as_str(), key.sha256.as_bytes(), key.kind.as_str())
+}
+
+fn job_row_at(r: &Row, at: usize) -> Result<JobRow> {
+    let bot: &str = r.get(at);
+    let sha: &[u8] = r.get(at + 1);
+    let kind: &str = r.get(at + 2);
+    Ok(JobRow {
+        key: key_from_row(bot, sha, kind)?,
+        size: r.get(at + 3),
+        enqueued_at: r.get(at + 4),
+        attempts: i64::from(r.get::<_, i32>(at + 5)),
+        demand: r.get(at + 6),
+        state: r.get(at + 7),
+        run_at: r.get(at + 8),
+        owner: r.get(at + 9),
+        expires_at: r.get(at + 10),
+        last_error: r.get(at + 11),
+    })
+}
+
+fn lease_lost(lease: &Lease) -> Error {
+    Error::LeaseLost {
+        key: lease.key.clone(),
+    }
+}
+
+impl PostgresStore {
+    /// A builder for the database at `url` (`postgres://user[:password]@host[:port]/db`).
+    pub fn builder(url: impl Into<String>) -> PostgresStoreBuilder {
+        PostgresStoreBuilder {
+            url: url.into(),
+            schema: "prewarm".to_owned(),
+            pool_size: 16,
+            policy: PriorityPolicy::default(),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.shared.schema
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.shared.pool.get().await.map_err(|e| Error::Backend {
+            backend: "postgres",
+            message: format!("taking a connection from the pool: {e}"),
+            retryable: true,
+        })
+    }
+
+    /// Runs one prepared statement, answering its rows.
+    async fn query(&self, what: &str, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| pg_err(what, e))?;
+        client.query(&stmt, args).await.map_err(|e| pg_err(what, e))
+    }
+
+    async fn execute(&self, what: &str, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| pg_err(what, e))?;
+        client
+            .execute(&stmt, args)
+            .await
+            .map_err(|e| pg_err(what, e))
+    }
+
+    async fn count(&self, what: &str, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<i64> {
+        let rows = self.query(what, sql, args).await?;
+        Ok(rows.first().map_or(0, |r| r.get(0)))
+    }
+
+    /// A finishing call by the lease holder: `sql` takes the held-lease arguments first.
+    async fn finish(
+        &self,
+        what: &str,
+        sql: &str,
+        lease: &Lease,
+        extra: &[&(dyn ToSql + Sync)],
+    ) -> Result<()> {
+        let (bot, sha, kind) = key_args(&lease.key);
+        let token = lease.token as i64;
+        let owner: &str = &lease.owner;
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&bot, &sha, &kind, &owner, &token];
+        args.extend_from_slice(extra);
+        if self.count(what, sql, &args).await? == 0 {
+            return Err(lease_lost(lease));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FileIdCache for PostgresStore {
+    async fn get(&self, key: &MediaKey) -> Result<Option<FileId>> {
+        let (bot, sha, kind) = key_args(key);
+        let rows = self
+            .query(
+                "looking up a file_id",
+                &self.shared.sql.get,
+                &[&bot, &sha, &kind],
+            )
+            .await?;
+        Ok(rows.first().map(|r| FileId::new(r.get::<_, &str>(0))))
+    }
+
+    async fn put(&self, key: &MediaKey, file_id: &FileId) -> Result<()> {
+        let (bot, sha, kind) = key_args(key);
+        self.execute(
+            "storing a file_id",
+            &self.shared.sql.put,
+            &[&bot, &sha, &kind, &file_id.as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn invalidate(&self, key: &MediaKey, only_if: Option<&FileId>) -> Result<bool> {
+        let (bot, sha, kind) = key_args(key);
+        let only_if = only_if.map(FileId::as_str);
+        let args: &[&(dyn ToSql + Sync)] = &[&bot, &sha, &kind, &only_if];
+        for _ in 0..RACE_RETRIES {
+            let sql = &self.shared.sql;
+            if self
+                .count("invalidating a file_id", &sql.invalidate, args)
+                .await?
+                > 0
+            {
+                return Ok(true);
+            }
+            // Zero can also mean a push gave the row a job between the statement's snapshot
+            // and its lock: look again while a matching entry is there.
+            if self
+                .count("invalidating a file_id", &sql.invalidate_check, args)
+                .await?
+                == 0
+            {
+                return Ok(false);
+            }
+        }
+        Err(Error::Backend {
+            backend: "postgres",
+            message: "invalidating a file_id kept racing with concurrent writers".to_owned(),
+            retryable: true,
+        })
+    }
+
+    fn get_local(&self, _key: &MediaKey) -> Option<FileId> {
+        // Everything is in the database: put a TieredCache in front for lookups without I/O.
+        None
+    }
+}
+
+#[async_trait]
+impl PriorityQueue for PostgresStore {
+    async fn push(&self, job: Job, now: Timestamp) -> Result<PushOutcome> {
+        let policy = &self.shared.policy;
+        let fresh = Ranks::of(policy, &job);
+        let revived = Ranks::of(
+            policy,
+            &Job {
+                attempts: 0,
+                enqueued_at: now,
+                ..job.clone()
+            },
+        );
+        let (bot, sha, kind) = key_args(&job.key);
+        let size = i64::try_from(job.size).unwrap_or(i64::MAX);
+        let attempts = i32::try_from(job.attempts).unwrap_or(i32::MAX);
+        let object_key = job.key.object_key();
+        let rows = self
+            .query(
+                "queueing a job",
+                &self.shared.sql.push,
+                &[
+                    &bot,
+                    &sha,
+                    &kind,
+                    &size,
+                    &ms(job.enqueued_at),
+                    &attempts,
+                    &job.demand,
+                    &fresh.plain,
+                    &fresh.demanded,
+                    &fresh.effective(job.demand),
+                    &ms(now),
+                    &revived.plain,
+                    &revived.demanded,
+                    &revived.effective(job.demand),
+                    &object_key.as_str(),
+                    &self.shared.sql.channel,
+                ],
+            )
+            .await?;
+        let outcome = match rows.first().map(|r| r.get::<_, &str>(0)) {
+            Some("merged") => PushOutcome::Merged,
+            Some("revived") => PushOutcome::Revived,
+            _ => PushOutcome::Queued,
+        };
+        if outcome != PushOutcome::Merged {
+            self.shared.notify.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        max: usize,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<Claim> {
+        if max == 0 {
+            return Ok(Claim::default());
+        }
+        let sql = &self.shared.sql;
+        let client = self.client().await?;
+        let wake = client
+            .prepare_cached(&sql.wake)
+            .await
+            .map_err(|e| pg_err("preparing a claim", e))?;
+        client
+            .query(&wake, &[&ms(now)])
+            .await
+            .map_err(|e| pg_err("returning due jobs to the queue", e))?;
+        let stmt = client
+            .prepare_cached(&sql.claim)
+            .await
+            .map_err(|e| pg_err("preparing a claim", e))?;
+        let expires_at = now.add(lease);
+        let max_i = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &aging_cutoff(&self.shared.policy, now),
+                    &max_i,
+                    &owner,
+                    &ms(expires_at),
+                ],
+            )
+            .await
+            .map_err(|e| pg_err("claiming jobs", e))?;
+        drop(client);
+
+        let owner: Arc<str> = owner.into();
+        let mut due: Option<i64> = None;
+        let mut picked = Vec::with_capacity(rows.len());
+        for r in &rows {
+            // Columns: grp, ord, id, the 12 job columns, fencing_token, due.
+            due = r.get(16);
+            let Some(grp) = r.get::<_, Option<i32>>(0) else {
+                continue; // no job claimed: the row only carries `due`
+            };
+            let ord: i64 = r.get(1);
+            let id: i64 = r.get(2);
+            let row = job_row_at(r, 3)?;
+            let token: i64 = r.get(15);
+            picked.push(((grp, ord, id), row, token));
+        }
+        picked.sort_by_key(|p| p.0);
+        let jobs: Vec<Claimed> = picked
+            .into_iter()
+            .map(|(_, row, token)| Claimed {
+                job: row.job(),
+                lease: Lease {
+                    key: row.key,
+                    token: u64::try_from(token).unwrap_or(0),
+                    owner: owner.clone(),
+                    expires_at,
+                },
+            })
+            .collect();
+        // `due` was read before this claim: the leases just taken lapse at `expires_at`.
+        let mut next_due = due.map(ts);
+        if !jobs.is_empty() {
+            next_due = Some(next_due.map_or(expires_at, |d| d.min(expires_at)));
+        }
+        Ok(Claim { jobs, next_due })
+    }
+
+    async fn extend(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        let expires_at = now.add(lease_for);
+        self.finish(
+            "extending a lease",
+            &self.shared.sql.extend,
+            lease,
+            &[&ms(expires_at)],
+        )
+        .await
+        .map(|()| Lease {
+            expires_at,
+            ..lease.clone()
+        })
+    }
+
+    async fn complete(&self, lease: &Lease) -> Result<()> {
+        let sql = &self.shared.sql;
+        for _ in 0..RACE_RETRIES {
+            match self
+                .finish("completing a job", &sql.complete, lease, &[])
+                .await
+            {
+                Err(Error::LeaseLost { .. }) => {
+                    // Zero can also mean a cache write or invalidation moved the row between
+                    // the statement's snapshot and its lock: retry while the lease holds.
+                    if self
+                        .finish("completing a job", &sql.held, lease, &[])
+                        .await
+                        .is_err()
+                    {
+                        return Err(lease_lost(lease));
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Backend {
+            backend: "postgres",
+            message: "completing a job kept racing with concurrent writers".to_owned(),
+            retryable: true,
+        })
+    }
+
+    async fn retry(
+        &self,
+        lease: &Lease,
+        run_at: Timestamp,
+        count_attempt: bool,
+        error: &str,
+    ) -> Result<()> {
+        let inc = i32::from(count_attempt);
+        self.finish(
+            "scheduling a retry",
+            &self.shared.sql.retry,
+            lease,
+            &[&ms(run_at), &inc, &error, &self.shared.sql.channel],
+        )
+        .await?;
+        self.shared.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn fail(&self, lease: &Lease, error: &str) -> Result<()> {
+        self.finish("failing a job", &self.shared.sql.fail, lease, &[&error])
+            .await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        self.finish(
+            "releasing a job",
+            &self.shared.sql.release,
+            lease,
+            &[&self.shared.sql.channel],
+        )
+        .await?;
+        self.shared.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn promote(&self, key: &MediaKey, _now: Timestamp) -> Result<bool> {
+        let (bot, sha, kind) = key_args(key);
+        let n = self
+            .execute(
+                "promoting a job",
+                &self.shared.sql.promote,
+                &[&bot, &sha, &kind],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn get(&self, key: &MediaKey) -> Result<Option<JobInfo>> {
+        let (bot, sha, kind) = key_args(key);
+        let rows = self
+            .query(
+                "reading a job",
+                &self.shared.sql.get_job,
+                &[&bot, &sha, &kind],
+            )
+            .await?;
+        rows.first()
+            .map(|r| job_row_at(r, 0).and_then(JobRow::info))
+            .transpose()
+    }
+
+    async fn dead(&self, limit: usize) -> Result<Vec<JobInfo>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query("listing dead jobs", &self.shared.sql.dead, &[&limit])
+            .await?;
+        rows.iter()
+            .map(|r| job_row_at(r, 0).and_then(JobRow::info))
+            .collect()
+    }
+
+    async fn requeue_dead(&self, key: Option<&MediaKey>, now: Timestamp) -> Result<u64> {
+        let sql = &self.shared.sql;
+        let what = "requeueing dead jobs";
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| pg_err(what, e))?;
+        let (bot, sha, kind) = match key {
+            Some(k) => {
+                let (b, s, k) = key_args(k);
+                (Some(b), s.to_vec(), k)
+            }
+            None => (None, Vec::new(), ""),
+        };
+        let rows = tx
+            .query(&sql.requeue_select, &[&bot, &sha, &kind])
+            .await
+            .map_err(|e| pg_err(what, e))?;
+        let update = tx
+            .prepare_cached(&sql.requeue_update)
+            .await
+            .map_err(|e| pg_err(what, e))?;
+        let mut n = 0;
+        for r in &rows {
+            let id: i64 = r.get(0);
+            let row = job_row_at(r, 1)?;
+            let ranks = Ranks::of(
+                &self.shared.policy,
+                &Job {
+                    attempts: 0,
+                    enqueued_at: now,
+                    ..row.job()
+                },
+            );
+            n += tx
+                .execute(&update, &[&id, &ms(now), &ranks.plain, &ranks.demanded])
+                .await
+                .map_err(|e| pg_err(what, e))?;
+        }
+        if n > 0 {
+            tx.query(&sql.notify, &[&sql.channel])
+                .await
+                .map_err(|e| pg_err(what, e))?;
+        }
+        tx.commit().await.map_err(|e| pg_err(what, e))?;
+        if n > 0 {
+            self.shared.notify.notify_waiters();
+        }
+        Ok(n)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth> {
+        let rows = self
+            .query("counting jobs", &self.shared.sql.depth, &[])
+            .await?;
+        let mut depth = QueueDepth::default();
+        for r in rows {
+            let n = u64::try_from(r.get::<_, i64>(1)).unwrap_or(0);
+            match r.get::<_, &str>(0) {
+                QUEUED => depth.queued = n,
+                DELAYED => depth.delayed = n,
+                CLAIMED => depth.claimed = n,
+                DEAD => depth.dead = n,
+                _ => {}
+            }
+        }
+        Ok(depth)
+    }
+
+    fn notifier(&self) -> Option<Arc<Notify>> {
+        Some(self.shared.notify.clone())
+    }
+}
