@@ -1,6 +1,10 @@
 //! The file_id cache: [`FileIdCache`] maps a [`MediaKey`] to the [`FileId`] Telegram gave it.
+//!
+//! [`LruFileIdCache`] is in-process; [`TieredCache`] puts one in front of a durable cache
+//! (such as the `db` module's SQLite and PostgreSQL stores).
 
 mod lru;
+mod tiered;
 
 use std::fmt::Debug;
 
@@ -10,6 +14,7 @@ use crate::error::Result;
 use crate::media::{FileId, MediaKey};
 
 pub use self::lru::LruFileIdCache;
+pub use self::tiered::TieredCache;
 
 /// (bot, sha256, kind) -> file_id.
 ///
