@@ -41,3 +41,39 @@ pub async fn drop_schema(url: &str, schema: &str) {
     drop(client);
     let _ = conn.await;
 }
+
+pub mod child;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command};
+
+/// Starts this test binary again as a child running `child_process_entry`.
+pub fn spawn_child(envs: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "child_process_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("PREWARM_CHILD", "1")
+    .stdout(std::process::Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn the child")
+}
+
+/// The upload log: for each sha256 (hex), the file_ids uploaded, in log order.
+pub fn read_log(path: &Path) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in text.lines() {
+        let (sha, id) = line.split_once(' ').expect("log line");
+        out.entry(sha.to_owned()).or_default().push(id.to_owned());
+    }
+    out
+}
