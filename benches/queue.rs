@@ -15,10 +15,18 @@ const NOW: Timestamp = Timestamp(1_800_000_000_000);
 const LEASE: Duration = Duration::from_secs(60);
 
 fn job(bot: &BotId, i: u64) -> Job {
-    let kind = if i % 5 == 0 { MediaKind::Video } else { MediaKind::Photo };
+    let kind = if i.is_multiple_of(5) {
+        MediaKind::Video
+    } else {
+        MediaKind::Photo
+    };
     let key = MediaKey::new(bot.clone(), Sha256::of(&i.to_le_bytes()), kind);
     // Sizes from 30 KB to about 40 MB; enqueue times within the last second (none aged).
-    Job::new(key, 30_000 + (i * 7919) % 40_000_000, Timestamp(NOW.0 - i % 1000))
+    Job::new(
+        key,
+        30_000 + (i * 7919) % 40_000_000,
+        Timestamp(NOW.0 - i % 1000),
+    )
 }
 
 fn push_claim(c: &mut Criterion) {

@@ -59,7 +59,11 @@ async fn main() -> prewarm::Result<()> {
 
     for key in &keys {
         let file_id = engine.wait_ready(key, Duration::from_secs(30)).await?;
-        println!("ready  {:<9} after {:>5} ms  file_id {file_id}", key.kind, started.elapsed().as_millis());
+        println!(
+            "ready  {:<9} after {:>5} ms  file_id {file_id}",
+            key.kind,
+            started.elapsed().as_millis()
+        );
     }
 
     // The hot path from now on: a lookup with no I/O.
@@ -70,7 +74,9 @@ async fn main() -> prewarm::Result<()> {
         Sendable::Upload(_) => println!("video still not warm"),
     }
     // Saving the same bytes again stores and uploads nothing.
-    let again = engine.save(&bot, generated(0, 40_000), MediaKind::Photo).await?;
+    let again = engine
+        .save(&bot, generated(0, 40_000), MediaKind::Photo)
+        .await?;
     assert_eq!(again, keys[0]);
 
     println!("{:#?}", engine.metrics().await?);

@@ -305,7 +305,7 @@ impl PriorityQueue for MemoryQueue {
         let mut st = self.lock();
         st.wake_due(now);
         let owner: Arc<str> = owner.into();
-        let expires_at = now.add(lease);
+        let expires_at = now.plus(lease);
         let mut jobs = Vec::with_capacity(max.min(st.depth.queued as usize));
         while jobs.len() < max {
             let Some(key) = st.pop_best(now) else { break };
@@ -338,7 +338,7 @@ impl PriorityQueue for MemoryQueue {
     async fn extend(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
         let mut st = self.lock();
         st.held(lease)?;
-        let expires_at = now.add(lease_for);
+        let expires_at = now.plus(lease_for);
         st.set_state(
             &lease.key,
             JobState::Claimed {
