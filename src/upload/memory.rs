@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{UploadRequest, Uploaded, Uploader};
 use crate::error::{Error, Result};
-use crate::media::{BotId, FileId, MediaKey, Sha256};
+use crate::media::{BotId, FileId, MediaKey, Sha256, SizeLimits};
 
 /// A fault hook: given the media and the number of this upload attempt for it (1 for the
 /// first), answer an error to fail the attempt with, or `None` to let it succeed.
@@ -174,6 +174,7 @@ impl Uploader for MemoryUploader {
                 ),
             });
         }
+        SizeLimits::bot_api().check(key.kind, request.size)?;
         let attempt = {
             let mut stats = self.lock();
             let attempt = stats.attempts.entry(key.clone()).or_default();
