@@ -273,9 +273,11 @@ mod pg_durability {
             .map(|i| {
                 spawn_child(&[
                     ("CHILD_DB", db.clone()),
+                    // A folder each: an FsStore belongs to one process (instances on many
+                    // machines would share R2 instead).
                     (
                         "CHILD_STORE",
-                        dir.path().join("media").display().to_string(),
+                        dir.path().join(format!("media{i}")).display().to_string(),
                     ),
                     ("CHILD_LOG", logs[i].display().to_string()),
                     ("CHILD_RUN", format!("instance{i}")),

@@ -824,7 +824,7 @@ impl PriorityQueue for PostgresStore {
             .prepare_cached(&sql.claim)
             .await
             .map_err(|e| pg_err("preparing a claim", e))?;
-        let expires_at = now.add(lease);
+        let expires_at = now.plus(lease);
         let max_i = i64::try_from(max).unwrap_or(i64::MAX);
         let rows = client
             .query(
@@ -877,7 +877,7 @@ impl PriorityQueue for PostgresStore {
     }
 
     async fn extend(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        let expires_at = now.add(lease_for);
+        let expires_at = now.plus(lease_for);
         self.finish(
             "extending a lease",
             &self.shared.sql.extend,

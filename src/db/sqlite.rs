@@ -392,7 +392,7 @@ fn claim_tx(
         }
     }
 
-    let expires_at = now.add(lease);
+    let expires_at = now.plus(lease);
     let owner_arc: Arc<str> = owner.into();
     let mut jobs = Vec::with_capacity(ids.len());
     let mut stmt = tx.prepare_cached(&format!(
@@ -535,7 +535,7 @@ impl PriorityQueue for SqliteStore {
     async fn extend(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
         let (bot, sha, kind) = key_params(&lease.key);
         let l = lease.clone();
-        let expires_at = now.add(lease_for);
+        let expires_at = now.plus(lease_for);
         self.call("extending a lease", move |c, _| {
             let n = c
                 .prepare_cached(&format!(
