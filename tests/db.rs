@@ -266,6 +266,19 @@ mod pg_durability {
         // Migrate once up front so the children start on an existing schema (they would also
         // cope without: the advisory lock orders their migrations).
         drop(open_db(&db).await);
+        // Each instance has its own media folder (an FsStore belongs to one process; instances
+        // on many machines would share R2), filled before any starts: another instance may
+        // claim a media's job before this one has saved it.
+        for i in 0..3 {
+            let store = prewarm::store::FsStore::open(dir.path().join(format!("media{i}")))
+                .await
+                .expect("fs store");
+            for m in 0..N {
+                prewarm::MediaStoreExt::put_bytes(&store, crate::media_bytes(m))
+                    .await
+                    .expect("prefill");
+            }
+        }
         let logs: Vec<_> = (0..3)
             .map(|i| dir.path().join(format!("uploads{i}.log")))
             .collect();
@@ -291,7 +304,12 @@ mod pg_durability {
         wait_success(&mut children[2], "instance 2");
 
         let (cache, queue) = open_db(&db).await;
-        assert_eq!(queue.depth().await.expect("depth"), QueueDepth::default());
+        assert_eq!(
+            queue.depth().await.expect("depth"),
+            QueueDepth::default(),
+            "dead: {:?}",
+            queue.dead(5).await
+        );
         let per_log: Vec<_> = logs.iter().map(|l| read_log(l)).collect();
         assert!(log_lines(&logs[0]) >= 20, "the killed instance did work");
         assert!(
