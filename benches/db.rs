@@ -51,6 +51,10 @@ fn pg_url() -> Option<String> {
 }
 
 async fn pg_store(url: &str, schema: &str) -> PostgresStore {
+    pg_store_with(url, schema, true).await
+}
+
+async fn pg_store_with(url: &str, schema: &str, synchronous_commit: bool) -> PostgresStore {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -64,6 +68,7 @@ async fn pg_store(url: &str, schema: &str) -> PostgresStore {
     PostgresStore::builder(url)
         .with_schema(schema)
         .with_pool_size(16)
+        .with_synchronous_commit(synchronous_commit)
         .connect()
         .await
         .unwrap()
@@ -95,7 +100,12 @@ fn queue_throughput(c: &mut Criterion) {
     let sqlite = rt
         .block_on(SqliteStore::open(dir.path().join("bench.db")))
         .unwrap();
-    let pg = pg_url().map(|url| rt.block_on(pg_store(&url, "bench_queue")));
+    let pg = pg_url().map(|url| {
+        (
+            rt.block_on(pg_store(&url, "bench_queue")),
+            rt.block_on(pg_store_with(&url, "bench_queue_async", false)),
+        )
+    });
     let memory = MemoryQueue::new();
 
     let mut group = c.benchmark_group("db_queue_jobs");
@@ -107,8 +117,9 @@ fn queue_throughput(c: &mut Criterion) {
             ("memory", Arc::new(memory.clone())),
             ("sqlite", Arc::new(sqlite.clone())),
         ];
-        if let Some(pg) = &pg {
+        if let Some((pg, pg_async)) = &pg {
             queues.push(("postgres", Arc::new(pg.clone())));
+            queues.push(("postgres_async_commit", Arc::new(pg_async.clone())));
         }
         for (name, q) in queues {
             group.bench_with_input(BenchmarkId::new(name, batch), &batch, |b, &batch| {

@@ -42,8 +42,8 @@
 //! | trait | what it does | implementations |
 //! |---|---|---|
 //! | [`MediaStore`] | keeps the bytes | [`store::MemoryStore`], [`store::FsStore`] |
-//! | [`FileIdCache`] | (bot, sha256, kind) to file_id | [`LruFileIdCache`] |
-//! | [`PriorityQueue`] | the warm jobs, with leases and retries | [`MemoryQueue`] |
+//! | [`FileIdCache`] | (bot, sha256, kind) to file_id | [`LruFileIdCache`], [`cache::TieredCache`], `db::SqliteStore`, `db::PostgresStore` |
+//! | [`PriorityQueue`] | the warm jobs, with leases and retries | [`MemoryQueue`], `db::SqliteStore`, `db::PostgresStore` |
 //! | [`Uploader`] | turns a media into a file_id | [`MemoryUploader`] (a stand-in) |
 //!
 //! ## Features
@@ -51,6 +51,8 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `conformance` | [`conformance`]: the behaviour suites every implementation of the traits must pass, for your own backends |
+//! | `sqlite` | `db::SqliteStore`: a durable cache and queue in one embedded SQLite file (bundled) |
+//! | `postgres` | `db::PostgresStore`: a durable cache and queue on PostgreSQL, shared by many instances |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, rust_2018_idioms, rustdoc::broken_intra_doc_links)]
 #![warn(missing_debug_implementations, unreachable_pub)]
@@ -77,6 +79,11 @@ pub use media::{
 pub use queue::{MemoryQueue, PriorityPolicy, PriorityQueue};
 pub use store::{MediaStore, MediaStoreExt};
 pub use upload::{MemoryUploader, Uploader};
+
+#[cfg(feature = "postgres")]
+pub use db::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use db::SqliteStore;
 
 /// The engine and the error cross threads and tasks.
 const _: fn() = || {

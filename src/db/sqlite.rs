@@ -1,12 +1,16 @@
 //! The embedded backend: SQLite through rusqlite (bundled library), one file, one writer.
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, DropBehavior, OptionalExtension, Savepoint, TransactionBehavior, params,
+};
 use tokio::sync::Notify;
 
 use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
@@ -78,10 +82,16 @@ impl SqliteStoreBuilder {
                 message: format!("opening the database panicked: {e}"),
                 retryable: false,
             })??;
+        let (ops, rx) = mpsc::channel();
+        let (conn, policy) = conn;
+        std::thread::Builder::new()
+            .name("prewarm-sqlite".to_owned())
+            .spawn(move || writer(conn, policy, rx))
+            .map_err(|e| Error::io("starting the SQLite writer thread", e))?;
         Ok(SqliteStore {
             shared: Arc::new(Shared {
-                conn: Mutex::new(conn.0),
-                policy: conn.1,
+                ops,
+                policy,
                 notify: Arc::new(Notify::new()),
                 path,
             }),
@@ -155,9 +165,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 /// A durable [`FileIdCache`] and [`PriorityQueue`] in one SQLite file: the embedded default
 /// for a bot running as one process.
 ///
-/// The file is in WAL mode. One connection serves every call, behind a lock, on tokio's
-/// blocking threads: SQLite allows one writer at a time anyway, and each claim is one
-/// transaction. Its [`notifier`](PriorityQueue::notifier) is raised by pushes, retries and
+/// The file is in WAL mode. One connection, owned by a dedicated thread, serves every call:
+/// SQLite allows one writer at a time anyway. Calls that arrive together share one
+/// transaction (group commit), each in its own savepoint, so a claim is atomic and a failing
+/// call undoes only itself; every caller hears back only after the commit. Its [`notifier`](PriorityQueue::notifier) is raised by pushes, retries and
 /// releases in this process; another process writing the same file is not heard (the
 /// engine still wakes when a delayed job or a lease comes due).
 ///
@@ -188,8 +199,8 @@ pub struct SqliteStore {
 }
 
 struct Shared {
-    // A std mutex: it is only taken on blocking threads, never across an `.await`.
-    conn: Mutex<Connection>,
+    /// Calls for the writer thread, which owns the connection; it stops when this drops.
+    ops: mpsc::Sender<Op>,
     policy: PriorityPolicy,
     notify: Arc<Notify>,
     path: PathBuf,
@@ -240,30 +251,87 @@ impl SqliteStore {
         &self.shared.path
     }
 
-    /// Runs `f` on the connection on a blocking thread.
+    /// Runs `f` on the writer thread, in a savepoint of the next batch's transaction; answers
+    /// once that transaction is committed.
     async fn call<R, F>(&self, what: &'static str, f: F) -> Result<R>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Connection, &PriorityPolicy) -> rusqlite::Result<Result<R>> + Send + 'static,
+        F: FnOnce(&Connection, &PriorityPolicy) -> rusqlite::Result<Result<R>> + Send + 'static,
     {
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = lock(&shared.conn);
-            f(&mut conn, &shared.policy).map_err(|e| sqlite_err(what, e))?
-        })
-        .await
-        .map_err(|e| Error::Backend {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let op: Op = Box::new(move |sp, policy| {
+            let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(sp, policy))) {
+                Ok(Ok(Ok(value))) => {
+                    sp.set_drop_behavior(DropBehavior::Commit);
+                    Ok(value)
+                }
+                // The savepoint rolls back when dropped: the call changes nothing.
+                Ok(Ok(Err(e))) => Err(e),
+                Ok(Err(e)) => Err(sqlite_err(what, e)),
+                Err(_) => Err(Error::Backend {
+                    backend: "sqlite",
+                    message: format!("{what} panicked"),
+                    retryable: false,
+                }),
+            };
+            Box::new(move |committed: std::result::Result<(), String>| {
+                let result = match committed {
+                    Ok(()) => result,
+                    Err(message) => Err(Error::Backend {
+                        backend: "sqlite",
+                        message: format!("{what}: {message}"),
+                        retryable: true,
+                    }),
+                };
+                let _ = tx.send(result);
+            })
+        });
+        let gone = || Error::Backend {
             backend: "sqlite",
-            message: format!("{what} panicked: {e}"),
+            message: format!("{what}: the SQLite writer thread stopped"),
             retryable: false,
-        })?
+        };
+        self.shared.ops.send(op).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 }
 
-fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    // A panic inside a call rolls its transaction back when the Transaction drops, so the
-    // connection is usable afterwards.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// One call for the writer thread: it runs in its own savepoint and answers what to tell the
+/// caller once the batch's commit is known.
+type Op = Box<dyn FnOnce(&mut Savepoint<'_>, &PriorityPolicy) -> Done + Send>;
+type Done = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
+/// Most calls sharing one transaction.
+const MAX_BATCH: usize = 256;
+
+/// The writer thread: takes every call waiting, runs them in one IMMEDIATE transaction, commits,
+/// then answers them all. Stops when every store handle is dropped.
+fn writer(mut conn: Connection, policy: PriorityPolicy, rx: mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut done = Vec::with_capacity(ops.len());
+        let committed = (|| {
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for op in ops {
+                let mut sp = tx.savepoint()?;
+                done.push(op(&mut sp, &policy));
+            }
+            tx.commit()
+        })()
+        .map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::warn!(error = %e, "a SQLite batch failed to commit");
+        }
+        for d in done {
+            d(committed.clone());
+        }
+    }
 }
 
 fn key_params(key: &MediaKey) -> (String, Vec<u8>, &'static str) {
@@ -327,7 +395,7 @@ impl FileIdCache for SqliteStore {
         let (bot, sha, kind) = key_params(key);
         let only_if = only_if.map(|id| id.as_str().to_owned());
         self.call("invalidating a file_id", move |c, _| {
-            let tx = c.transaction()?;
+            let tx = c;
             // `?4 IS NULL OR file_id = ?4`: remove whatever is there, or only the id given.
             let matches = "bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 AND file_id IS NOT NULL \
                            AND (?4 IS NULL OR file_id = ?4)";
@@ -338,7 +406,6 @@ impl FileIdCache for SqliteStore {
                 &format!("UPDATE media_cache SET file_id = NULL WHERE {matches}"),
                 params![bot, sha, kind, only_if],
             )?;
-            tx.commit()?;
             Ok(Ok(removed > 0))
         })
         .await
@@ -351,7 +418,7 @@ impl FileIdCache for SqliteStore {
 }
 
 fn claim_tx(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     policy: &PriorityPolicy,
     owner: &str,
     max: usize,
@@ -522,12 +589,7 @@ impl PriorityQueue for SqliteStore {
         }
         let owner = owner.to_owned();
         self.call("claiming jobs", move |c, policy| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let claim = claim_tx(&tx, policy, &owner, max, lease, now)?;
-            if claim.is_ok() {
-                tx.commit()?;
-            }
-            Ok(claim)
+            claim_tx(c, policy, &owner, max, lease, now)
         })
         .await
     }
@@ -562,7 +624,7 @@ impl PriorityQueue for SqliteStore {
         let (bot, sha, kind) = key_params(&lease.key);
         let l = lease.clone();
         self.call("completing a job", move |c, _| {
-            let tx = c.transaction()?;
+            let tx = c;
             // No file_id cached: the row has nothing left to say; otherwise keep it, job-less.
             let n = tx
                 .prepare_cached(&format!(
@@ -575,7 +637,6 @@ impl PriorityQueue for SqliteStore {
                      WHERE {HELD} AND file_id IS NOT NULL"
                 ))?
                 .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?;
-            tx.commit()?;
             Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
         })
         .await
@@ -702,7 +763,7 @@ impl PriorityQueue for SqliteStore {
         let key = key.map(key_params);
         let n = self
             .call("requeueing dead jobs", move |c, policy| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = c;
                 let (bot, sha, kind) = key.unwrap_or_default();
                 let rows: Vec<(i64, Result<JobRow>)> = tx
                     .prepare_cached(&format!(
@@ -735,8 +796,6 @@ impl PriorityQueue for SqliteStore {
                     );
                     n += stmt.execute(params![id, ms(now), ranks.plain, ranks.demanded])? as u64;
                 }
-                drop(stmt);
-                tx.commit()?;
                 Ok(Ok(n))
             })
             .await?;

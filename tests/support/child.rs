@@ -70,14 +70,19 @@ pub async fn open_db(spec: &str) -> (Arc<dyn FileIdCache>, Arc<dyn PriorityQueue
             .expect("open sqlite");
         (Arc::new(s.clone()), Arc::new(s))
     } else if let Some(schema) = spec.strip_prefix("pg:") {
-        let url = std::env::var("DATABASE_URL").expect("DATABASE_URL for the child");
-        let s = prewarm::db::PostgresStore::builder(url)
-            .with_schema(schema)
-            .with_pool_size(8)
-            .connect()
-            .await
-            .expect("connect postgres");
-        (Arc::new(s.clone()), Arc::new(s))
+        #[cfg(not(feature = "postgres"))]
+        panic!("pg:{schema} needs the postgres feature");
+        #[cfg(feature = "postgres")]
+        {
+            let url = std::env::var("DATABASE_URL").expect("DATABASE_URL for the child");
+            let s = prewarm::db::PostgresStore::builder(url)
+                .with_schema(schema)
+                .with_pool_size(8)
+                .connect()
+                .await
+                .expect("connect postgres");
+            (Arc::new(s.clone()), Arc::new(s))
+        }
     } else {
         panic!("CHILD_DB must be sqlite:<path> or pg:<schema>, got {spec:?}");
     }
