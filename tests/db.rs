@@ -233,6 +233,7 @@ mod pg_durability {
 
     use prewarm::db::PostgresStore;
     use prewarm::queue::QueueDepth;
+    use prewarm::queue::{JobState, PushOutcome};
     use prewarm::{BotId, Job, MediaKey, MediaKind, PriorityQueue, Sha256, Timestamp};
 
     use super::{crash_and_recover, key_of, kill_mid_run, log_lines, wait_success};
@@ -377,6 +378,79 @@ mod pg_durability {
         );
         drop(queue);
         drop(cache);
+        drop_schema(&url, &schema).await;
+    }
+
+    /// Pushes arriving together (batched into one statement by the store) keep the contract:
+    /// one job per media, the first push queues or revives, later ones merge their demand.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_pushes_merge_and_revive_like_sequential_ones() {
+        let Some(url) = database_url("concurrent_pushes_merge_and_revive") else {
+            return;
+        };
+        let schema = unique_schema("pushes");
+        let q = PostgresStore::builder(&url)
+            .with_schema(&schema)
+            .connect()
+            .await
+            .expect("connect");
+        let bot = BotId::new("pushes").expect("bot");
+        let key =
+            |i: u32| MediaKey::new(bot.clone(), Sha256::of(&i.to_le_bytes()), MediaKind::Photo);
+        let now = Timestamp::now();
+        let lease = std::time::Duration::from_secs(60);
+        // Ten dead jobs.
+        for i in 0..10 {
+            q.push(Job::new(key(i), 10, now), now).await.expect("push");
+        }
+        for c in q.claim("w", 10, lease, now).await.expect("claim").jobs {
+            q.fail(&c.lease, "boom").await.expect("fail");
+        }
+        assert_eq!(q.depth().await.expect("depth").dead, 10);
+        // Dead keys twice, 100 new keys once, 50 new keys twice (the second demanded).
+        let mut pushes = Vec::new();
+        for i in 0..10 {
+            pushes.push((i, false));
+            pushes.push((i, true));
+        }
+        for i in 10..110 {
+            pushes.push((i, false));
+        }
+        for i in 110..160 {
+            pushes.push((i, false));
+            pushes.push((i, true));
+        }
+        let outcomes = futures::future::join_all(pushes.iter().map(|&(i, demand)| {
+            let q = q.clone();
+            let mut job = Job::new(key(i), 10, now);
+            job.demand = demand;
+            async move { (i, q.push(job, now).await.expect("push")) }
+        }))
+        .await;
+        let mut by_key: HashMap<u32, Vec<PushOutcome>> = HashMap::new();
+        for (i, o) in outcomes {
+            by_key.entry(i).or_default().push(o);
+        }
+        for (i, mut got) in by_key {
+            got.sort_by_key(|o| format!("{o:?}"));
+            let want = match i {
+                0..10 => vec![PushOutcome::Merged, PushOutcome::Revived],
+                10..110 => vec![PushOutcome::Queued],
+                _ => vec![PushOutcome::Merged, PushOutcome::Queued],
+            };
+            assert_eq!(got, want, "media {i}");
+            let info = q.get(&key(i)).await.expect("get").expect("a job");
+            assert_eq!(info.state, JobState::Queued, "media {i}");
+            if i >= 110 {
+                assert!(
+                    info.job.demand,
+                    "media {i}: the merged push's demand is kept"
+                );
+            }
+        }
+        let depth = q.depth().await.expect("depth");
+        assert_eq!((depth.queued, depth.dead), (160, 0));
+        drop(q);
         drop_schema(&url, &schema).await;
     }
 

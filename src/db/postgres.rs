@@ -1,13 +1,14 @@
 //! The shared backend: PostgreSQL through tokio-postgres, pooled by deadpool-postgres.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
@@ -150,16 +151,27 @@ impl PostgresStoreBuilder {
             self.poll_interval,
         ))
         .abort_handle();
-        Ok(PostgresStore {
-            shared: Arc::new(Shared {
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
+            let (pushes, push_rx) = mpsc::unbounded_channel();
+            let (completes, complete_rx) = mpsc::unbounded_channel();
+            tokio::spawn(batcher(weak.clone(), push_rx, |store, batch| {
+                Box::pin(async move { store.push_batch(batch).await })
+            }));
+            tokio::spawn(batcher(weak.clone(), complete_rx, |store, batch| {
+                Box::pin(async move { store.complete_batch(batch).await })
+            }));
+            Shared {
+                pushes,
+                completes,
                 pool,
                 sql,
                 policy: self.policy,
                 notify,
                 schema: self.schema,
                 listener,
-            }),
-        })
+            }
+        });
+        Ok(PostgresStore { shared })
     }
 }
 
@@ -337,6 +349,58 @@ async fn listen(
     }
 }
 
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+struct PushReq {
+    job: Job,
+    now: Timestamp,
+    reply: Reply<PushOutcome>,
+}
+
+struct CompleteReq {
+    lease: Lease,
+    reply: Reply<()>,
+}
+
+/// Most requests one batch statement carries.
+const MAX_BATCH: usize = 512;
+
+fn batcher_gone() -> Error {
+    Error::Backend {
+        backend: "postgres",
+        message: "the store's batching task stopped".to_owned(),
+        retryable: false,
+    }
+}
+
+/// Group commit for pushes and completes: takes every request waiting, runs them as one
+/// statement, answers each; meanwhile the next requests gather. A lone request runs at
+/// once, so an idle store adds no delay. Stops when the store's last handle drops.
+async fn batcher<T: Send + 'static>(
+    store: Weak<Shared>,
+    mut rx: mpsc::UnboundedReceiver<T>,
+    run: impl Fn(
+        PostgresStore,
+        Vec<T>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+    + Send
+    + 'static,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let Some(shared) = store.upgrade() else {
+            return;
+        };
+        run(PostgresStore { shared }, batch).await;
+    }
+}
+
 /// The statements, with the schema spliced in once.
 struct Sql {
     channel: String,
@@ -345,6 +409,8 @@ struct Sql {
     invalidate: String,
     invalidate_check: String,
     push: String,
+    push_batch: String,
+    complete_batch: String,
     wake: String,
     claim: String,
     extend: String,
@@ -433,6 +499,65 @@ impl Sql {
                    RETURNING mc.last_push), \
                  n AS (SELECT pg_notify($16::text, '') FROM up WHERE up.last_push <> 'merged') \
                  SELECT up.last_push, (SELECT count(*) FROM n) FROM up"
+            ),
+            // The batch form for media without a dead job (those are left out of RETURNING and
+            // go one by one). Rows are sorted by key by the caller, for a stable lock order.
+            push_batch: format!(
+                "WITH input AS ( \
+                   SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[], \
+                     $5::bigint[], $6::integer[], $7::boolean[], $8::bigint[], $9::bigint[], \
+                     $10::bigint[], $11::text[]) WITH ORDINALITY \
+                   AS i(bot_slug, sha256, kind, size, enqueued_at, retry_count, demand, \
+                     rank_plain, rank_demanded, priority, object_key, n)), \
+                 ms AS ( \
+                   INSERT INTO {s}.media_store (sha256, object_key, size) \
+                   SELECT DISTINCT ON (sha256) sha256, object_key, size FROM input \
+                   ORDER BY sha256 ON CONFLICT (sha256) DO NOTHING), \
+                 up AS ( \
+                   INSERT INTO {s}.media_cache AS mc (bot_slug, sha256, kind, job_state, \
+                     enqueued_at, retry_count, demand, rank_plain, rank_demanded, priority, last_push) \
+                   SELECT bot_slug, sha256, kind, 'queued', enqueued_at, retry_count, demand, \
+                     rank_plain, rank_demanded, priority, 'queued' FROM input ORDER BY n \
+                   ON CONFLICT (bot_slug, sha256, kind) DO UPDATE SET \
+                     last_push = CASE WHEN mc.job_state IS NULL THEN 'queued' ELSE 'merged' END, \
+                     enqueued_at = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.enqueued_at \
+                       ELSE mc.enqueued_at END, \
+                     retry_count = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.retry_count \
+                       ELSE mc.retry_count END, \
+                     demand = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.demand \
+                       ELSE (mc.demand OR EXCLUDED.demand) END, \
+                     rank_plain = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.rank_plain \
+                       ELSE mc.rank_plain END, \
+                     rank_demanded = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.rank_demanded \
+                       ELSE mc.rank_demanded END, \
+                     priority = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.priority \
+                       WHEN mc.demand OR EXCLUDED.demand THEN mc.rank_demanded \
+                       ELSE mc.rank_plain END, \
+                     job_state = coalesce(mc.job_state, 'queued'), \
+                     updated_at = now() \
+                   WHERE mc.job_state IS DISTINCT FROM 'dead' \
+                   RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.last_push), \
+                 n AS (SELECT pg_notify($12::text, '') \
+                   WHERE EXISTS (SELECT 1 FROM up WHERE up.last_push <> 'merged')) \
+                 SELECT up.*, (SELECT count(*) FROM n) FROM up"
+            ),
+            complete_batch: format!(
+                "WITH input AS ( \
+                   SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], \
+                     $5::bigint[]) AS i(bot_slug, sha256, kind, owner, token)), \
+                 d AS (DELETE FROM {s}.media_cache mc USING input i \
+                   WHERE mc.bot_slug = i.bot_slug AND mc.sha256 = i.sha256 AND mc.kind = i.kind \
+                   AND mc.job_state = 'claimed' AND mc.lease_owner = i.owner \
+                   AND mc.fencing_token = i.token AND mc.file_id IS NULL \
+                   RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token), \
+                 u AS (UPDATE {s}.media_cache mc SET job_state = NULL, lease_owner = NULL, \
+                   lease_expires_at = NULL, next_retry_at = NULL, demand = false, \
+                   updated_at = now() FROM input i \
+                   WHERE mc.bot_slug = i.bot_slug AND mc.sha256 = i.sha256 AND mc.kind = i.kind \
+                   AND mc.job_state = 'claimed' AND mc.lease_owner = i.owner \
+                   AND mc.fencing_token = i.token AND mc.file_id IS NOT NULL \
+                   RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token) \
+                 SELECT * FROM d UNION ALL SELECT * FROM u"
             ),
             // Due retries and lapsed leases return to the queue; rows another claimer is
             // moving are skipped, not waited for.
@@ -583,6 +708,8 @@ pub struct PostgresStore {
 }
 
 struct Shared {
+    pushes: mpsc::UnboundedSender<PushReq>,
+    completes: mpsc::UnboundedSender<CompleteReq>,
     pool: Pool,
     sql: Sql,
     policy: PriorityPolicy,
@@ -651,6 +778,254 @@ impl PostgresStore {
     /// The schema holding the tables.
     pub fn schema(&self) -> &str {
         &self.shared.schema
+    }
+
+    async fn push_one(&self, job: Job, now: Timestamp) -> Result<PushOutcome> {
+        let policy = &self.shared.policy;
+        let fresh = Ranks::of(policy, &job);
+        let revived = Ranks::of(
+            policy,
+            &Job {
+                attempts: 0,
+                enqueued_at: now,
+                ..job.clone()
+            },
+        );
+        let (bot, sha, kind) = key_args(&job.key);
+        let size = i64::try_from(job.size).unwrap_or(i64::MAX);
+        let attempts = i32::try_from(job.attempts).unwrap_or(i32::MAX);
+        let object_key = job.key.object_key();
+        let rows = self
+            .query(
+                "queueing a job",
+                &self.shared.sql.push,
+                &[
+                    &bot,
+                    &sha,
+                    &kind,
+                    &size,
+                    &ms(job.enqueued_at),
+                    &attempts,
+                    &job.demand,
+                    &fresh.plain,
+                    &fresh.demanded,
+                    &fresh.effective(job.demand),
+                    &ms(now),
+                    &revived.plain,
+                    &revived.demanded,
+                    &revived.effective(job.demand),
+                    &object_key.as_str(),
+                    &self.shared.sql.channel,
+                ],
+            )
+            .await?;
+        let outcome = match rows.first().map(|r| r.get::<_, &str>(0)) {
+            Some("merged") => PushOutcome::Merged,
+            Some("revived") => PushOutcome::Revived,
+            _ => PushOutcome::Queued,
+        };
+        Ok(outcome)
+    }
+
+    async fn complete_one(&self, lease: &Lease) -> Result<()> {
+        let sql = &self.shared.sql;
+        for _ in 0..RACE_RETRIES {
+            match self
+                .finish("completing a job", &sql.complete, lease, &[])
+                .await
+            {
+                Err(Error::LeaseLost { .. }) => {
+                    // Zero can also mean a cache write or invalidation moved the row between
+                    // the statement's snapshot and its lock: retry while the lease holds.
+                    if self
+                        .finish("completing a job", &sql.held, lease, &[])
+                        .await
+                        .is_err()
+                    {
+                        return Err(lease_lost(lease));
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Backend {
+            backend: "postgres",
+            message: "completing a job kept racing with concurrent writers".to_owned(),
+            retryable: true,
+        })
+    }
+
+    /// Pushes that arrived together, in one statement; what it cannot settle (a dead job to
+    /// revive) goes one by one, in arrival order.
+    async fn push_batch(&self, reqs: Vec<PushReq>) {
+        if reqs.len() == 1 {
+            for r in reqs {
+                let _ = r.reply.send(self.push_one(r.job, r.now).await);
+            }
+            return;
+        }
+        // One row per media: a later push of the same media merges into the first.
+        let mut groups: Vec<(MediaKey, Vec<PushReq>)> = Vec::new();
+        let mut index: HashMap<MediaKey, usize> = HashMap::new();
+        for r in reqs {
+            match index.get(&r.job.key) {
+                Some(&i) => groups[i].1.push(r),
+                None => {
+                    index.insert(r.job.key.clone(), groups.len());
+                    groups.push((r.job.key.clone(), vec![r]));
+                }
+            }
+        }
+        // A stable lock order against other instances' batches.
+        groups.sort_by(|a, b| {
+            (a.0.bot.as_str(), a.0.sha256.as_bytes(), a.0.kind.as_str()).cmp(&(
+                b.0.bot.as_str(),
+                b.0.sha256.as_bytes(),
+                b.0.kind.as_str(),
+            ))
+        });
+        let policy = &self.shared.policy;
+        let n = groups.len();
+        let (mut bots, mut shas, mut kinds, mut sizes) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut enq, mut attempts, mut demand) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut plain, mut demanded, mut prio, mut objects) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (key, reqs) in &groups {
+            let mut job = reqs[0].job.clone();
+            job.demand = reqs.iter().any(|r| r.job.demand);
+            let ranks = Ranks::of(policy, &job);
+            bots.push(key.bot.as_str());
+            shas.push(key.sha256.as_bytes().as_slice());
+            kinds.push(key.kind.as_str());
+            sizes.push(i64::try_from(job.size).unwrap_or(i64::MAX));
+            enq.push(ms(job.enqueued_at));
+            attempts.push(i32::try_from(job.attempts).unwrap_or(i32::MAX));
+            demand.push(job.demand);
+            plain.push(ranks.plain);
+            demanded.push(ranks.demanded);
+            prio.push(ranks.effective(job.demand));
+            objects.push(key.object_key().as_str().to_owned());
+        }
+        let result = self
+            .query(
+                "queueing jobs",
+                &self.shared.sql.push_batch,
+                &[
+                    &bots,
+                    &shas,
+                    &kinds,
+                    &sizes,
+                    &enq,
+                    &attempts,
+                    &demand,
+                    &plain,
+                    &demanded,
+                    &prio,
+                    &objects,
+                    &self.shared.sql.channel,
+                ],
+            )
+            .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Nothing was written: the statement is one transaction.
+                let message = e.to_string();
+                let retryable = e.is_retryable();
+                for (_, reqs) in groups {
+                    for r in reqs {
+                        let _ = r.reply.send(Err(Error::Backend {
+                            backend: "postgres",
+                            message: message.clone(),
+                            retryable,
+                        }));
+                    }
+                }
+                return;
+            }
+        };
+        let mut done: HashMap<MediaKey, PushOutcome> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            if let Ok(key) = key_from_row(r.get(0), r.get(1), r.get(2)) {
+                let outcome = match r.get::<_, &str>(3) {
+                    "merged" => PushOutcome::Merged,
+                    _ => PushOutcome::Queued,
+                };
+                done.insert(key, outcome);
+            }
+        }
+        for (key, reqs) in groups {
+            match done.get(&key) {
+                Some(&outcome) => {
+                    let mut first = true;
+                    for r in reqs {
+                        let o = if first { outcome } else { PushOutcome::Merged };
+                        first = false;
+                        let _ = r.reply.send(Ok(o));
+                    }
+                }
+                // A dead job: revived by the single-row statement, which knows how.
+                None => {
+                    for r in reqs {
+                        let _ = r.reply.send(self.push_one(r.job, r.now).await);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Completes that arrived together, in one statement; what it did not settle (a lost
+    /// lease, a race with a cache write) goes one by one.
+    async fn complete_batch(&self, reqs: Vec<CompleteReq>) {
+        if reqs.len() == 1 {
+            for r in reqs {
+                let _ = r.reply.send(self.complete_one(&r.lease).await);
+            }
+            return;
+        }
+        let (mut bots, mut shas, mut kinds, mut owners, mut tokens) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in &reqs {
+            bots.push(r.lease.key.bot.as_str());
+            shas.push(r.lease.key.sha256.as_bytes().as_slice());
+            kinds.push(r.lease.key.kind.as_str());
+            owners.push(&*r.lease.owner);
+            tokens.push(r.lease.token as i64);
+        }
+        let rows = self
+            .query(
+                "completing jobs",
+                &self.shared.sql.complete_batch,
+                &[&bots, &shas, &kinds, &owners, &tokens],
+            )
+            .await
+            .unwrap_or_default();
+        let mut done: HashMap<(MediaKey, i64), ()> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            if let Ok(key) = key_from_row(r.get(0), r.get(1), r.get(2)) {
+                done.insert((key, r.get(3)), ());
+            }
+        }
+        for r in reqs {
+            if done.contains_key(&(r.lease.key.clone(), r.lease.token as i64)) {
+                let _ = r.reply.send(Ok(()));
+            } else {
+                let _ = r.reply.send(self.complete_one(&r.lease).await);
+            }
+        }
     }
 
     async fn client(&self) -> Result<Object> {
@@ -772,49 +1147,12 @@ impl FileIdCache for PostgresStore {
 #[async_trait]
 impl PriorityQueue for PostgresStore {
     async fn push(&self, job: Job, now: Timestamp) -> Result<PushOutcome> {
-        let policy = &self.shared.policy;
-        let fresh = Ranks::of(policy, &job);
-        let revived = Ranks::of(
-            policy,
-            &Job {
-                attempts: 0,
-                enqueued_at: now,
-                ..job.clone()
-            },
-        );
-        let (bot, sha, kind) = key_args(&job.key);
-        let size = i64::try_from(job.size).unwrap_or(i64::MAX);
-        let attempts = i32::try_from(job.attempts).unwrap_or(i32::MAX);
-        let object_key = job.key.object_key();
-        let rows = self
-            .query(
-                "queueing a job",
-                &self.shared.sql.push,
-                &[
-                    &bot,
-                    &sha,
-                    &kind,
-                    &size,
-                    &ms(job.enqueued_at),
-                    &attempts,
-                    &job.demand,
-                    &fresh.plain,
-                    &fresh.demanded,
-                    &fresh.effective(job.demand),
-                    &ms(now),
-                    &revived.plain,
-                    &revived.demanded,
-                    &revived.effective(job.demand),
-                    &object_key.as_str(),
-                    &self.shared.sql.channel,
-                ],
-            )
-            .await?;
-        let outcome = match rows.first().map(|r| r.get::<_, &str>(0)) {
-            Some("merged") => PushOutcome::Merged,
-            Some("revived") => PushOutcome::Revived,
-            _ => PushOutcome::Queued,
-        };
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .pushes
+            .send(PushReq { job, now, reply })
+            .map_err(|_| batcher_gone())?;
+        let outcome = answer.await.map_err(|_| batcher_gone())??;
         if outcome != PushOutcome::Merged {
             self.shared.notify.notify_waiters();
         }
@@ -917,31 +1255,15 @@ impl PriorityQueue for PostgresStore {
     }
 
     async fn complete(&self, lease: &Lease) -> Result<()> {
-        let sql = &self.shared.sql;
-        for _ in 0..RACE_RETRIES {
-            match self
-                .finish("completing a job", &sql.complete, lease, &[])
-                .await
-            {
-                Err(Error::LeaseLost { .. }) => {
-                    // Zero can also mean a cache write or invalidation moved the row between
-                    // the statement's snapshot and its lock: retry while the lease holds.
-                    if self
-                        .finish("completing a job", &sql.held, lease, &[])
-                        .await
-                        .is_err()
-                    {
-                        return Err(lease_lost(lease));
-                    }
-                }
-                other => return other,
-            }
-        }
-        Err(Error::Backend {
-            backend: "postgres",
-            message: "completing a job kept racing with concurrent writers".to_owned(),
-            retryable: true,
-        })
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .completes
+            .send(CompleteReq {
+                lease: lease.clone(),
+                reply,
+            })
+            .map_err(|_| batcher_gone())?;
+        answer.await.map_err(|_| batcher_gone())?
     }
 
     async fn retry(
