@@ -256,15 +256,12 @@ fn dispatch_delay(c: &mut Criterion) {
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(3));
     group.bench_function("postgres_notify_push_to_claim", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let once = once.clone();
-            async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += once().await;
-                }
-                total
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                total += once().await;
             }
+            total
         });
     });
     group.finish();
