@@ -61,6 +61,55 @@ async fn sqlite_queue_conforms() {
     .await;
 }
 
+#[tokio::test]
+async fn open_picks_the_backend_and_names_bad_targets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("picked.db");
+    let db = prewarm::db::open(path.to_str().expect("utf-8 path"))
+        .await
+        .expect("a file path opens SQLite");
+    assert!(format!("{:?}", db.queue).contains("SqliteStore"));
+    assert!(path.exists());
+    let err = prewarm::db::open("  ").await.expect_err("empty");
+    assert!(matches!(err, prewarm::Error::Config { .. }), "{err}");
+    assert!(err.to_string().contains("PREWARM_DB"), "{err}");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_config_errors_name_the_fix_and_hide_the_password() {
+    use prewarm::db::PostgresStore;
+    let secret = "hunter2-very-secret";
+    let builder = PostgresStore::builder(format!("postgres://u:{secret}@127.0.0.1:1/db?bogus=x"));
+    assert!(
+        !format!("{builder:?}").contains(secret),
+        "Debug hides the URL"
+    );
+    let err = builder.connect().await.expect_err("malformed URL");
+    let text = err.to_string();
+    assert!(matches!(err, prewarm::Error::Config { .. }), "{text}");
+    assert!(!text.contains(secret), "{text}");
+    assert!(
+        text.contains("postgres://user"),
+        "names the expected form: {text}"
+    );
+
+    let err = PostgresStore::builder("postgres://postgres@127.0.0.1:5432/test")
+        .with_schema("Bad-Name")
+        .connect()
+        .await
+        .expect_err("bad schema");
+    assert!(err.to_string().contains("lowercase"), "{err}");
+
+    // Unreachable: a retryable backend error, without the password.
+    let err = PostgresStore::builder(format!("postgres://u:{secret}@127.0.0.1:1/db"))
+        .connect()
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(err.is_retryable(), "{err}");
+    assert!(!err.to_string().contains(secret), "{err}");
+}
+
 fn key_of(i: usize) -> MediaKey {
     MediaKey::new(bot(), Sha256::of(&media_bytes(i)), MediaKind::Photo)
 }
