@@ -329,6 +329,7 @@ mod pg_durability {
                     .expect("prefill");
             }
         }
+        let barrier = dir.path().join("go");
         let logs: Vec<_> = (0..3)
             .map(|i| dir.path().join(format!("uploads{i}.log")))
             .collect();
@@ -346,9 +347,26 @@ mod pg_durability {
                     ("CHILD_RUN", format!("instance{i}")),
                     ("CHILD_N", N.to_string()),
                     ("CHILD_CONCURRENCY", CONCURRENCY.to_string()),
+                    ("CHILD_BARRIER", barrier.display().to_string()),
                 ])
             })
             .collect();
+        // All three start warming at once, so the work is shared and the kill lands mid-run.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while (0..3).any(|i| !dir.path().join(format!("go.instance{i}")).exists()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the instances did not get ready"
+            );
+            for c in &mut children {
+                assert!(
+                    c.try_wait().expect("try_wait").is_none(),
+                    "an instance died early"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::write(&barrier, b"go").expect("go");
         kill_mid_run(&mut children[0], &logs[0], 0, 20);
         wait_success(&mut children[1], "instance 1");
         wait_success(&mut children[2], "instance 2");

@@ -4,7 +4,8 @@
 //! Configured by environment variables (set by the parent):
 //! `CHILD_DB` (`sqlite:<path>` or `pg:<schema>`, with `DATABASE_URL`), `CHILD_STORE` (the
 //! FsStore folder), `CHILD_LOG` (the upload log), `CHILD_RUN` (a name for this run), `CHILD_N`
-//! (how many media), `CHILD_CONCURRENCY`.
+//! (how many media), `CHILD_CONCURRENCY`, and optionally `CHILD_BARRIER` (a path: write
+//! `<path>.<run>` when ready, start once `<path>` exists).
 
 use std::fmt;
 use std::io::Write;
@@ -119,6 +120,13 @@ pub async fn run() {
         .with_backoff(Duration::from_millis(50), Duration::from_millis(500))
         .build()
         .expect("engine");
+    // Instances started together begin together: each says it is ready, then waits for go.
+    if let Ok(barrier) = std::env::var("CHILD_BARRIER") {
+        std::fs::write(format!("{barrier}.{}", env("CHILD_RUN")), b"ready").expect("ready file");
+        while !std::path::Path::new(&barrier).exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let running = engine.spawn();
     for i in 0..n {
         engine
