@@ -63,6 +63,8 @@ mod error;
 mod media;
 pub mod queue;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod upload;
 
 pub use cache::{FileIdCache, LruFileIdCache};
@@ -75,6 +77,8 @@ pub use media::{
 pub use queue::{MemoryQueue, PriorityPolicy, PriorityQueue};
 pub use store::{MediaStore, MediaStoreExt};
 pub use upload::{MemoryUploader, Uploader};
+#[cfg(feature = "telegram")]
+pub use upload::{TelegramUploader, TelegramUploaderBuilder};
 
 /// The engine and the error cross threads and tasks.
 const _: fn() = || {
