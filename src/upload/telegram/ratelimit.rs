@@ -172,12 +172,23 @@ impl RateLimits {
     }
 }
 
-/// A bucket's theoretical arrival time and the pause a 429 set.
+/// After a 429 a bucket sends this much slower at most...
+const MAX_SLOWDOWN: f64 = 16.0;
+/// ...and each send after it takes back this share of the slowdown (about 70 sends halve it).
+const RECOVERY: f64 = 0.99;
+
+/// A bucket's theoretical arrival time, the pause a 429 set, and how much slower than its
+/// configured rate it runs since then.
+///
+/// Telegram's limits are approximate and undocumented in detail: a 429 shows that the
+/// configured rate is too fast for this chat right now, so the bucket halves its rate
+/// (multiplicative decrease) and creeps back to the configured rate with each send.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     rate: Rate,
     tat: Instant,
     paused_until: Option<Instant>,
+    slowdown: f64,
 }
 
 impl Bucket {
@@ -186,7 +197,17 @@ impl Bucket {
             rate,
             tat: now,
             paused_until: None,
+            slowdown: 1.0,
         }
+    }
+
+    fn interval(&self) -> Duration {
+        self.rate.interval().mul_f64(self.slowdown)
+    }
+
+    fn pause(&mut self, until: Instant) {
+        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
+        self.slowdown = (self.slowdown * 2.0).min(MAX_SLOWDOWN);
     }
 
     /// The earliest instant a request conforms.
@@ -207,7 +228,8 @@ impl Bucket {
     }
 
     fn take(&mut self, now: Instant) {
-        self.tat = self.tat.max(now) + self.rate.interval();
+        self.tat = self.tat.max(now) + self.interval();
+        self.slowdown = (self.slowdown * RECOVERY).max(1.0);
     }
 }
 
@@ -392,7 +414,8 @@ impl Limiter {
         }
     }
 
-    /// Records a 429 from `chat`: no request goes there for `retry_after`. A second chat
+    /// Records a 429 from `chat`: no request goes there for `retry_after`, and the chat's
+    /// rate halves for a while. A second chat
     /// limited while another's pause still runs means the bot-wide limit was hit: then the
     /// whole bot pauses too. Answers whether the bot was paused.
     pub(crate) fn pause(&self, chat: i64, retry_after: Duration) -> bool {
@@ -408,9 +431,9 @@ impl Limiter {
             in_flight: 0,
             disabled: None,
         });
-        c.bucket.paused_until = Some(c.bucket.paused_until.map_or(until, |u| u.max(until)));
+        c.bucket.pause(until);
         if other_paused {
-            state.bot.paused_until = Some(state.bot.paused_until.map_or(until, |u| u.max(until)));
+            state.bot.pause(until);
         }
         drop(state);
         self.changed.notify_waiters();
@@ -502,6 +525,29 @@ mod tests {
         let p = limiter.acquire(&[1], None).await.unwrap();
         assert_eq!(p.chat, 1);
         assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_halves_the_chat_rate_then_it_recovers() {
+        let fast = Rate::new(10, Duration::from_secs(1)).with_burst(1);
+        let limiter = Limiter::new(limits().with_private_chat(fast));
+        drop(limiter.acquire(&[1], None).await.unwrap());
+        limiter.pause(1, Duration::from_secs(1));
+        let start = Instant::now();
+        drop(limiter.acquire(&[1], None).await.unwrap());
+        drop(limiter.acquire(&[1], None).await.unwrap());
+        // Resumed at 1 s, then 200 ms apart instead of 100.
+        assert_eq!(start.elapsed(), Duration::from_millis(1200));
+        for _ in 0..500 {
+            drop(limiter.acquire(&[1], None).await.unwrap());
+        }
+        let t = Instant::now();
+        drop(limiter.acquire(&[1], None).await.unwrap());
+        assert_eq!(
+            t.elapsed(),
+            Duration::from_millis(100),
+            "back to the configured rate"
+        );
     }
 
     #[tokio::test(start_paused = true)]
