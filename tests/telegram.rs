@@ -607,3 +607,15 @@ async fn five_hundred_media_through_the_engine_with_faults_and_limits() {
     eprintln!("500 media: {stats:?}");
     fake.shutdown().await;
 }
+
+#[cfg(feature = "conformance")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_telegram_uploader_passes_the_uploader_conformance_suite() {
+    // Telegram's own limits on the fake; the uploader keeps to them with its defaults. Two
+    // private chats (one send a second each) keep the suite quick.
+    let fake = fake(FakeLimits::telegram(), &[1001, 1002]).await;
+    let up = uploader(&fake, &[1001, 1002], RateLimits::default());
+    prewarm::conformance::upload::run_all(&up).await;
+    assert_eq!(fake.stats().violations, 0);
+    fake.shutdown().await;
+}

@@ -32,10 +32,10 @@ impl Token {
     /// Replaces the token, and its secret half on its own, wherever it appears in `text`.
     pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.replace(&self.0, "******");
-        if let Some((_, secret)) = self.0.split_once(':') {
-            if secret.len() >= 8 {
-                out = out.replace(secret, "******");
-            }
+        if let Some((_, secret)) = self.0.split_once(':')
+            && secret.len() >= 8
+        {
+            out = out.replace(secret, "******");
         }
         out
     }
