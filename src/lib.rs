@@ -62,6 +62,8 @@ mod engine;
 mod error;
 mod media;
 pub mod queue;
+#[cfg(feature = "telegram")]
+mod send;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -75,6 +77,8 @@ pub use media::{
     BotId, FileId, Job, MediaKey, MediaKind, ObjectKey, Sha256, Sha256Hasher, SizeLimits, Timestamp,
 };
 pub use queue::{MemoryQueue, PriorityPolicy, PriorityQueue};
+#[cfg(feature = "telegram")]
+pub use send::send_cached;
 pub use store::{MediaStore, MediaStoreExt};
 pub use upload::{MemoryUploader, Uploader};
 #[cfg(feature = "telegram")]

@@ -619,3 +619,81 @@ async fn the_telegram_uploader_passes_the_uploader_conformance_suite() {
     assert_eq!(fake.stats().violations, 0);
     fake.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_cached_rewarms_a_rejected_file_id_and_sends_again() {
+    let user = 4242;
+    let fake = fake(FakeLimits::off(), &[CHAT, user]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let engine = PrewarmEngine::builder()
+        .with_uploader(Arc::new(up.clone()))
+        .build()
+        .unwrap();
+    let running = engine.spawn();
+    let (bytes, _) = sample(MediaKind::Photo, 7, 800);
+    let sha = Sha256::of(&bytes);
+    let key = engine.save(&bot, bytes, MediaKind::Photo).await.unwrap();
+    let first = engine
+        .wait_ready(&key, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // Warm: sent by file_id, nothing uploaded.
+    let sent = prewarm::send_cached(&engine, &up, user, &key, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(sent.chat_id, user);
+    assert_eq!(fake.stats().sent_by_file_id, 1);
+    assert_eq!(fake.uploads_of(&sha).succeeded, 1);
+
+    // Telegram forgets the file: the send is refused, the media re-warmed, the send repeated.
+    assert!(fake.revoke(first.as_str()));
+    let sent = prewarm::send_cached(&engine, &up, user, &key, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.file(sent.uploaded.file_id.as_str()).unwrap().sha256,
+        sha
+    );
+    assert_eq!(fake.uploads_of(&sha).succeeded, 2, "uploaded once more");
+    let second = engine.lookup(&key).expect("a new file_id is cached");
+    assert_ne!(second, first);
+    assert_eq!(fake.messages_in(user), 2);
+
+    // The re-warm limit (1 by default) is spent: a second rejection fails the media.
+    assert!(fake.revoke(second.as_str()));
+    let err = prewarm::send_cached(&engine, &up, user, &key, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WarmFailed { .. }), "{err}");
+    running.shutdown().await.unwrap();
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_cached_uploads_straight_to_the_chat_when_not_warm() {
+    let user = 4242;
+    let fake = fake(FakeLimits::off(), &[CHAT, user]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    // Not spawned: nothing warms in the background.
+    let engine = PrewarmEngine::builder()
+        .with_uploader(Arc::new(up.clone()))
+        .build()
+        .unwrap();
+    let (bytes, _) = sample(MediaKind::Video, 8, 800);
+    let key = engine.save(&bot, bytes, MediaKind::Video).await.unwrap();
+    let sent = prewarm::send_cached(&engine, &up, user, &key, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(sent.chat_id, user);
+    assert_eq!(
+        engine.lookup(&key),
+        Some(sent.uploaded.file_id.clone()),
+        "recorded"
+    );
+    assert_eq!(fake.messages_in(CHAT), 0, "no warm-up message");
+    assert_eq!(fake.messages_in(user), 1);
+    fake.shutdown().await;
+}

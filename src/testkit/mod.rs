@@ -491,6 +491,12 @@ impl FakeBotApi {
         self.shared.lock().files.get(file_id).cloned()
     }
 
+    /// Forgets a file_id, as when Telegram drops a file: sends by it answer "wrong file
+    /// identifier" from now on. Answers whether the fake knew it.
+    pub fn revoke(&self, file_id: &str) -> bool {
+        self.shared.lock().files.remove(file_id).is_some()
+    }
+
     /// Every request so far, in order of arrival.
     pub fn events(&self) -> Vec<FakeEvent> {
         self.shared.lock().events.clone()

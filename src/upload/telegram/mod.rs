@@ -200,12 +200,13 @@ impl Inner {
         let mut url = request.source.url().filter(|_| {
             self.urls && request.size <= kind.url_limit() && sniff::url_allowed(kind, known)
         });
-        // Each chat may be tried twice (a 429, then again once its pause passes); beyond
-        // that the engine's queue waits better than a held worker.
-        let mut tries_left = 2 * chats.len() + 1;
+        // Each chat may be tried twice (a 429, then again once its pause passes), plus the
+        // URL fallback; beyond that the engine's queue waits better than a held worker.
+        let max_tries = 2 * chats.len() + 2;
+        let mut tries = 0;
         let mut wait = None;
         loop {
-            tries_left -= 1;
+            tries += 1;
             let permit = self.acquire(chats, wait).await?;
             let chat = permit.chat;
             let input = match url {
@@ -229,7 +230,7 @@ impl Inner {
                     drop(permit);
                     let bot_paused = self.limiter.pause(chat, retry_after);
                     tracing::info!(chat, ?retry_after, bot_paused, %description, "rate limited by Telegram");
-                    if tries_left == 0 {
+                    if tries >= max_tries {
                         return Err(Error::RateLimited {
                             retry_after: self.limiter.pause_left(chats).max(retry_after),
                         });
@@ -239,7 +240,7 @@ impl Inner {
                     wait = Some(retry_after);
                 }
                 Err(ApiError::ChatUnusable { code, description })
-                    if chats.len() > 1 && tries_left > 0 =>
+                    if chats.len() > 1 && tries < max_tries =>
                 {
                     tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it leaves the pool");
                     self.limiter
@@ -289,7 +290,8 @@ impl Inner {
                     Error::TooLarge {
                         kind,
                         size,
-                        limit: size.saturating_sub(1).min(self.limits.limit(kind)),
+                        // Telegram's own limit, which our configured one did not catch.
+                        limit: kind.upload_limit().min(size.saturating_sub(1)),
                     }
                 }
                 None => Error::Rejected {
