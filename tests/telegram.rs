@@ -697,3 +697,105 @@ async fn send_cached_uploads_straight_to_the_chat_when_not_warm() {
     assert_eq!(fake.messages_in(user), 1);
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn albums_warm_photos_and_videos_in_one_call() {
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let mut requests = Vec::new();
+    for n in 0..10u64 {
+        let kind = if n < 6 {
+            MediaKind::Photo
+        } else {
+            MediaKind::Video
+        };
+        let (bytes, ct) = sample(kind, 500 + n, 700);
+        // One of them by URL.
+        let url = (n == 3).then(|| fake.host_file(bytes.clone(), ct));
+        requests.push(request(&bot, kind, &bytes, url));
+    }
+    let keys: Vec<MediaKey> = requests.iter().map(|r| r.key.clone()).collect();
+    let got = up.upload_group(requests).await.unwrap();
+    assert_eq!(got.len(), 10);
+    for (key, uploaded) in keys.iter().zip(&got) {
+        let file = fake.file(uploaded.file_id.as_str()).unwrap();
+        assert_eq!((file.kind, file.sha256), (key.kind, key.sha256));
+        if key.kind == MediaKind::Photo {
+            assert!(file.largest);
+        }
+        assert_eq!(fake.uploads_of(&key.sha256).succeeded, 1);
+    }
+    let calls = fake
+        .events()
+        .iter()
+        .filter(|e| e.method == "sendMediaGroup")
+        .count();
+    assert_eq!(calls, 1);
+    assert_eq!((fake.stats().messages, fake.stats().url_fetches), (10, 1));
+
+    // What an album cannot hold is refused before any request.
+    let (doc, _) = sample(MediaKind::Document, 1, 100);
+    let (photo, _) = sample(MediaKind::Photo, 1, 100);
+    let err = up
+        .upload_group(vec![
+            request(&bot, MediaKind::Document, &doc, None),
+            request(&bot, MediaKind::Photo, &photo, None),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    let err = up
+        .upload_group(vec![request(&bot, MediaKind::Photo, &photo, None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert_eq!(
+        fake.stats().requests,
+        1 + 1,
+        "the album and its URL fetch only"
+    );
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_album_over_the_limit_gets_a_400_retry_after_and_is_honoured() {
+    let limits = FakeLimits::off().with_chat(CHAT, Rate::new(1, Duration::from_secs(1)));
+    let fake = fake(limits, &[CHAT]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let album = |base: u64, n: u64| {
+        (0..n)
+            .map(|i| {
+                let (bytes, _) = sample(MediaKind::Photo, base + i, 300);
+                request(&bot, MediaKind::Photo, &bytes, None)
+            })
+            .collect::<Vec<_>>()
+    };
+    up.upload_group(album(900, 5)).await.unwrap();
+    // The chat's one send a second is spent: the next album is limited.
+    let err = up.upload_group(album(920, 5)).await.unwrap_err();
+    let Error::RateLimited { retry_after } = err else {
+        panic!("{err}")
+    };
+    assert!(retry_after >= Duration::from_secs(1));
+    let mut limited = 1;
+    loop {
+        match up.upload_group(album(950, 2)).await {
+            Ok(got) => {
+                assert_eq!(got.len(), 2);
+                break;
+            }
+            Err(Error::RateLimited { retry_after }) => {
+                limited += 1;
+                assert!(limited < 10, "never got through");
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let stats = fake.stats();
+    assert_eq!(stats.violations, 0, "{stats:?}");
+    assert!(stats.too_many_requests >= 1);
+    fake.shutdown().await;
+}

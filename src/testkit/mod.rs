@@ -4,7 +4,7 @@
 //! media bot makes the way the Bot API does: the send methods (`sendPhoto`, `sendVideo`,
 //! `sendAnimation`, `sendDocument`, `sendAudio`, `sendVoice`, `sendVideoNote`,
 //! `sendSticker`) with a multipart upload, a URL (which it fetches itself, from loopback
-//! only) or a file_id; `deleteMessage`; `getMe`. It keeps to the real API's rules:
+//! only) or a file_id; `sendMediaGroup`; `deleteMessage`; `getMe`. It keeps to the real API's rules:
 //!
 //! - file_ids belong to the bot token that obtained them, and to one media type;
 //! - a photo comes back in several sizes, smallest first; an animation fills both

@@ -271,6 +271,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
             "username": format!("fake_{bot}_bot"),
         }))),
         "deletemessage" => Ok(delete_message(&shared, &params)),
+        "sendmediagroup" => send_group(&shared, &bot, &params, arrived).await,
         _ => match send_kind(&lower) {
             Some(kind) => send(&shared, &bot, kind, &params, arrived).await,
             None => Ok(error(404, "Not Found")),
@@ -596,6 +597,184 @@ async fn send(
         msg
     };
     Ok(ok(message))
+}
+
+/// `sendMediaGroup`: 2 to 10 photos and videos (or documents only, or audio only). The album
+/// counts as one send against the rate limits (Telegram does not document how it counts);
+/// an album over them gets a 400 "retry after N", as Telegram answers albums.
+async fn send_group(
+    shared: &Shared,
+    bot: &str,
+    params: &Params,
+    arrived: Instant,
+) -> Result<Reply, Reset> {
+    shared.lock().stats.sends += 1;
+    let Some(Ok(chat)) = params.text.get("chat_id").map(|c| c.trim().parse::<i64>()) else {
+        return Ok(error(400, "Bad Request: chat not found"));
+    };
+    let items: Vec<Value> = match params.text.get("media").map(|m| serde_json::from_str(m)) {
+        Some(Ok(Value::Array(items))) => items,
+        _ => return Ok(error(400, "Bad Request: can't parse media JSON object")),
+    };
+    if !(2..=10).contains(&items.len()) {
+        return Ok(error(
+            400,
+            "Bad Request: wrong number of media in the album: 2-10 expected",
+        ));
+    }
+    // Each item: its kind and where its bytes are.
+    let mut wanted = Vec::new();
+    for item in &items {
+        let kind = match item.get("type").and_then(Value::as_str) {
+            Some("photo") => MediaKind::Photo,
+            Some("video") => MediaKind::Video,
+            Some("document") => MediaKind::Document,
+            Some("audio") => MediaKind::Audio,
+            _ => return Ok(error(400, "Bad Request: invalid media type in the album")),
+        };
+        let Some(media) = item.get("media").and_then(Value::as_str) else {
+            return Ok(error(
+                400,
+                "Bad Request: there is no media in the album item",
+            ));
+        };
+        let media = if let Some(name) = media.strip_prefix("attach://") {
+            match params.files.get(name) {
+                Some((_, bytes)) => Media::Upload(bytes.clone()),
+                None => {
+                    return Ok(error(
+                        400,
+                        "Bad Request: wrong file identifier/HTTP URL specified",
+                    ));
+                }
+            }
+        } else if media.starts_with("http://") || media.starts_with("https://") {
+            Media::Url(media.to_owned())
+        } else {
+            Media::FileId(media.to_owned())
+        };
+        wanted.push((kind, media));
+    }
+    let kinds: HashSet<MediaKind> = wanted.iter().map(|(k, _)| *k).collect();
+    let mixable = kinds
+        .iter()
+        .all(|k| matches!(k, MediaKind::Photo | MediaKind::Video))
+        || kinds.len() == 1;
+    if !mixable {
+        return Ok(error(
+            400,
+            "Bad Request: documents and audio can't be mixed with other media types",
+        ));
+    }
+    let mut received: Vec<Sha256> = wanted
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Media::Upload(bytes) => Some(record_upload(shared, bytes)),
+            _ => None,
+        })
+        .collect();
+    let fail_all = |received: &[Sha256]| {
+        for sha in received {
+            fail(shared, Some(*sha));
+        }
+    };
+    if !shared.chats.contains(&chat) {
+        fail_all(&received);
+        return Ok(error(400, "Bad Request: chat not found"));
+    }
+    {
+        let admitted = shared.lock().admit(bot, chat, arrived);
+        if let Admit::Limited(secs, violation) = admitted {
+            {
+                let mut state = shared.lock();
+                state.stats.too_many_requests += 1;
+                state.stats.violations += u64::from(violation);
+            }
+            fail_all(&received);
+            let mut reply = error(
+                400,
+                &format!("Bad Request: Too Many Requests: retry after {secs}"),
+            );
+            if violation {
+                reply
+                    .headers_mut()
+                    .insert("x-fake-violation", "1".parse().expect("ascii"));
+            }
+            return Ok(reply);
+        }
+    }
+    let mut files = Vec::new();
+    for (kind, media) in wanted {
+        let file = match media {
+            Media::Upload(bytes) => {
+                if bytes.is_empty() || bytes.len() as u64 > kind.upload_limit() {
+                    fail_all(&received);
+                    return Ok(error(400, "Bad Request: file is too big"));
+                }
+                (Sha256::of(&bytes), bytes.len() as u64)
+            }
+            Media::Url(url) => match fetch(shared, kind, &url).await {
+                Ok(bytes) => {
+                    received.push(record_upload(shared, &bytes));
+                    shared.lock().stats.url_fetches += 1;
+                    (Sha256::of(&bytes), bytes.len() as u64)
+                }
+                Err(description) => {
+                    fail_all(&received);
+                    return Ok(error(400, &description));
+                }
+            },
+            Media::FileId(id) => match shared.lock().files.get(&id) {
+                Some(f) if f.bot_id == bot && f.kind == kind => (f.sha256, f.size),
+                _ => {
+                    fail_all(&received);
+                    return Ok(error(
+                        400,
+                        "Bad Request: wrong file identifier/HTTP URL specified",
+                    ));
+                }
+            },
+        };
+        files.push((kind, file));
+    }
+    let faults = shared.lock().faults;
+    if fastrand::f64() < faults.resets {
+        shared.lock().stats.resets += 1;
+        fail_all(&received);
+        return Err(Reset);
+    }
+    if fastrand::f64() < faults.server_errors {
+        shared.lock().stats.server_errors += 1;
+        fail_all(&received);
+        return Ok(error(500, "Internal Server Error"));
+    }
+    let mut state = shared.lock();
+    for sha in &received {
+        state.media(*sha).succeeded += 1;
+    }
+    let group_id = format!("{}", 13_000_000_000_000_000u64 + state.next_file);
+    let mut messages = Vec::new();
+    for (kind, (sha, size)) in files {
+        let message_id = {
+            let n = state.next_message.entry(chat).or_insert(0);
+            *n += 1;
+            *n
+        };
+        state.messages.insert((chat, message_id), Message { chat });
+        state.stats.messages += 1;
+        let mut msg = json!({
+            "message_id": message_id,
+            "date": 0,
+            "media_group_id": group_id,
+            "chat": { "id": chat, "type": if chat < 0 { "supergroup" } else { "private" } },
+        });
+        let body = media_objects(&mut state, bot, kind, sha, size);
+        if let (Value::Object(m), Value::Object(b)) = (&mut msg, body) {
+            m.extend(b);
+        }
+        messages.push(msg);
+    }
+    Ok(ok(Value::Array(messages)))
 }
 
 enum Resolved {

@@ -163,6 +163,114 @@ impl TelegramUploader {
         Ok(sent)
     }
 
+    /// Warms 2 to 10 photos and videos with one `sendMediaGroup` call to a warm-up chat, and
+    /// answers their file_ids in the order given. Each item counts against the chat's and the
+    /// bot's rate as one message. Items with a URL go by URL (the whole album is uploaded
+    /// instead if Telegram cannot fetch one); the others are streamed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for fewer than 2 or more than 10 items or a kind other than
+    /// photo and video; size errors as [`Uploader::upload`], before any request;
+    /// [`Error::RateLimited`] when Telegram limits the album (its 400 "retry after N" too);
+    /// the classified Telegram error otherwise. The album succeeds or fails as a whole.
+    pub async fn upload_group(&self, requests: Vec<UploadRequest>) -> Result<Vec<Uploaded>> {
+        let inner = &self.inner;
+        if !(2..=10).contains(&requests.len()) {
+            return Err(Error::InvalidInput {
+                what: "media group",
+                reason: format!("has {} media; sendMediaGroup takes 2 to 10", requests.len()),
+            });
+        }
+        for r in &requests {
+            self.check_bot(&r.key)?;
+            if !matches!(r.key.kind, MediaKind::Photo | MediaKind::Video) {
+                return Err(Error::InvalidInput {
+                    what: "media group",
+                    reason: format!(
+                        "holds a {}: only photos and videos are warmed in albums; upload it alone",
+                        r.key.kind
+                    ),
+                });
+            }
+            inner.limits.check(r.key.kind, r.size)?;
+        }
+        let mut urls = inner.urls;
+        loop {
+            let permit = inner.acquire(&inner.chats, None).await?;
+            let chat = permit.chat;
+            inner.limiter.charge(chat, requests.len() as u32 - 1);
+            let mut items = Vec::with_capacity(requests.len());
+            let mut any_url = false;
+            for r in &requests {
+                let url = r
+                    .source
+                    .url()
+                    .filter(|_| urls && r.size <= r.key.kind.url_limit());
+                let input = match url {
+                    Some(url) => {
+                        any_url = true;
+                        Input::Url(url.to_owned())
+                    }
+                    None => upload_input(r.key.kind, r.size, &r.source).await?,
+                };
+                items.push((r.key.kind, input));
+            }
+            match inner.client.send_media_group(chat, items).await {
+                Ok(messages) => {
+                    drop(permit);
+                    if messages.len() != requests.len() {
+                        return Err(Error::Unavailable {
+                            message: format!(
+                                "Telegram answered {} messages for an album of {}",
+                                messages.len(),
+                                requests.len()
+                            ),
+                        });
+                    }
+                    let uploaded = requests
+                        .iter()
+                        .zip(&messages)
+                        .map(|(r, m)| inner.sent(r.key.kind, m).map(|s| s.uploaded))
+                        .collect::<Result<Vec<_>>>()?;
+                    if inner.delete_warmup {
+                        for m in &messages {
+                            if let Err(e) = inner.client.delete_message(chat, m.message_id).await {
+                                tracing::debug!(
+                                    chat,
+                                    error = e.description(),
+                                    "could not delete the warm-up message"
+                                );
+                            }
+                        }
+                    }
+                    return Ok(uploaded);
+                }
+                Err(
+                    ApiError::UrlRefused { description } | ApiError::WrongFileId { description },
+                ) if any_url => {
+                    tracing::debug!(chat, %description, "Telegram could not use a URL; uploading the album");
+                    urls = false;
+                }
+                Err(ApiError::RateLimited {
+                    retry_after,
+                    description,
+                }) => {
+                    drop(permit);
+                    let bot_paused = inner.limiter.pause(chat, retry_after);
+                    tracing::info!(chat, ?retry_after, bot_paused, %description, "album rate limited by Telegram");
+                    return Err(Error::RateLimited { retry_after });
+                }
+                Err(ApiError::ChatUnusable { code, description }) if inner.chats.len() > 1 => {
+                    tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it leaves the pool");
+                    inner
+                        .limiter
+                        .disable(chat, format!("chat {chat}: {description}"));
+                }
+                Err(e) => return Err(inner.error(e, None)),
+            }
+        }
+    }
+
     fn check_bot(&self, key: &MediaKey) -> Result<()> {
         if key.bot != self.inner.bot {
             return Err(Error::Rejected {

@@ -440,6 +440,19 @@ impl Limiter {
         other_paused
     }
 
+    /// Charges `extra` more sends to `chat` and the bot, as an album of `extra + 1` items
+    /// does: the sends after it wait as if each item had been sent alone.
+    pub(crate) fn charge(&self, chat: i64, extra: u32) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        for _ in 0..extra {
+            state.bot.take(now);
+            if let Some(c) = state.chats.get_mut(&chat) {
+                c.bucket.take(now);
+            }
+        }
+    }
+
     /// Takes `chat` out of the pool for good, with the reason.
     pub(crate) fn disable(&self, chat: i64, reason: String) {
         if let Some(c) = self.lock().chats.get_mut(&chat) {
