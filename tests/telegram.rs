@@ -799,3 +799,41 @@ async fn an_album_over_the_limit_gets_a_400_retry_after_and_is_honoured() {
     assert!(stats.too_many_requests >= 1);
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn server_errors_and_resets_are_retryable_and_say_what_happened() {
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    fake.set_faults(Faults::none().with_server_errors(1.0));
+    let mut seen_html = false;
+    let mut seen_json = false;
+    for n in 0..20 {
+        let (bytes, _) = sample(MediaKind::Audio, n, 100);
+        let err = up
+            .upload(request(&bot, MediaKind::Audio, &bytes, None))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let text = err.to_string();
+        seen_html |= text.contains("502") && text.contains("non-JSON");
+        seen_json |= text.contains("Internal Server Error");
+    }
+    assert!(
+        seen_html && seen_json,
+        "both the HTML 502 and the JSON 500 were classified"
+    );
+    fake.set_faults(Faults::none().with_resets(1.0));
+    let (bytes, _) = sample(MediaKind::Audio, 99, 100);
+    let err = up
+        .upload(request(&bot, MediaKind::Audio, &bytes, None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    assert_eq!(fake.stats().resets, 1);
+    fake.set_faults(Faults::none());
+    up.upload(request(&bot, MediaKind::Audio, &bytes, None))
+        .await
+        .unwrap();
+    fake.shutdown().await;
+}

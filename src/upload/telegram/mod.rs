@@ -699,3 +699,56 @@ impl TelegramUploaderBuilder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_names_every_problem_and_never_the_token() {
+        let err = TelegramUploader::builder()
+            .with_token("not-a-token-but-a-secret")
+            .with_api_base("ftp://example.org")
+            .build()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Config { .. }));
+        assert!(text.contains("TELEGRAM_BOT_TOKEN"), "{text}");
+        assert!(text.contains("TELEGRAM_API_BASE"), "{text}");
+        assert!(text.contains("MEDIA_WARMUP_CHAT_IDS"), "{text}");
+        assert!(!text.contains("not-a-token-but-a-secret"), "{text}");
+
+        let err = TelegramUploader::builder().build().unwrap_err();
+        assert!(err.to_string().contains("no bot token"), "{err}");
+    }
+
+    #[test]
+    fn the_bot_id_comes_from_the_token_unless_named() {
+        let up = TelegramUploader::builder()
+            .with_token("4242:secret-part-of-the-token")
+            .with_warmup_chats([1, 1, 2])
+            .build()
+            .unwrap();
+        assert_eq!(up.bot().as_str(), "4242");
+        assert_eq!(up.warmup_chats(), &[1, 2]);
+        let debug = format!("{up:?}");
+        assert!(!debug.contains("secret-part"), "{debug}");
+        let named = TelegramUploader::builder()
+            .with_token("4242:secret-part-of-the-token")
+            .with_bot_id("shop_bot")
+            .with_warmup_chats([1])
+            .build()
+            .unwrap();
+        assert_eq!(named.bot().as_str(), "shop_bot");
+    }
+
+    #[test]
+    fn scrub_removes_the_token_and_its_secret() {
+        let token = Token::new("123:ABCDEFGHIJKLMNOP".to_owned());
+        assert_eq!(
+            token.scrub("GET /bot123:ABCDEFGHIJKLMNOP/getMe and ABCDEFGHIJKLMNOP"),
+            "GET /bot******/getMe and ******"
+        );
+        assert_eq!(format!("{token:?}"), "******");
+    }
+}
