@@ -53,7 +53,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `conformance` | [`conformance`]: the behaviour suites every implementation of the traits must pass, for your own backends |
+//! | `conformance` | the `conformance` module: the behaviour suites every implementation of the traits must pass, for your own backends |
 //! | `telegram` | `TelegramUploader` (the Bot API over reqwest with rustls: every media kind, by URL or streamed upload, rate limits per bot and chat, a warm-up chat pool) and `send_cached` |
 //! | `testkit` | `testkit::FakeBotApi`: a fake Bot API on loopback, faithful to the real one's limits, errors and 429s, with fault injection, for your bot's tests (implies `telegram`) |
 #![forbid(unsafe_code)]
