@@ -70,6 +70,8 @@ pub mod queue;
 #[cfg(feature = "telegram")]
 mod send;
 pub mod store;
+#[cfg(feature = "teloxide")]
+pub mod teloxide;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod upload;
