@@ -1,1 +1,32 @@
+//! Every in-crate backend against the conformance suites.
 
+use std::sync::Arc;
+
+use prewarm::conformance;
+use prewarm::store::{FsStore, MemoryStore};
+use prewarm::{LruFileIdCache, MemoryQueue, PriorityQueue};
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    conformance::store::run_all(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn fs_store_conforms() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = FsStore::open(dir.path()).await.expect("open");
+    conformance::store::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn lru_cache_conforms() {
+    conformance::cache::run_all(&LruFileIdCache::new(1_000).expect("cache")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_queue_conforms() {
+    conformance::queue::run_all(|| async {
+        Arc::new(MemoryQueue::new()) as Arc<dyn PriorityQueue>
+    })
+    .await;
+}

@@ -1,0 +1,508 @@
+//! The [`PriorityQueue`] contract, behaviour by behaviour.
+//!
+//! Each behaviour takes a fresh, empty queue ordered by the default [`PriorityPolicy`]
+//! (60-second aging bound). Times are explicit, starting at [`T0`].
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::unique_key;
+use crate::error::Error;
+use crate::media::{Job, MediaKey, MediaKind, Timestamp};
+use crate::queue::{JobState, PriorityPolicy, PriorityQueue, PushOutcome};
+
+/// The time the suite starts at (2027-01-15).
+pub const T0: Timestamp = Timestamp(1_800_000_000_000);
+const LEASE: Duration = Duration::from_secs(30);
+
+fn at(secs: u64) -> Timestamp {
+    T0.add(Duration::from_secs(secs))
+}
+
+fn job(kind: MediaKind, size: u64, enqueued_at: Timestamp) -> Job {
+    Job::new(unique_key(kind), size, enqueued_at)
+}
+
+/// Runs every queue behaviour below, each on a new queue from `new_queue`.
+pub async fn run_all<F, Fut>(new_queue: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn PriorityQueue>>,
+{
+    push_then_claim(&*new_queue().await).await;
+    push_merges_unfinished_jobs(&*new_queue().await).await;
+    claim_takes_at_most_max(&*new_queue().await).await;
+    order_follows_the_policy(&*new_queue().await).await;
+    aged_jobs_go_first(&*new_queue().await).await;
+    delayed_jobs_wait_for_run_at(&*new_queue().await).await;
+    retry_counts_attempts_only_when_asked(&*new_queue().await).await;
+    fail_keeps_the_error_and_requeue_revives(&*new_queue().await).await;
+    push_revives_a_dead_job(&*new_queue().await).await;
+    lapsed_leases_are_reclaimed_and_fenced(&*new_queue().await).await;
+    extend_keeps_a_lease(&*new_queue().await).await;
+    release_returns_a_job_untouched(&*new_queue().await).await;
+    promote_puts_a_job_first(&*new_queue().await).await;
+    depth_counts_every_state(&*new_queue().await).await;
+    concurrent_claimers_never_share_a_job(new_queue().await).await;
+}
+
+/// A pushed job is claimed once, with a lease for the owner, then completed and gone.
+pub async fn push_then_claim(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Photo, 1_000, T0);
+    assert_eq!(
+        q.push(j.clone(), T0).await.expect("push"),
+        PushOutcome::Queued
+    );
+    let claim = q.claim("w1", 10, LEASE, T0).await.expect("claim");
+    assert_eq!(claim.jobs.len(), 1, "the one job is claimed");
+    let c = &claim.jobs[0];
+    assert_eq!(c.job, j, "the job comes back as pushed");
+    assert_eq!(&*c.lease.owner, "w1");
+    assert_eq!(c.lease.key, j.key);
+    assert_eq!(c.lease.expires_at, T0.add(LEASE));
+    assert!(
+        q.claim("w2", 10, LEASE, T0)
+            .await
+            .expect("claim")
+            .jobs
+            .is_empty(),
+        "a claimed job is not handed out again"
+    );
+    q.complete(&c.lease).await.expect("complete");
+    assert_eq!(
+        q.get(&j.key).await.expect("get"),
+        None,
+        "completed jobs leave"
+    );
+    assert!(
+        q.claim("w1", 10, LEASE, at(3600))
+            .await
+            .expect("claim")
+            .jobs
+            .is_empty(),
+        "nothing left, even after the lease would have lapsed"
+    );
+}
+
+/// Pushing a media whose job is queued or claimed merges into it, keeping demand.
+pub async fn push_merges_unfinished_jobs(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Video, 5_000_000, T0);
+    q.push(j.clone(), T0).await.expect("push");
+    let mut again = j.clone();
+    again.demand = true;
+    assert_eq!(
+        q.push(again, at(1)).await.expect("push"),
+        PushOutcome::Merged
+    );
+    let info = q.get(&j.key).await.expect("get").expect("the job");
+    assert!(info.job.demand, "demand is kept on merge");
+    assert_eq!(info.job.enqueued_at, T0, "the first push's time is kept");
+    let claim = q.claim("w", 10, LEASE, at(2)).await.expect("claim");
+    assert_eq!(claim.jobs.len(), 1, "one job for the media, not two");
+    assert_eq!(
+        q.push(j.clone(), at(3)).await.expect("push"),
+        PushOutcome::Merged,
+        "a claimed job absorbs pushes too"
+    );
+    assert!(
+        q.claim("w", 10, LEASE, at(3))
+            .await
+            .expect("claim")
+            .jobs
+            .is_empty()
+    );
+}
+
+/// `claim` answers no more than `max` jobs, and the rest on the next call.
+pub async fn claim_takes_at_most_max(q: &dyn PriorityQueue) {
+    for _ in 0..5 {
+        q.push(job(MediaKind::Photo, 10, T0), T0)
+            .await
+            .expect("push");
+    }
+    assert_eq!(
+        q.claim("w", 3, LEASE, T0).await.expect("claim").jobs.len(),
+        3
+    );
+    assert_eq!(
+        q.claim("w", 3, LEASE, T0).await.expect("claim").jobs.len(),
+        2
+    );
+    assert_eq!(
+        q.claim("w", 3, LEASE, T0).await.expect("claim").jobs.len(),
+        0
+    );
+}
+
+/// Within the aging bound, jobs come out by rank: demanded first, then by kind and size class
+/// (a 100 KB video goes before a 5 MB photo), recent before old within a class.
+pub async fn order_follows_the_policy(q: &dyn PriorityQueue) {
+    let big_video = job(MediaKind::Video, 40_000_000, at(1));
+    let small_video = job(MediaKind::Video, 100_000, at(2));
+    let big_photo = job(MediaKind::Photo, 5_000_000, at(3));
+    let old_photo = job(MediaKind::Photo, 30_000, at(4));
+    let new_photo = job(MediaKind::Photo, 30_000, at(5));
+    let mut demanded = job(MediaKind::Document, 20_000_000, at(6));
+    demanded.demand = true;
+    let pushed = [
+        &big_video,
+        &small_video,
+        &big_photo,
+        &old_photo,
+        &new_photo,
+        &demanded,
+    ];
+    for j in pushed {
+        q.push(j.clone(), j.enqueued_at).await.expect("push");
+    }
+    let expected = [
+        &demanded,
+        &new_photo,
+        &old_photo,
+        &small_video,
+        &big_photo,
+        &big_video,
+    ];
+    let policy = PriorityPolicy::default();
+    let mut got = Vec::new();
+    for _ in 0..expected.len() {
+        let claim = q.claim("w", 1, LEASE, at(7)).await.expect("claim");
+        got.push(claim.jobs[0].job.key.clone());
+    }
+    let want: Vec<MediaKey> = expected.iter().map(|j| j.key.clone()).collect();
+    assert_eq!(got, want, "claim order follows PriorityPolicy::rank");
+    for pair in expected.windows(2) {
+        assert!(
+            policy.rank(pair[0]) < policy.rank(pair[1]),
+            "ranks agree with the order"
+        );
+    }
+}
+
+/// A job older than the aging bound goes before every job that has not aged.
+pub async fn aged_jobs_go_first(q: &dyn PriorityQueue) {
+    let bound = PriorityPolicy::default().aging_bound().as_secs();
+    let video = job(MediaKind::Video, 40_000_000, T0);
+    q.push(video.clone(), T0).await.expect("push");
+    // A flood of better jobs, arriving after the video and before it ages.
+    for s in 1..bound {
+        q.push(job(MediaKind::Photo, 1_000, at(s)), at(s))
+            .await
+            .expect("push");
+    }
+    let before = q.claim("w", 1, LEASE, at(bound - 1)).await.expect("claim");
+    assert_ne!(
+        before.jobs[0].job.key, video.key,
+        "photos first before the bound"
+    );
+    let after = q.claim("w", 1, LEASE, at(bound)).await.expect("claim");
+    assert_eq!(
+        after.jobs[0].job.key, video.key,
+        "once aged, the video goes before the remaining photos"
+    );
+}
+
+/// A delayed job is not claimable before its run time, and `next_due` says when it is.
+pub async fn delayed_jobs_wait_for_run_at(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Photo, 10, T0);
+    q.push(j.clone(), T0).await.expect("push");
+    let c = q
+        .claim("w", 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    q.retry(&c.lease, at(10), true, "boom")
+        .await
+        .expect("retry");
+    let info = q.get(&j.key).await.expect("get").expect("job");
+    assert_eq!(info.state, JobState::Delayed { run_at: at(10) });
+    let early = q.claim("w", 1, LEASE, at(9)).await.expect("claim");
+    assert!(early.jobs.is_empty(), "not before run_at");
+    assert_eq!(early.next_due, Some(at(10)), "next_due names the run time");
+    let due = q.claim("w", 1, LEASE, at(10)).await.expect("claim");
+    assert_eq!(due.jobs.len(), 1, "claimable at run_at");
+    assert!(
+        due.jobs[0].lease.token > c.lease.token,
+        "a new claim has a larger token"
+    );
+}
+
+/// `retry` counts a failed attempt when asked, and not for a rate-limit pause; it records the
+/// error.
+pub async fn retry_counts_attempts_only_when_asked(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Photo, 10, T0);
+    q.push(j.clone(), T0).await.expect("push");
+    let c = q
+        .claim("w", 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    q.retry(&c.lease, T0, false, "rate limited")
+        .await
+        .expect("retry");
+    let c = q
+        .claim("w", 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(c.job.attempts, 0, "a rate-limit pause is not an attempt");
+    q.retry(&c.lease, T0, true, "HTTP 502")
+        .await
+        .expect("retry");
+    let info = q.get(&j.key).await.expect("get").expect("job");
+    assert_eq!(info.job.attempts, 1, "a failed attempt is counted");
+    assert_eq!(info.last_error.as_deref(), Some("HTTP 502"));
+    let c = q
+        .claim("w", 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(c.job.attempts, 1, "the claimed job carries its attempts");
+    assert_eq!(c.job.enqueued_at, T0, "retries keep the first enqueue time");
+}
+
+/// `fail` moves a job to the dead state with its error; `requeue_dead` brings it back with
+/// zero attempts.
+pub async fn fail_keeps_the_error_and_requeue_revives(q: &dyn PriorityQueue) {
+    let a = job(MediaKind::Photo, 10, T0);
+    let b = job(MediaKind::Photo, 10, T0);
+    q.push(a.clone(), T0).await.expect("push");
+    q.push(b.clone(), T0).await.expect("push");
+    for c in q.claim("w", 2, LEASE, T0).await.expect("claim").jobs {
+        q.fail(&c.lease, "HTTP 400 Bad Request: wrong type")
+            .await
+            .expect("fail");
+    }
+    let dead = q.dead(10).await.expect("dead");
+    assert_eq!(dead.len(), 2, "both are dead");
+    for info in &dead {
+        assert_eq!(info.state, JobState::Dead);
+        assert_eq!(
+            info.last_error.as_deref(),
+            Some("HTTP 400 Bad Request: wrong type")
+        );
+    }
+    assert_eq!(q.dead(1).await.expect("dead").len(), 1, "limit is honoured");
+    assert!(
+        q.claim("w", 10, LEASE, at(3600))
+            .await
+            .expect("claim")
+            .jobs
+            .is_empty(),
+        "dead jobs are not claimable"
+    );
+    assert_eq!(
+        q.requeue_dead(Some(&a.key), at(1)).await.expect("requeue"),
+        1
+    );
+    let c = q.claim("w", 10, LEASE, at(1)).await.expect("claim");
+    assert_eq!(c.jobs.len(), 1);
+    assert_eq!(c.jobs[0].job.key, a.key);
+    assert_eq!(c.jobs[0].job.attempts, 0, "attempts reset");
+    assert_eq!(q.requeue_dead(None, at(2)).await.expect("requeue all"), 1);
+    assert_eq!(q.dead(10).await.expect("dead").len(), 0);
+}
+
+/// Pushing a media whose job is dead revives it.
+pub async fn push_revives_a_dead_job(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Sticker, 10, T0);
+    q.push(j.clone(), T0).await.expect("push");
+    let c = q
+        .claim("w", 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    q.fail(&c.lease, "bad").await.expect("fail");
+    assert_eq!(
+        q.push(j.clone(), at(5)).await.expect("push"),
+        PushOutcome::Revived
+    );
+    let c = q.claim("w", 1, LEASE, at(5)).await.expect("claim");
+    assert_eq!(c.jobs.len(), 1, "revived and claimable");
+    assert_eq!(c.jobs[0].job.attempts, 0);
+}
+
+/// A lapsed lease lets another worker claim the job with a larger token; the first worker's
+/// lease is then refused, changing nothing.
+pub async fn lapsed_leases_are_reclaimed_and_fenced(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Photo, 10, T0);
+    q.push(j.clone(), T0).await.expect("push");
+    let first = q
+        .claim("w1", 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    let early = q.claim("w2", 1, LEASE, at(29)).await.expect("claim");
+    assert!(early.jobs.is_empty(), "not before the lease lapses");
+    assert_eq!(
+        early.next_due,
+        Some(T0.add(LEASE)),
+        "next_due names the lease expiry"
+    );
+    let second = q
+        .claim("w2", 1, LEASE, at(30))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert!(
+        second.lease.token > first.lease.token,
+        "fencing token grows"
+    );
+    assert_eq!(&*second.lease.owner, "w2");
+    for (what, result) in [
+        ("complete", q.complete(&first.lease).await),
+        ("retry", q.retry(&first.lease, at(31), true, "x").await),
+        ("fail", q.fail(&first.lease, "x").await),
+        ("release", q.release(&first.lease).await),
+    ] {
+        assert!(
+            matches!(result, Err(Error::LeaseLost { .. })),
+            "a stale {what} is refused: {result:?}"
+        );
+    }
+    assert!(
+        matches!(
+            q.extend(&first.lease, LEASE, at(31)).await,
+            Err(Error::LeaseLost { .. })
+        ),
+        "a stale extend is refused"
+    );
+    let info = q.get(&j.key).await.expect("get").expect("job");
+    assert!(
+        matches!(&info.state, JobState::Claimed { owner, .. } if &**owner == "w2"),
+        "still held by the new owner: {:?}",
+        info.state
+    );
+    q.complete(&second.lease)
+        .await
+        .expect("the holder completes");
+}
+
+/// Extending a lease keeps the job from being reclaimed past its first expiry.
+pub async fn extend_keeps_a_lease(q: &dyn PriorityQueue) {
+    q.push(job(MediaKind::Photo, 10, T0), T0)
+        .await
+        .expect("push");
+    let c = q
+        .claim("w1", 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    let extended = q.extend(&c.lease, LEASE, at(20)).await.expect("extend");
+    assert_eq!(extended.expires_at, at(50));
+    assert!(
+        q.claim("w2", 1, LEASE, at(40))
+            .await
+            .expect("claim")
+            .jobs
+            .is_empty(),
+        "an extended lease holds past its first expiry"
+    );
+    q.complete(&extended)
+        .await
+        .expect("complete with the extended lease");
+}
+
+/// `release` returns a claimed job to the queue without counting an attempt.
+pub async fn release_returns_a_job_untouched(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Photo, 10, T0);
+    q.push(j.clone(), T0).await.expect("push");
+    let c = q
+        .claim("w1", 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    q.release(&c.lease).await.expect("release");
+    let again = q.claim("w2", 1, LEASE, at(1)).await.expect("claim");
+    assert_eq!(again.jobs.len(), 1, "claimable again at once");
+    assert_eq!(again.jobs[0].job.attempts, 0, "no attempt counted");
+}
+
+/// `promote` puts a job ahead of better-ranked ones and answers whether a job exists.
+pub async fn promote_puts_a_job_first(q: &dyn PriorityQueue) {
+    let video = job(MediaKind::Video, 40_000_000, T0);
+    q.push(video.clone(), T0).await.expect("push");
+    for s in 1..5 {
+        q.push(job(MediaKind::Photo, 10, at(s)), at(s))
+            .await
+            .expect("push");
+    }
+    assert!(q.promote(&video.key, at(5)).await.expect("promote"));
+    let c = q.claim("w", 1, LEASE, at(5)).await.expect("claim");
+    assert_eq!(c.jobs[0].job.key, video.key, "the demanded job goes first");
+    assert!(c.jobs[0].job.demand);
+    assert!(
+        !q.promote(&unique_key(MediaKind::Photo), at(5))
+            .await
+            .expect("promote"),
+        "no job, nothing promoted"
+    );
+}
+
+/// `depth` counts queued, delayed, claimed and dead jobs.
+pub async fn depth_counts_every_state(q: &dyn PriorityQueue) {
+    for _ in 0..4 {
+        q.push(job(MediaKind::Photo, 10, T0), T0)
+            .await
+            .expect("push");
+    }
+    let mut claimed = q.claim("w", 3, LEASE, T0).await.expect("claim").jobs;
+    let c1 = claimed.pop().expect("job");
+    let c2 = claimed.pop().expect("job");
+    q.retry(&c1.lease, at(100), true, "x").await.expect("retry");
+    q.fail(&c2.lease, "x").await.expect("fail");
+    let depth = q.depth().await.expect("depth");
+    assert_eq!(depth.queued, 1, "{depth:?}");
+    assert_eq!(depth.delayed, 1, "{depth:?}");
+    assert_eq!(depth.claimed, 1, "{depth:?}");
+    assert_eq!(depth.dead, 1, "{depth:?}");
+    assert_eq!(depth.pending(), 3);
+}
+
+/// Many workers claiming at once never receive the same job, and together receive all.
+pub async fn concurrent_claimers_never_share_a_job(q: Arc<dyn PriorityQueue>) {
+    const JOBS: usize = 400;
+    let mut keys = HashSet::new();
+    for _ in 0..JOBS {
+        let j = job(MediaKind::Photo, 10, T0);
+        keys.insert(j.key.clone());
+        q.push(j, T0).await.expect("push");
+    }
+    let workers = (0..8).map(|w| {
+        let q = q.clone();
+        tokio::spawn(async move {
+            let owner = format!("worker-{w}");
+            let mut got = Vec::new();
+            loop {
+                let claim = q.claim(&owner, 7, LEASE, at(1)).await.expect("claim");
+                if claim.jobs.is_empty() {
+                    break;
+                }
+                for c in claim.jobs {
+                    q.complete(&c.lease).await.expect("complete own job");
+                    got.push(c.job.key);
+                }
+                tokio::task::yield_now().await;
+            }
+            got
+        })
+    });
+    let mut seen = HashSet::new();
+    for handle in futures::future::join_all(workers).await {
+        for key in handle.expect("worker") {
+            assert!(seen.insert(key), "a job was handed to two claimers");
+        }
+    }
+    assert_eq!(seen, keys, "every job was claimed exactly once");
+}
