@@ -253,11 +253,20 @@ impl Failure {
                         what: format!("{object} ({detail})"),
                     },
                     _ if status == StatusCode::NOT_FOUND => Error::NotFound { what: object },
+                    "AccessDenied" => Error::Unauthorized {
+                        message: format!(
+                            "{what} {object}: access denied ({detail}): check that the API token \
+                             in R2_ACCESS_KEY_ID may read and write bucket {}",
+                            client.bucket
+                        ),
+                    },
+                    // A HEAD answer has no body to say why.
                     _ if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED => {
                         Error::Unauthorized {
                             message: format!(
-                                "{what} {object}: access denied ({detail}): check that the API \
-                                 token in R2_ACCESS_KEY_ID may read and write bucket {}",
+                                "{what} {object}: refused ({detail}): check R2_SECRET_ACCESS_KEY \
+                                 and the clock, and that the API token in R2_ACCESS_KEY_ID may \
+                                 read and write bucket {}",
                                 client.bucket
                             ),
                         }
@@ -659,7 +668,6 @@ fn content_length(resp: &reqwest::Response) -> Option<u64> {
 fn default_code(status: StatusCode) -> &'static str {
     match status {
         StatusCode::NOT_FOUND => "NoSuchKey",
-        StatusCode::FORBIDDEN => "AccessDenied",
         StatusCode::PRECONDITION_FAILED => "PreconditionFailed",
         StatusCode::TOO_MANY_REQUESTS => "SlowDown",
         StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
