@@ -51,6 +51,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `conformance` | [`conformance`]: the behaviour suites every implementation of the traits must pass, for your own backends |
+//! | `r2` | `store::R2Store`: Cloudflare R2 or any S3-compatible service, with a hand-written SigV4 signer (reqwest, rustls) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, rust_2018_idioms, rustdoc::broken_intra_doc_links)]
 #![warn(missing_debug_implementations, unreachable_pub)]

@@ -22,6 +22,9 @@ use crate::media::{ObjectKey, Sha256};
 pub use fs::FsStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "r2")]
+#[doc(hidden)]
+pub use r2::bench as __r2_bench;
+#[cfg(feature = "r2")]
 pub use r2::{R2Store, R2StoreBuilder};
 
 /// A stream of byte chunks, as stores return them and uploaders consume them.
