@@ -95,7 +95,7 @@ impl MediaKind {
 
 impl fmt::Display for MediaKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -514,7 +514,7 @@ impl Timestamp {
     }
 
     /// This time plus `d`, saturating.
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Self(
             self.0
                 .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use prewarm::conformance;
 use prewarm::store::{FsStore, MemoryStore};
-use prewarm::{LruFileIdCache, MemoryQueue, PriorityQueue};
+use prewarm::{BotId, LruFileIdCache, MemoryQueue, MemoryUploader, PriorityQueue};
 
 #[tokio::test]
 async fn memory_store_conforms() {
@@ -28,5 +28,13 @@ async fn memory_queue_conforms() {
     conformance::queue::run_all(|| async {
         Arc::new(MemoryQueue::new()) as Arc<dyn PriorityQueue>
     })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_uploader_conforms() {
+    conformance::upload::run_all(&MemoryUploader::new(
+        BotId::new("conformance").expect("bot"),
+    ))
     .await;
 }

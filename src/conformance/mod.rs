@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod queue;
 pub mod store;
+pub mod upload;
 
 use crate::media::{BotId, MediaKey, MediaKind, Sha256};
 

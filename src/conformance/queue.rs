@@ -18,7 +18,7 @@ pub const T0: Timestamp = Timestamp(1_800_000_000_000);
 const LEASE: Duration = Duration::from_secs(30);
 
 fn at(secs: u64) -> Timestamp {
-    T0.add(Duration::from_secs(secs))
+    T0.plus(Duration::from_secs(secs))
 }
 
 fn job(kind: MediaKind, size: u64, enqueued_at: Timestamp) -> Job {
@@ -61,7 +61,7 @@ pub async fn push_then_claim(q: &dyn PriorityQueue) {
     assert_eq!(c.job, j, "the job comes back as pushed");
     assert_eq!(&*c.lease.owner, "w1");
     assert_eq!(c.lease.key, j.key);
-    assert_eq!(c.lease.expires_at, T0.add(LEASE));
+    assert_eq!(c.lease.expires_at, T0.plus(LEASE));
     assert!(
         q.claim("w2", 10, LEASE, T0)
             .await
@@ -344,7 +344,7 @@ pub async fn lapsed_leases_are_reclaimed_and_fenced(q: &dyn PriorityQueue) {
     assert!(early.jobs.is_empty(), "not before the lease lapses");
     assert_eq!(
         early.next_due,
-        Some(T0.add(LEASE)),
+        Some(T0.plus(LEASE)),
         "next_due names the lease expiry"
     );
     let second = q

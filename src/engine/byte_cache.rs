@@ -70,10 +70,10 @@ impl ByteCache {
             }
             inner.order.pop_front();
             // The entry may have been removed already, or re-inserted later (another stamp).
-            if inner.entries.get(&sha).is_some_and(|(_, t)| *t == at) {
-                if let Some((bytes, _)) = inner.entries.remove(&sha) {
-                    inner.used -= bytes.len() as u64;
-                }
+            if inner.entries.get(&sha).is_some_and(|(_, t)| *t == at)
+                && let Some((bytes, _)) = inner.entries.remove(&sha)
+            {
+                inner.used -= bytes.len() as u64;
             }
         }
     }

@@ -38,6 +38,8 @@ pub use worker::EngineTask;
 
 /// Hashing a large media takes milliseconds: do it off the async workers.
 const HASH_INLINE_MAX: usize = 256 * 1024;
+/// Push stamps kept for the dispatch-delay histogram, at most.
+const PUSHED_MAX: usize = 100_000;
 
 /// Saves media, warms them into file_ids in the background, and answers what to send.
 ///
@@ -474,7 +476,18 @@ impl PrewarmEngine {
         let inner = &self.inner;
         let key = job.key.clone();
         // Stamped before the push: the dispatcher may claim the job before push returns.
-        lock(&inner.pushed).insert(key.clone(), Instant::now());
+        {
+            let mut pushed = lock(&inner.pushed);
+            if pushed.len() >= PUSHED_MAX {
+                // Jobs claimed by other instances never come back to remove their stamps.
+                let horizon = Instant::now() - Duration::from_secs(600);
+                pushed.retain(|_, at| *at > horizon);
+                if pushed.len() >= PUSHED_MAX {
+                    pushed.clear();
+                }
+            }
+            pushed.insert(key.clone(), Instant::now());
+        }
         let outcome = inner.queue.push(job, inner.clock.now()).await;
         if !matches!(outcome, Ok(PushOutcome::Queued | PushOutcome::Revived)) {
             lock(&inner.pushed).remove(&key);

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::{Inner, PrewarmEngine, lock};
 use crate::error::{Error, Result};
-use crate::media::{MediaKey, Timestamp};
+use crate::media::MediaKey;
 use crate::queue::{Claimed, Lease};
 use crate::upload::{MediaSource, UploadRequest, Uploaded};
 
@@ -246,10 +246,10 @@ impl Dispatcher {
     }
 
     fn reap(&self, done: std::result::Result<(), tokio::task::JoinError>) {
-        if let Err(e) = done {
-            if e.is_panic() {
-                tracing::error!(error = %e, "a warm worker panicked; its job returns when its lease lapses");
-            }
+        if let Err(e) = done
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "a warm worker panicked; its job returns when its lease lapses");
         }
         let active = (self.inner.config.concurrency - self.permits.available_permits()) as u64;
         self.inner
@@ -395,7 +395,7 @@ async fn failed(inner: &Inner, job: &crate::media::Job, lease: &Lease, error: Er
         inner.metrics.retried(true);
         let result = inner
             .queue
-            .retry(lease, now.add(wait), false, &message)
+            .retry(lease, now.plus(wait), false, &message)
             .await;
         settle(inner, lease, result);
         return;
@@ -411,7 +411,7 @@ async fn failed(inner: &Inner, job: &crate::media::Job, lease: &Lease, error: Er
         inner.metrics.retried(false);
         let result = inner
             .queue
-            .retry(lease, Timestamp::add(now, wait), true, &message)
+            .retry(lease, now.plus(wait), true, &message)
             .await;
         settle(inner, lease, result);
         return;

@@ -15,8 +15,9 @@ use crate::media::{Job, MediaKey, Timestamp};
 
 /// An in-memory [`PriorityQueue`]: binary heaps, O(log n) push and claim.
 ///
-/// Jobs live in a hash map by media; four heaps index them: claimable jobs by rank and by age
-/// (for the aging rule), delayed jobs by run time, claimed jobs by lease expiry. Heap entries
+/// Jobs live in a slab, found by media through a hash map; four heaps index them: claimable
+/// jobs by rank and by age (for the aging rule), delayed jobs by run time, claimed jobs by
+/// lease expiry. Heap entries
 /// are not removed when a job moves on: each entry carries a sequence number and is skipped
 /// when it no longer matches its job, and a heap is rebuilt when stale entries outnumber live
 /// ones, so memory stays proportional to the jobs held.
@@ -36,12 +37,17 @@ pub struct MemoryQueue {
 #[derive(Debug, Default)]
 struct State {
     policy: PriorityPolicy,
-    slots: HashMap<MediaKey, Slot>,
-    by_rank: BinaryHeap<Reverse<(i64, u64, MediaKey)>>,
-    by_age: BinaryHeap<Reverse<(Timestamp, u64, MediaKey)>>,
-    delayed: BinaryHeap<Reverse<(Timestamp, u64, MediaKey)>>,
-    leases: BinaryHeap<Reverse<(Timestamp, u64, MediaKey)>>,
-    dead: BTreeMap<u64, MediaKey>,
+    /// Where each media's job lives in `slots`.
+    index: HashMap<MediaKey, u32>,
+    /// The jobs, by slot number; freed slots are reused. Heap entries name a slot by number
+    /// rather than by key, which keeps them 24 bytes and spares a hash lookup per pop.
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    by_rank: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    by_age: BinaryHeap<Reverse<(Timestamp, u64, u32)>>,
+    delayed: BinaryHeap<Reverse<(Timestamp, u64, u32)>>,
+    leases: BinaryHeap<Reverse<(Timestamp, u64, u32)>>,
+    dead: BTreeMap<u64, u32>,
     depth: QueueDepth,
     next_seq: u64,
 }
@@ -50,11 +56,22 @@ struct State {
 struct Slot {
     job: Job,
     state: JobState,
-    /// The sequence number of the job's current heap entries (or dead-list position).
+    /// The sequence number of the job's current heap entries (or dead-list position). Unique
+    /// over the queue's life, so an entry naming a reused slot is recognised as stale.
     seq: u64,
     /// Claims so far: the fencing token of the current lease.
     token: u64,
     last_error: Option<String>,
+}
+
+impl Slot {
+    fn info(&self) -> JobInfo {
+        JobInfo {
+            job: self.job.clone(),
+            state: self.state.clone(),
+            last_error: self.last_error.clone(),
+        }
+    }
 }
 
 impl MemoryQueue {
@@ -71,8 +88,8 @@ impl MemoryQueue {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every mutation below either completes or panics before touching shared state on an
-        // invariant violation that is a bug; keep serving rather than poison every caller.
+        // No operation below can leave the state half-updated by panicking midway (none
+        // panics on its own data); keep serving rather than poison every caller.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -86,16 +103,40 @@ fn count<'a>(depth: &'a mut QueueDepth, state: &JobState) -> &'a mut u64 {
     }
 }
 
+fn queued(s: &JobState) -> bool {
+    matches!(s, JobState::Queued)
+}
+
+fn delayed(s: &JobState) -> bool {
+    matches!(s, JobState::Delayed { .. })
+}
+
+fn claimed(s: &JobState) -> bool {
+    matches!(s, JobState::Claimed { .. })
+}
+
 impl State {
     fn seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
     }
 
-    /// Moves the job at `key` to `state` and indexes it there.
-    fn set_state(&mut self, key: &MediaKey, state: JobState) {
+    fn slot(&self, idx: u32) -> Option<&Slot> {
+        self.slots.get(idx as usize).and_then(Option::as_ref)
+    }
+
+    fn slot_mut(&mut self, idx: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(idx as usize).and_then(Option::as_mut)
+    }
+
+    fn find(&self, key: &MediaKey) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    /// Moves the job in slot `idx` to `state` and indexes it there.
+    fn set_state(&mut self, idx: u32, state: JobState) {
         let seq = self.seq();
-        let Some(slot) = self.slots.get_mut(key) else {
+        let Some(slot) = self.slots.get_mut(idx as usize).and_then(Option::as_mut) else {
             return;
         };
         *count(&mut self.depth, &slot.state) -= 1;
@@ -105,37 +146,34 @@ impl State {
         }
         slot.seq = seq;
         slot.state = state;
-        self.index(key);
+        self.index_entries(idx);
     }
 
     /// Adds the heap entry (or dead-list entry) for the job's current state and sequence.
-    fn index(&mut self, key: &MediaKey) {
-        let Some(slot) = self.slots.get(key) else {
+    fn index_entries(&mut self, idx: u32) {
+        let Some(slot) = self.slot(idx) else {
             return;
         };
         let seq = slot.seq;
         match &slot.state {
             JobState::Queued => {
-                self.by_rank
-                    .push(Reverse((self.policy.rank(&slot.job), seq, key.clone())));
-                self.by_age
-                    .push(Reverse((slot.job.enqueued_at, seq, key.clone())));
+                let (rank, enqueued) = (self.policy.rank(&slot.job), slot.job.enqueued_at);
+                self.by_rank.push(Reverse((rank, seq, idx)));
+                self.by_age.push(Reverse((enqueued, seq, idx)));
             }
-            JobState::Delayed { run_at } => {
-                self.delayed.push(Reverse((*run_at, seq, key.clone())));
-            }
+            JobState::Delayed { run_at } => self.delayed.push(Reverse((*run_at, seq, idx))),
             JobState::Claimed { expires_at, .. } => {
-                self.leases.push(Reverse((*expires_at, seq, key.clone())));
+                self.leases.push(Reverse((*expires_at, seq, idx)));
             }
             JobState::Dead => {
-                self.dead.insert(seq, key.clone());
+                self.dead.insert(seq, idx);
             }
         }
     }
 
     fn insert(&mut self, job: Job) {
-        let key = job.key.clone();
         let seq = self.seq();
+        let key = job.key.clone();
         let slot = Slot {
             job,
             state: JobState::Queued,
@@ -143,60 +181,80 @@ impl State {
             token: 0,
             last_error: None,
         };
-        self.slots.insert(key.clone(), slot);
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.slots[idx as usize] = Some(slot);
+                idx
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, idx);
         self.depth.queued += 1;
-        self.index(&key);
+        self.index_entries(idx);
     }
 
-    fn is_current(&self, seq: u64, key: &MediaKey, want: fn(&JobState) -> bool) -> bool {
-        self.slots
-            .get(key)
+    fn remove(&mut self, idx: u32) {
+        if let Some(slot) = self.slots.get_mut(idx as usize).and_then(Option::take) {
+            *count(&mut self.depth, &slot.state) -= 1;
+            if matches!(slot.state, JobState::Dead) {
+                self.dead.remove(&slot.seq);
+            }
+            self.index.remove(&slot.job.key);
+            self.free.push(idx);
+        }
+    }
+
+    fn is_current(&self, seq: u64, idx: u32, want: fn(&JobState) -> bool) -> bool {
+        self.slot(idx)
             .is_some_and(|s| s.seq == seq && want(&s.state))
     }
 
     /// Moves due delayed jobs and lapsed leases back to the queue.
     fn wake_due(&mut self, now: Timestamp) {
-        while let Some(Reverse((at, seq, key))) = self.delayed.peek().cloned() {
+        while let Some(&Reverse((at, seq, idx))) = self.delayed.peek() {
             if at > now {
                 break;
             }
             self.delayed.pop();
-            if self.is_current(seq, &key, |s| matches!(s, JobState::Delayed { .. })) {
-                self.set_state(&key, JobState::Queued);
+            if self.is_current(seq, idx, delayed) {
+                self.set_state(idx, JobState::Queued);
             }
         }
-        while let Some(Reverse((at, seq, key))) = self.leases.peek().cloned() {
+        while let Some(&Reverse((at, seq, idx))) = self.leases.peek() {
             if at > now {
                 break;
             }
             self.leases.pop();
-            if self.is_current(seq, &key, |s| matches!(s, JobState::Claimed { .. })) {
-                tracing::debug!(media = %key, "lease lapsed; job returns to the queue");
-                self.set_state(&key, JobState::Queued);
+            if self.is_current(seq, idx, claimed) {
+                if let Some(slot) = self.slot(idx) {
+                    tracing::debug!(media = %slot.job.key, "lease lapsed; job returns to the queue");
+                }
+                self.set_state(idx, JobState::Queued);
             }
         }
     }
 
     /// The best claimable job, if any.
-    fn pop_best(&mut self, now: Timestamp) -> Option<MediaKey> {
-        let queued = |s: &JobState| matches!(s, JobState::Queued);
+    fn pop_best(&mut self, now: Timestamp) -> Option<u32> {
         // Rule 1: a job that has waited past the aging bound goes first.
-        while let Some(Reverse((enqueued, seq, key))) = self.by_age.peek() {
-            if !self.is_current(*seq, key, queued) {
+        while let Some(&Reverse((enqueued, seq, idx))) = self.by_age.peek() {
+            if !self.is_current(seq, idx, queued) {
                 self.by_age.pop();
                 continue;
             }
-            if now.since(*enqueued) >= self.policy.aging_bound() {
-                let key = key.clone();
+            if now.since(enqueued) >= self.policy.aging_bound() {
                 self.by_age.pop();
-                return Some(key);
+                return Some(idx);
             }
             break;
         }
         // Rule 2: lowest rank.
-        while let Some(Reverse((_, seq, key))) = self.by_rank.pop() {
-            if self.is_current(seq, &key, queued) {
-                return Some(key);
+        while let Some(Reverse((_, seq, idx))) = self.by_rank.pop() {
+            if self.is_current(seq, idx, queued) {
+                return Some(idx);
             }
         }
         None
@@ -204,14 +262,14 @@ impl State {
 
     /// The earliest time a delayed job or a lease comes due, dropping stale heap tops.
     fn next_due(&mut self) -> Option<Timestamp> {
-        while let Some(Reverse((_, seq, key))) = self.delayed.peek() {
-            if self.is_current(*seq, key, |s| matches!(s, JobState::Delayed { .. })) {
+        while let Some(&Reverse((_, seq, idx))) = self.delayed.peek() {
+            if self.is_current(seq, idx, delayed) {
                 break;
             }
             self.delayed.pop();
         }
-        while let Some(Reverse((_, seq, key))) = self.leases.peek() {
-            if self.is_current(*seq, key, |s| matches!(s, JobState::Claimed { .. })) {
+        while let Some(&Reverse((_, seq, idx))) = self.leases.peek() {
+            if self.is_current(seq, idx, claimed) {
                 break;
             }
             self.leases.pop();
@@ -223,38 +281,44 @@ impl State {
 
     /// Rebuilds a heap whose stale entries outnumber its live ones.
     fn compact(&mut self) {
-        let live = self.slots.len();
+        let limit = 2 * self.index.len() + 1024;
         let slots = &self.slots;
-        let keep = |seq: u64, key: &MediaKey| slots.get(key).is_some_and(|s| s.seq == seq);
-        if self.by_rank.len() > 2 * live + 1024 {
+        let live = |seq: u64, idx: u32| {
+            slots
+                .get(idx as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| s.seq == seq)
+        };
+        if self.by_rank.len() > limit {
             self.by_rank
-                .retain(|Reverse((_, seq, key))| keep(*seq, key));
+                .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
         }
-        if self.by_age.len() > 2 * live + 1024 {
-            self.by_age.retain(|Reverse((_, seq, key))| keep(*seq, key));
+        if self.by_age.len() > limit {
+            self.by_age
+                .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
         }
-        if self.delayed.len() > 2 * live + 1024 {
+        if self.delayed.len() > limit {
             self.delayed
-                .retain(|Reverse((_, seq, key))| keep(*seq, key));
+                .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
         }
-        if self.leases.len() > 2 * live + 1024 {
-            self.leases.retain(|Reverse((_, seq, key))| keep(*seq, key));
+        if self.leases.len() > limit {
+            self.leases
+                .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
         }
     }
 
-    /// The slot of a job the lease still holds.
-    fn held(&mut self, lease: &Lease) -> Result<&mut Slot> {
-        match self.slots.get_mut(&lease.key) {
-            Some(slot)
-                if slot.token == lease.token
-                    && matches!(&slot.state, JobState::Claimed { owner, .. } if *owner == lease.owner) =>
-            {
-                Ok(slot)
-            }
-            _ => Err(Error::LeaseLost {
+    /// The slot number of the job the lease still holds.
+    fn held(&self, lease: &Lease) -> Result<u32> {
+        self.find(&lease.key)
+            .filter(|&idx| {
+                self.slot(idx).is_some_and(|slot| {
+                    slot.token == lease.token
+                        && matches!(&slot.state, JobState::Claimed { owner, .. } if *owner == lease.owner)
+                })
+            })
+            .ok_or_else(|| Error::LeaseLost {
                 key: lease.key.clone(),
-            }),
-        }
+            })
     }
 }
 
@@ -263,29 +327,34 @@ impl PriorityQueue for MemoryQueue {
     async fn push(&self, job: Job, now: Timestamp) -> Result<PushOutcome> {
         let outcome = {
             let mut st = self.lock();
-            match st.slots.get_mut(&job.key) {
+            match st.find(&job.key) {
                 None => {
                     st.insert(job);
                     PushOutcome::Queued
                 }
-                Some(slot) if matches!(slot.state, JobState::Dead) => {
-                    slot.job = Job {
-                        attempts: 0,
-                        enqueued_at: now,
-                        ..job
+                Some(idx) => {
+                    let Some(slot) = st.slot_mut(idx) else {
+                        return Err(Error::NotFound {
+                            what: format!("the queue slot of {}", job.key),
+                        });
                     };
-                    let key = slot.job.key.clone();
-                    st.set_state(&key, JobState::Queued);
-                    PushOutcome::Revived
-                }
-                Some(slot) => {
-                    let promote = job.demand && !slot.job.demand;
-                    slot.job.demand |= job.demand;
-                    if promote && matches!(slot.state, JobState::Queued) {
-                        // Re-index under the demanded rank.
-                        st.set_state(&job.key, JobState::Queued);
+                    if matches!(slot.state, JobState::Dead) {
+                        slot.job = Job {
+                            attempts: 0,
+                            enqueued_at: now,
+                            ..job
+                        };
+                        st.set_state(idx, JobState::Queued);
+                        PushOutcome::Revived
+                    } else {
+                        let promote = job.demand && !slot.job.demand;
+                        slot.job.demand |= job.demand;
+                        if promote && queued(&slot.state) {
+                            // Re-indexed under the demanded rank.
+                            st.set_state(idx, JobState::Queued);
+                        }
+                        PushOutcome::Merged
                     }
-                    PushOutcome::Merged
                 }
             }
         };
@@ -305,25 +374,25 @@ impl PriorityQueue for MemoryQueue {
         let mut st = self.lock();
         st.wake_due(now);
         let owner: Arc<str> = owner.into();
-        let expires_at = now.add(lease);
+        let expires_at = now.plus(lease);
         let mut jobs = Vec::with_capacity(max.min(st.depth.queued as usize));
         while jobs.len() < max {
-            let Some(key) = st.pop_best(now) else { break };
+            let Some(idx) = st.pop_best(now) else { break };
             st.set_state(
-                &key,
+                idx,
                 JobState::Claimed {
                     owner: owner.clone(),
                     expires_at,
                 },
             );
-            let Some(slot) = st.slots.get_mut(&key) else {
+            let Some(slot) = st.slot_mut(idx) else {
                 continue;
             };
             slot.token += 1;
             jobs.push(Claimed {
                 job: slot.job.clone(),
                 lease: Lease {
-                    key,
+                    key: slot.job.key.clone(),
                     token: slot.token,
                     owner: owner.clone(),
                     expires_at,
@@ -337,10 +406,10 @@ impl PriorityQueue for MemoryQueue {
 
     async fn extend(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
         let mut st = self.lock();
-        st.held(lease)?;
-        let expires_at = now.add(lease_for);
+        let idx = st.held(lease)?;
+        let expires_at = now.plus(lease_for);
         st.set_state(
-            &lease.key,
+            idx,
             JobState::Claimed {
                 owner: lease.owner.clone(),
                 expires_at,
@@ -354,9 +423,8 @@ impl PriorityQueue for MemoryQueue {
 
     async fn complete(&self, lease: &Lease) -> Result<()> {
         let mut st = self.lock();
-        st.held(lease)?;
-        st.slots.remove(&lease.key);
-        st.depth.claimed -= 1;
+        let idx = st.held(lease)?;
+        st.remove(idx);
         Ok(())
     }
 
@@ -369,10 +437,12 @@ impl PriorityQueue for MemoryQueue {
     ) -> Result<()> {
         {
             let mut st = self.lock();
-            let slot = st.held(lease)?;
-            slot.job.attempts += u32::from(count_attempt);
-            slot.last_error = Some(error.to_owned());
-            st.set_state(&lease.key, JobState::Delayed { run_at });
+            let idx = st.held(lease)?;
+            if let Some(slot) = st.slot_mut(idx) {
+                slot.job.attempts += u32::from(count_attempt);
+                slot.last_error = Some(error.to_owned());
+            }
+            st.set_state(idx, JobState::Delayed { run_at });
         }
         self.notify.notify_waiters();
         Ok(())
@@ -380,18 +450,20 @@ impl PriorityQueue for MemoryQueue {
 
     async fn fail(&self, lease: &Lease, error: &str) -> Result<()> {
         let mut st = self.lock();
-        let slot = st.held(lease)?;
-        slot.job.attempts += 1;
-        slot.last_error = Some(error.to_owned());
-        st.set_state(&lease.key, JobState::Dead);
+        let idx = st.held(lease)?;
+        if let Some(slot) = st.slot_mut(idx) {
+            slot.job.attempts += 1;
+            slot.last_error = Some(error.to_owned());
+        }
+        st.set_state(idx, JobState::Dead);
         Ok(())
     }
 
     async fn release(&self, lease: &Lease) -> Result<()> {
         {
             let mut st = self.lock();
-            st.held(lease)?;
-            st.set_state(&lease.key, JobState::Queued);
+            let idx = st.held(lease)?;
+            st.set_state(idx, JobState::Queued);
         }
         self.notify.notify_waiters();
         Ok(())
@@ -399,29 +471,26 @@ impl PriorityQueue for MemoryQueue {
 
     async fn promote(&self, key: &MediaKey, _now: Timestamp) -> Result<bool> {
         let mut st = self.lock();
-        let Some(slot) = st.slots.get_mut(key) else {
+        let Some(idx) = st.find(key) else {
             return Ok(false);
         };
-        match slot.state {
-            JobState::Dead => Ok(false),
-            JobState::Queued if !slot.job.demand => {
-                slot.job.demand = true;
-                st.set_state(key, JobState::Queued);
-                Ok(true)
-            }
-            _ => {
-                slot.job.demand = true;
-                Ok(true)
-            }
+        let Some(slot) = st.slot_mut(idx) else {
+            return Ok(false);
+        };
+        if matches!(slot.state, JobState::Dead) {
+            return Ok(false);
         }
+        let reindex = !slot.job.demand && queued(&slot.state);
+        slot.job.demand = true;
+        if reindex {
+            st.set_state(idx, JobState::Queued);
+        }
+        Ok(true)
     }
 
     async fn get(&self, key: &MediaKey) -> Result<Option<JobInfo>> {
-        Ok(self.lock().slots.get(key).map(|slot| JobInfo {
-            job: slot.job.clone(),
-            state: slot.state.clone(),
-            last_error: slot.last_error.clone(),
-        }))
+        let st = self.lock();
+        Ok(st.find(key).and_then(|idx| st.slot(idx)).map(Slot::info))
     }
 
     async fn dead(&self, limit: usize) -> Result<Vec<JobInfo>> {
@@ -430,36 +499,33 @@ impl PriorityQueue for MemoryQueue {
             .dead
             .values()
             .take(limit)
-            .filter_map(|key| st.slots.get(key))
-            .map(|slot| JobInfo {
-                job: slot.job.clone(),
-                state: slot.state.clone(),
-                last_error: slot.last_error.clone(),
-            })
+            .filter_map(|&idx| st.slot(idx))
+            .map(Slot::info)
             .collect())
     }
 
     async fn requeue_dead(&self, key: Option<&MediaKey>, now: Timestamp) -> Result<u64> {
         let requeued = {
             let mut st = self.lock();
-            let keys: Vec<MediaKey> = match key {
+            let slots: Vec<u32> = match key {
                 Some(key) => st
-                    .slots
-                    .get(key)
-                    .filter(|s| matches!(s.state, JobState::Dead))
-                    .map(|_| key.clone())
+                    .find(key)
+                    .filter(|&idx| {
+                        st.slot(idx)
+                            .is_some_and(|s| matches!(s.state, JobState::Dead))
+                    })
                     .into_iter()
                     .collect(),
-                None => st.dead.values().cloned().collect(),
+                None => st.dead.values().copied().collect(),
             };
-            for key in &keys {
-                if let Some(slot) = st.slots.get_mut(key) {
+            for &idx in &slots {
+                if let Some(slot) = st.slot_mut(idx) {
                     slot.job.attempts = 0;
                     slot.job.enqueued_at = now;
                 }
-                st.set_state(key, JobState::Queued);
+                st.set_state(idx, JobState::Queued);
             }
-            keys.len() as u64
+            slots.len() as u64
         };
         if requeued > 0 {
             self.notify.notify_waiters();

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{UploadRequest, Uploaded, Uploader};
 use crate::error::{Error, Result};
-use crate::media::{BotId, FileId, MediaKey, Sha256};
+use crate::media::{BotId, FileId, MediaKey, Sha256, SizeLimits};
 
 /// A fault hook: given the media and the number of this upload attempt for it (1 for the
 /// first), answer an error to fail the attempt with, or `None` to let it succeed.
@@ -174,6 +174,7 @@ impl Uploader for MemoryUploader {
                 ),
             });
         }
+        SizeLimits::bot_api().check(key.kind, request.size)?;
         let attempt = {
             let mut stats = self.lock();
             let attempt = stats.attempts.entry(key.clone()).or_default();
@@ -202,7 +203,11 @@ impl Uploader for MemoryUploader {
             });
         }
         self.lock().snapshot.bytes += bytes.len() as u64;
-        tokio::time::sleep(self.random_latency()).await;
+        let latency = self.random_latency();
+        if !latency.is_zero() {
+            // A zero sleep would still wait for the timer's next millisecond tick.
+            tokio::time::sleep(latency).await;
+        }
 
         if let Some(err) = self.fault.as_ref().and_then(|f| f(key, attempt)) {
             self.lock().snapshot.faults += 1;

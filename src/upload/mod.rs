@@ -138,7 +138,10 @@ pub struct Uploaded {
 ///
 /// # Contract
 /// - `upload` makes the service hold the media and answers its file_id for [`Uploader::bot`]
-///   and the request's kind.
+///   and the request's kind; distinct media get distinct file_ids.
+/// - A request for another bot's media is refused with a permanent error (its file_id would
+///   be useless to that bot), and one over the kind's size limit with
+///   [`Error::TooLarge`](crate::Error::TooLarge), both before any network call.
 /// - Errors are classified for the engine's retry policy:
 ///   [`Error::RateLimited`](crate::Error::RateLimited) with the server's wait (honoured
 ///   exactly and not counted as a failed attempt); retryable errors
