@@ -45,12 +45,16 @@ async fn main() {
     let mut b = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir.path()).expect("fs"));
     b.set_auth(SimpleAuth::from_single("AKID", "SECRET"));
     let service = b.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let http = ConnBuilder::new(TokioExecutor::new());
         while let Ok((sock, _)) = listener.accept().await {
-            let conn = http.serve_connection(TokioIo::new(sock), service.clone()).into_owned();
+            let conn = http
+                .serve_connection(TokioIo::new(sock), service.clone())
+                .into_owned();
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -85,6 +89,12 @@ async fn main() {
     assert_eq!(n, LEN);
     let after_get = kib("VmHWM:");
     println!("baseline RSS {baseline} KiB");
-    println!("peak after put: {after_put} KiB (+{} KiB)", after_put.saturating_sub(baseline));
-    println!("peak after get: {after_get} KiB (+{} KiB)", after_get.saturating_sub(baseline));
+    println!(
+        "peak after put: {after_put} KiB (+{} KiB)",
+        after_put.saturating_sub(baseline)
+    );
+    println!(
+        "peak after get: {after_get} KiB (+{} KiB)",
+        after_get.saturating_sub(baseline)
+    );
 }

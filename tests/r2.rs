@@ -135,6 +135,23 @@ async fn wrong_secret_is_a_typed_unauthorized_error_without_the_secret() {
     assert!(!format!("{store:?}").contains(wrong));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_an_hour_off_is_corrected_from_the_server() {
+    let server = s3_server().await;
+    // s3s refuses requests more than 15 minutes off; hyper's Date header tells the truth.
+    let store = builder(server.addr)
+        .with_clock(|| SystemTime::now() - Duration::from_secs(3600))
+        .build()
+        .expect("store");
+    let data = random_bytes(500);
+    let (key, outcome) = store
+        .put_bytes(data.clone())
+        .await
+        .expect("put after correction");
+    assert_eq!(outcome, PutOutcome::Created);
+    assert_eq!(store.get_bytes(&key).await.expect("get"), data);
+}
+
 /// s3s-fs creates a bucket's folder on demand, so the fault server plays R2 here.
 #[tokio::test]
 async fn missing_bucket_is_a_config_error() {
@@ -743,6 +760,8 @@ async fn clock_skew_is_corrected_from_the_server_date() {
 async fn multipart_rules_and_error_inside_200() {
     let completes = Arc::new(Mutex::new(0));
     let c2 = completes.clone();
+    let part_sizes = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let sizes = part_sizes.clone();
     let server = fault_server(move |req, _| {
         let t = req.target.as_str();
         match req.method.as_str() {
@@ -751,12 +770,22 @@ async fn multipart_rules_and_error_inside_200() {
                 200,
                 "<InitiateMultipartUploadResult><UploadId>a+b/c==</UploadId></InitiateMultipartUploadResult>",
             ),
-            "PUT" => Reply::Full {
-                status: 200,
-                headers: vec![("ETag".into(), format!("\"etag-{}\"", req.body_len))],
-                body: Vec::new(),
-            },
+            "PUT" => {
+                sizes.lock().unwrap().push(req.body_len);
+                Reply::Full {
+                    status: 200,
+                    headers: vec![("ETag".into(), format!("\"etag-{}\"", req.body_len))],
+                    body: Vec::new(),
+                }
+            }
             "POST" => {
+                // R2's refusal: all parts but the last must have one size, 5 MiB at least.
+                let sizes = sizes.lock().unwrap();
+                let (last, rest) = sizes.split_last().expect("parts");
+                let equal = rest.iter().all(|s| *s == rest[0] && *s >= 5 * MIB);
+                if !equal || *last == 0 || rest.first().is_some_and(|f| last > f) {
+                    return s3_error(400, "InvalidPart");
+                }
                 let mut n = c2.lock().unwrap();
                 *n += 1;
                 if *n == 1 {

@@ -452,6 +452,7 @@ impl Client {
             attempt += 1;
             let req = self.build(op)?;
             let local = self.signer.local_now();
+            let skew_before = self.signer.skew_ms();
             let failure = match self.http.execute(req).await {
                 Ok(resp) => {
                     self.observe_date(resp.headers(), local);
@@ -462,6 +463,13 @@ impl Client {
                 }
                 Err(e) => Failure::transport(e),
             };
+            // A refusal that came with a new clock correction (a HEAD's 403 has no body to
+            // say `RequestTimeTooSkewed`, but its Date header shows the skew): sign again.
+            let corrected = self.signer.skew_ms() != skew_before
+                && matches!(&failure, Failure::Status { status, .. } if *status == StatusCode::FORBIDDEN);
+            if corrected && attempt < self.retry.max_attempts {
+                continue;
+            }
             if !failure.retryable() || attempt >= self.retry.max_attempts {
                 if attempt > 1 {
                     tracing::warn!(op = op.what, key = op.key, attempts = attempt, elapsed = ?started.elapsed(), "S3 request failed: {failure:?}");

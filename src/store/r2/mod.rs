@@ -120,9 +120,18 @@ pub mod bench {
 
     use super::sigv4::{AmzDate, Credentials, SignableRequest, Signer, UNSIGNED_PAYLOAD};
 
-    const HOST: &str = "0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com";
-    const PATH: &str =
+    /// The hex SHA-256 of an empty body.
+    pub const EMPTY_SHA256: &str = super::sigv4::EMPTY_SHA256;
+
+    /// The bench's host.
+    pub const HOST: &str = "0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com";
+    /// The bench's object path.
+    pub const PATH: &str =
         "/media/media/ba/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    /// The bench's access key id.
+    pub const ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+    /// The bench's secret (the AWS suite's example secret).
+    pub const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
     /// A signer with fixed credentials and time, signing a typical object GET.
     #[derive(Debug)]
@@ -142,8 +151,8 @@ pub mod bench {
         pub fn new() -> Self {
             let signer = Signer::new(
                 Credentials {
-                    access_key_id: "AKIDEXAMPLE".into(),
-                    secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+                    access_key_id: ACCESS_KEY_ID.into(),
+                    secret_access_key: SECRET.into(),
                     session_token: None,
                 },
                 "auto",

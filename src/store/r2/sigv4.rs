@@ -591,6 +591,11 @@ impl Signer {
         }
     }
 
+    /// The correction in force: server time minus local time, in milliseconds.
+    pub(crate) fn skew_ms(&self) -> i64 {
+        self.skew_ms.load(Ordering::Relaxed)
+    }
+
     fn scope(&self, time: &AmzDate) -> String {
         format!(
             "{}/{}/{}/aws4_request",
