@@ -408,6 +408,8 @@ enum Reply {
     },
     /// Headers announcing `announced` bytes, then `sent` bytes, then a TCP reset.
     ResetMidBody { announced: usize, sent: usize },
+    /// No answer for this long, then a close.
+    Stall(Duration),
 }
 
 fn reply(status: u16, body: &str) -> Reply {
@@ -557,6 +559,7 @@ async fn serve_one(
                 sock.write_all(&body).await?;
             }
         }
+        Reply::Stall(d) => tokio::time::sleep(d).await,
         Reply::ResetMidBody { announced, sent } => {
             let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\n\r\n");
             sock.write_all(resp.as_bytes()).await?;
@@ -762,6 +765,7 @@ async fn multipart_rules_and_error_inside_200() {
     let c2 = completes.clone();
     let part_sizes = Arc::new(Mutex::new(Vec::<usize>::new()));
     let sizes = part_sizes.clone();
+    let first_part_failed = Arc::new(Mutex::new(false));
     let server = fault_server(move |req, _| {
         let t = req.target.as_str();
         match req.method.as_str() {
@@ -771,6 +775,12 @@ async fn multipart_rules_and_error_inside_200() {
                 "<InitiateMultipartUploadResult><UploadId>a+b/c==</UploadId></InitiateMultipartUploadResult>",
             ),
             "PUT" => {
+                let mut failed = first_part_failed.lock().unwrap();
+                if !*failed {
+                    // The first attempt at part 1 fails: the part is sent again from memory.
+                    *failed = true;
+                    return s3_error(500, "InternalError");
+                }
                 sizes.lock().unwrap().push(req.body_len);
                 Reply::Full {
                     status: 200,
@@ -822,8 +832,14 @@ async fn multipart_rules_and_error_inside_200() {
     let parts: Vec<&Seen> = seen.iter().filter(|s| s.method == "PUT").collect();
     assert_eq!(
         parts.iter().map(|p| p.body_len).collect::<Vec<_>>(),
-        [5 * MIB, 5 * MIB, MIB]
+        [5 * MIB, 5 * MIB, 5 * MIB, MIB],
+        "part 1 twice (the retry resends it whole from memory), then parts 2 and 3"
     );
+    assert_eq!(
+        parts[0].target, parts[1].target,
+        "the retry is the same part"
+    );
+    assert_eq!(*part_sizes.lock().unwrap(), [5 * MIB, 5 * MIB, MIB]);
     for p in &parts {
         assert!(
             p.target.contains("uploadId=a%2Bb%2Fc%3D%3D"),
@@ -848,6 +864,28 @@ async fn multipart_rules_and_error_inside_200() {
             assert!(s.header("content-length").is_some(), "{s:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_stalled_server_times_out_and_is_retried() {
+    let server = fault_server(|_, _| Reply::Stall(Duration::from_secs(5))).await;
+    let store = builder(server.addr)
+        .with_read_timeout(Duration::from_millis(200))
+        .with_max_attempts(2)
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = store.head(&key()).await.expect_err("no answer");
+    assert!(
+        matches!(err, Error::Unavailable { .. }) && err.is_retryable(),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert_eq!(server.seen().len(), 2, "retried once");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the read timeout cut the wait"
+    );
 }
 
 #[tokio::test]

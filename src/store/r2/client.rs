@@ -128,7 +128,7 @@ impl Body {
 /// One S3 operation, signed afresh on every attempt.
 pub(super) struct Op<'a> {
     pub(super) method: Method,
-    /// The object key, decoded; `None` for the bucket itself.
+    /// The object key, decoded; empty for the bucket itself.
     pub(super) key: &'a str,
     pub(super) query: Vec<(&'static str, String)>,
     /// Extra headers, signed and sent.

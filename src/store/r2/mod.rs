@@ -19,7 +19,7 @@ use async_trait::async_trait;
 pub use builder::R2StoreBuilder;
 
 use super::{GetResult, MediaStore, ObjectMeta, PutOutcome, PutPayload};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::media::ObjectKey;
 
 /// A [`MediaStore`] on Cloudflare R2 or any S3-compatible service.
@@ -107,10 +107,6 @@ impl MediaStore for R2Store {
         self.client.url(key.as_str(), expires_in).map(Some)
     }
 }
-
-/// Keeps `Error` in scope for the docs above.
-#[allow(dead_code)]
-type _DocError = Error;
 
 /// Entry points for `benches/sigv4.rs`: not part of the API, may change at any time.
 #[doc(hidden)]

@@ -11,6 +11,7 @@
 //! Deriving the signing key costs four HMACs; it only changes with the UTC date, so
 //! [`SigningKeyCache`] keeps it, behind an atomic pointer that readers load without a lock.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -180,8 +181,7 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    let mut mac = keyed(key);
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
@@ -312,12 +312,25 @@ impl Signed {
     }
 }
 
+/// `s` encoded, borrowed when nothing needs encoding (the common case for S3's own
+/// parameters).
+fn encoded(s: &str) -> Cow<'_, str> {
+    let plain = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if plain {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(uri_encode(s, false))
+    }
+}
+
 /// Canonical query: each name and value encoded, sorted by name then value, `&`-joined.
 fn canonical_query(out: &mut String, query: &[(&str, &str)], extra: &[(&str, &str)]) {
-    let mut pairs: Vec<(String, String)> = query
+    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = query
         .iter()
         .chain(extra)
-        .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
+        .map(|(k, v)| (encoded(k), encoded(v)))
         .collect();
     pairs.sort_unstable();
     for (i, (k, v)) in pairs.iter().enumerate() {
@@ -334,16 +347,14 @@ fn canonical_query(out: &mut String, query: &[(&str, &str)], extra: &[(&str, &st
 /// inner runs of whitespace collapsed, duplicates joined with `,` in their order) and the
 /// signed-headers list.
 fn canonical_headers(out: &mut String, headers: &[(&str, &str)]) -> String {
-    let mut hs: Vec<(String, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), *v))
-        .collect();
+    let mut hs: Vec<(Cow<'_, str>, &str)> =
+        headers.iter().map(|(k, v)| (lower(k.trim()), *v)).collect();
     // Stable: duplicate names keep their order.
     hs.sort_by(|a, b| a.0.cmp(&b.0));
     let mut signed = String::with_capacity(hs.len() * 16);
     let mut prev: Option<&str> = None;
     for (name, value) in &hs {
-        if prev == Some(name.as_str()) {
+        if prev == Some(&**name) {
             out.pop(); // the '\n' of the previous value
             out.push(',');
         } else {
@@ -363,21 +374,34 @@ fn canonical_headers(out: &mut String, headers: &[(&str, &str)]) -> String {
             first = false;
         }
         out.push('\n');
-        prev = Some(name.as_str());
+        prev = Some(name);
     }
     signed
 }
 
-/// Builds the canonical request; `extra_query` carries the presigning parameters.
-fn canonical_request(req: &SignableRequest<'_>, extra_query: &[(&str, &str)]) -> (String, String) {
-    let mut c = String::with_capacity(256 + req.canonical_uri.len());
+/// `s` in lower case, borrowed when it already is.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Builds the canonical request from its parts; answers it and the signed-headers list.
+fn canonical_request(req: &SignableRequest<'_>, canonical_query: &str) -> (String, String) {
+    let mut headers = String::with_capacity(64 * req.headers.len());
+    let signed = canonical_headers(&mut headers, req.headers);
+    let mut c = String::with_capacity(
+        req.method.len() + req.canonical_uri.len() + canonical_query.len() + headers.len() + 140,
+    );
     c.push_str(req.method);
     c.push('\n');
     c.push_str(req.canonical_uri);
     c.push('\n');
-    canonical_query(&mut c, req.query, extra_query);
+    c.push_str(canonical_query);
     c.push('\n');
-    let signed = canonical_headers(&mut c, req.headers);
+    c.push_str(&headers);
     c.push('\n');
     c.push_str(&signed);
     c.push('\n');
@@ -424,6 +448,9 @@ struct CachedKey {
     region: Box<str>,
     service: Box<str>,
     key: [u8; 32],
+    /// HMAC keyed with `key`, its inner and outer pads already hashed: each signature then
+    /// costs only the string to sign's blocks.
+    mac: HmacSha256,
 }
 
 /// Signing keys by (UTC date, region, service), at most `capacity` of them, newest first.
@@ -473,7 +500,24 @@ impl SigningKeyCache {
     }
 
     /// The key for the scope, derived on a miss.
+    #[cfg(test)]
     pub(crate) fn get(&self, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+        self.with(secret, date, region, service, |e| e.key)
+    }
+
+    /// An HMAC keyed with the scope's signing key, derived on a miss.
+    pub(crate) fn mac(&self, secret: &str, date: &str, region: &str, service: &str) -> HmacSha256 {
+        self.with(secret, date, region, service, |e| e.mac.clone())
+    }
+
+    fn with<T>(
+        &self,
+        secret: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+        f: impl Fn(&CachedKey) -> T,
+    ) -> T {
         {
             let entries = self.entries.load();
             if let Some(e) = entries.iter().find(|e| {
@@ -481,12 +525,13 @@ impl SigningKeyCache {
                     && &*e.region == region
                     && &*e.service == service
             }) {
-                return e.key;
+                return f(e);
             }
         }
-        let key = derive_signing_key(secret, date, region, service);
+        let entry = CachedKey::derive(secret, date, region, service);
+        let answer = f(&entry);
         let Ok(date_bytes) = <[u8; 8]>::try_from(date.as_bytes()) else {
-            return key; // not a YYYYMMDD date: sign, but do not cache
+            return answer; // not a YYYYMMDD date: sign, but do not cache
         };
         self.entries.rcu(|old| {
             let mut next = Vec::with_capacity(self.capacity);
@@ -494,7 +539,8 @@ impl SigningKeyCache {
                 date: date_bytes,
                 region: region.into(),
                 service: service.into(),
-                key,
+                key: entry.key,
+                mac: entry.mac.clone(),
             });
             for e in old.iter() {
                 if next.len() == self.capacity {
@@ -507,13 +553,32 @@ impl SigningKeyCache {
                         region: e.region.clone(),
                         service: e.service.clone(),
                         key: e.key,
+                        mac: e.mac.clone(),
                     });
                 }
             }
             next
         });
-        key
+        answer
     }
+}
+
+impl CachedKey {
+    fn derive(secret: &str, date: &str, region: &str, service: &str) -> Self {
+        let key = derive_signing_key(secret, date, region, service);
+        Self {
+            date: <[u8; 8]>::try_from(date.as_bytes()).unwrap_or([b'0'; 8]),
+            region: region.into(),
+            service: service.into(),
+            key,
+            mac: keyed(&key),
+        }
+    }
+}
+
+fn keyed(key: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
+    HmacSha256::new_from_slice(key).expect("HMAC accepts any key length")
 }
 
 /// Where the signer reads the time.
@@ -605,8 +670,8 @@ impl Signer {
         )
     }
 
-    fn key(&self, time: &AmzDate) -> [u8; 32] {
-        self.keys.get(
+    fn key(&self, time: &AmzDate) -> HmacSha256 {
+        self.keys.mac(
             &self.creds.secret_access_key,
             time.date(),
             &self.region,
@@ -618,7 +683,7 @@ impl Signer {
     /// `x-amz-date` (= `time`), and `x-amz-security-token` when there is a session token;
     /// [`Signer::amz_headers`] gives both.
     pub(crate) fn sign_headers(&self, req: &SignableRequest<'_>, time: &AmzDate) -> Signed {
-        self.sign_with_key(req, time, &self.key(time), &[])
+        self.sign_query(req, time, &self.key(time))
     }
 
     /// As [`Signer::sign_headers`], deriving the key afresh (the baseline in the bench).
@@ -633,7 +698,7 @@ impl Signer {
             &self.region,
             &self.service,
         );
-        self.sign_with_key(req, time, &key, &[])
+        self.sign_query(req, time, &keyed(&key))
     }
 
     /// The `x-amz-date` and (with a session token) `x-amz-security-token` headers to add.
@@ -645,13 +710,15 @@ impl Signer {
         &self,
         req: &SignableRequest<'_>,
         time: &AmzDate,
-        key: &[u8; 32],
-        extra_query: &[(&str, &str)],
+        key: &HmacSha256,
+        canonical_query_string: &str,
+        scope: &str,
     ) -> Signed {
-        let scope = self.scope(time);
-        let (canonical_request, signed_headers) = canonical_request(req, extra_query);
-        let string_to_sign = string_to_sign(time, &scope, &canonical_request);
-        let signature = hex(&hmac(key, string_to_sign.as_bytes()));
+        let (canonical_request, signed_headers) = canonical_request(req, canonical_query_string);
+        let string_to_sign = string_to_sign(time, scope, &canonical_request);
+        let mut mac = key.clone();
+        mac.update(string_to_sign.as_bytes());
+        let signature = hex(&mac.finalize().into_bytes());
         Signed {
             canonical_request,
             string_to_sign,
@@ -661,9 +728,15 @@ impl Signer {
         }
     }
 
-    /// Presigns: answers the full query string (the request's own parameters, the `X-Amz-*`
-    /// ones, then `X-Amz-Signature`) and the steps. Only `req.headers` are signed (`host`
-    /// at least); S3 URLs use [`UNSIGNED_PAYLOAD`].
+    fn sign_query(&self, req: &SignableRequest<'_>, time: &AmzDate, key: &HmacSha256) -> Signed {
+        let mut query = String::with_capacity(64);
+        canonical_query(&mut query, req.query, &[]);
+        self.sign_with_key(req, time, key, &query, &self.scope(time))
+    }
+
+    /// Presigns: answers the full query string (the request's own parameters and the
+    /// `X-Amz-*` ones, sorted, then `X-Amz-Signature`) and the steps. Only `req.headers` are
+    /// signed (`host` at least); S3 URLs use [`UNSIGNED_PAYLOAD`].
     ///
     /// # Errors
     /// An expiry outside 1 s to 7 days.
@@ -679,11 +752,8 @@ impl Signer {
         let scope = self.scope(time);
         let credential = format!("{}/{scope}", self.creds.access_key_id);
         let expires = expires_in.as_secs().to_string();
-        let mut names: Vec<String> = req
-            .headers
-            .iter()
-            .map(|(k, _)| k.trim().to_ascii_lowercase())
-            .collect();
+        let mut names: Vec<Cow<'_, str>> =
+            req.headers.iter().map(|(k, _)| lower(k.trim())).collect();
         names.sort_unstable();
         names.dedup();
         let signed_headers = names.join(";");
@@ -697,9 +767,10 @@ impl Signer {
         if let Some(token) = self.creds.session_token.as_deref() {
             extra.push(("X-Amz-Security-Token", token));
         }
-        let signed = self.sign_with_key(req, time, &self.key(time), &extra);
-        let mut query = String::with_capacity(512);
+        // The canonical query is also the URL's query: built once, signature appended.
+        let mut query = String::with_capacity(320);
         canonical_query(&mut query, req.query, &extra);
+        let signed = self.sign_with_key(req, time, &self.key(time), &query, &scope);
         query.push_str("&X-Amz-Signature=");
         query.push_str(&signed.signature);
         Ok((query, signed))

@@ -801,3 +801,25 @@ fn encoding_rules() {
     assert_eq!(normalize_path("/example/.."), "/");
     assert_eq!(normalize_path("//example//"), "/example/");
 }
+
+#[test]
+fn key_cache_is_shared_across_threads() {
+    let cache = SigningKeyCache::new(2);
+    let dates = ["20240101", "20240102", "20240103"];
+    let expected: Vec<[u8; 32]> = dates
+        .iter()
+        .map(|d| derive_signing_key(SECRET, d, "auto", "s3"))
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (cache, expected) = (&cache, &expected);
+            s.spawn(move || {
+                for i in 0..300 {
+                    let d = (i / 50 + t) % dates.len();
+                    assert_eq!(cache.get(SECRET, dates[d], "auto", "s3"), expected[d]);
+                }
+            });
+        }
+    });
+    assert!(cache.len() <= 2);
+}
