@@ -207,3 +207,10 @@ pub mod bench {
         }
     }
 }
+
+/// The store crosses tasks and threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<R2Store>();
+    assert_send_sync::<R2StoreBuilder>();
+};

@@ -229,3 +229,21 @@ async fn abort(client: &Client, key: &str, upload_id: &str) {
         Err(e) => tracing::warn!(key, "could not abort a multipart upload: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn part_size_stays_within_10000_parts() {
+        assert_eq!(part_size_for(50 * MIB, 8 * MIB), 8 * MIB);
+        // 100 GiB in 8 MiB parts would be 12,800 parts: raised to 11 MiB (9,310 parts).
+        let len = 100 * 1024 * MIB;
+        let size = part_size_for(len, 8 * MIB);
+        assert_eq!(size, 11 * MIB);
+        assert!(len.div_ceil(size) <= MAX_PARTS);
+        assert_eq!(size % MIB, 0);
+    }
+}
