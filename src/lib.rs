@@ -54,6 +54,8 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `conformance` | the `conformance` module: the behaviour suites every implementation of the traits must pass, for your own backends |
+//! | `r2` | `store::R2Store`: Cloudflare R2 or any S3-compatible service, with a hand-written SigV4 signer (reqwest, rustls) |
+//! | `teloxide` | `teloxide::input_file`: a media as teloxide's `InputFile` (the file_id when warm, the bytes otherwise), and `teloxide::record_sent` |
 //! | `telegram` | `TelegramUploader` (the Bot API over reqwest with rustls: every media kind, by URL or streamed upload, rate limits per bot and chat, a warm-up chat pool) and `send_cached` |
 //! | `testkit` | `testkit::FakeBotApi`: a fake Bot API on loopback, faithful to the real one's limits, errors and 429s, with fault injection, for your bot's tests (implies `telegram`) |
 #![forbid(unsafe_code)]
