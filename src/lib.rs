@@ -66,6 +66,7 @@ pub mod cache;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod engine;
+mod env;
 mod error;
 mod media;
 pub mod queue;

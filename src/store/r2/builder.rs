@@ -109,18 +109,11 @@ impl R2StoreBuilder {
     /// # Errors
     /// [`Error::Config`] when a variable is set but not valid Unicode.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| match std::env::var(name) {
-            Ok(v) if v.trim().is_empty() => Ok(None),
-            Ok(v) => Ok(Some(v.trim().to_owned())),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Config {
-                message: format!("{name} is not valid UTF-8"),
-            }),
-        })
+        Self::from_lookup(&crate::env::process)
     }
 
     /// [`from_env`](Self::from_env) over any lookup (tests pass a map).
-    pub(crate) fn from_lookup(get: impl Fn(&str) -> Result<Option<String>>) -> Result<Self> {
+    pub(crate) fn from_lookup(get: crate::env::Lookup<'_>) -> Result<Self> {
         let mut b = Self::new();
         b.endpoint = get("R2_ENDPOINT")?;
         b.account_id = get("R2_ACCOUNT_ID")?;

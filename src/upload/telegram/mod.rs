@@ -545,14 +545,26 @@ impl TelegramUploaderBuilder {
     /// `MEDIA_WARMUP_CHAT_IDS` where set. A malformed value is reported by
     /// [`build`](Self::build).
     pub fn from_env() -> Self {
+        Self::from_lookup(&crate::env::process)
+    }
+
+    /// [`from_env`](Self::from_env) over any lookup (tests pass a map).
+    pub(crate) fn from_lookup(get: crate::env::Lookup<'_>) -> Self {
         let mut builder = Self::new();
-        if let Ok(token) = std::env::var("TELEGRAM_BOT_TOKEN") {
-            builder = builder.with_token(token.trim());
+        let read = |builder: &mut Self, name: &str| match get(name) {
+            Ok(value) => value,
+            Err(e) => {
+                builder.env_errors.push(e.to_string());
+                None
+            }
+        };
+        if let Some(token) = read(&mut builder, "TELEGRAM_BOT_TOKEN") {
+            builder = builder.with_token(token);
         }
-        if let Ok(base) = std::env::var("TELEGRAM_API_BASE") {
-            builder = builder.with_api_base(base.trim());
+        if let Some(base) = read(&mut builder, "TELEGRAM_API_BASE") {
+            builder = builder.with_api_base(base);
         }
-        if let Ok(list) = std::env::var("MEDIA_WARMUP_CHAT_IDS") {
+        if let Some(list) = read(&mut builder, "MEDIA_WARMUP_CHAT_IDS") {
             for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 match item.parse::<i64>() {
                     Ok(id) => builder.chats.push(id),
