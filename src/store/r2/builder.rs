@@ -373,7 +373,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        R2StoreBuilder::from_lookup(|k| Ok(map.get(k).cloned()))
+        R2StoreBuilder::from_lookup(&|k| Ok(map.get(k).cloned()))
     }
 
     const SECRET: &str = "do-not-print-me";
