@@ -44,15 +44,22 @@
 //! | [`MediaStore`] | keeps the bytes | [`store::MemoryStore`], [`store::FsStore`] |
 //! | [`FileIdCache`] | (bot, sha256, kind) to file_id | [`LruFileIdCache`], [`cache::TieredCache`], `db::SqliteStore`, `db::PostgresStore` |
 //! | [`PriorityQueue`] | the warm jobs, with leases and retries | [`MemoryQueue`], `db::SqliteStore`, `db::PostgresStore` |
-//! | [`Uploader`] | turns a media into a file_id | [`MemoryUploader`] (a stand-in) |
+//! | [`Uploader`] | turns a media into a file_id | `TelegramUploader` (feature `telegram`), [`MemoryUploader`] (a stand-in) |
+//!
+//! With the `telegram` feature, `send_cached` delivers a media to a chat cache first: by
+//! file_id when warm, by its bytes otherwise, re-warming a file_id Telegram rejects.
 //!
 //! ## Features
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `conformance` | [`conformance`]: the behaviour suites every implementation of the traits must pass, for your own backends |
+//! | `conformance` | the `conformance` module: the behaviour suites every implementation of the traits must pass, for your own backends |
 //! | `sqlite` | `db::SqliteStore`: a durable cache and queue in one embedded SQLite file (bundled) |
 //! | `postgres` | `db::PostgresStore`: a durable cache and queue on PostgreSQL, shared by many instances |
+//! | `r2` | `store::R2Store`: Cloudflare R2 or any S3-compatible service, with a hand-written SigV4 signer (reqwest, rustls) |
+//! | `teloxide` | `teloxide::input_file`: a media as teloxide's `InputFile` (the file_id when warm, the bytes otherwise), and `teloxide::record_sent` |
+//! | `telegram` | `TelegramUploader` (the Bot API over reqwest with rustls: every media kind, by URL or streamed upload, rate limits per bot and chat, a warm-up chat pool) and `send_cached` |
+//! | `testkit` | `testkit::FakeBotApi`: a fake Bot API on loopback, faithful to the real one's limits, errors and 429s, with fault injection, for your bot's tests (implies `telegram`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, rust_2018_idioms, rustdoc::broken_intra_doc_links)]
 #![warn(missing_debug_implementations, unreachable_pub)]
@@ -63,10 +70,17 @@ pub mod conformance;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod db;
 mod engine;
+mod env;
 mod error;
 mod media;
 pub mod queue;
+#[cfg(feature = "telegram")]
+mod send;
 pub mod store;
+#[cfg(feature = "teloxide")]
+pub mod teloxide;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod upload;
 
 pub use cache::{FileIdCache, LruFileIdCache};
@@ -77,8 +91,12 @@ pub use media::{
     BotId, FileId, Job, MediaKey, MediaKind, ObjectKey, Sha256, Sha256Hasher, SizeLimits, Timestamp,
 };
 pub use queue::{MemoryQueue, PriorityPolicy, PriorityQueue};
+#[cfg(feature = "telegram")]
+pub use send::send_cached;
 pub use store::{MediaStore, MediaStoreExt};
 pub use upload::{MemoryUploader, Uploader};
+#[cfg(feature = "telegram")]
+pub use upload::{TelegramUploader, TelegramUploaderBuilder};
 
 #[cfg(feature = "postgres")]
 pub use db::PostgresStore;

@@ -97,28 +97,45 @@ impl PrewarmEngineBuilder {
     ///
     /// A malformed value is reported by [`build`](Self::build), naming the variable.
     pub fn from_env() -> Self {
+        Self::from_lookup(&crate::env::process)
+    }
+
+    /// [`from_env`](Self::from_env) over any lookup (tests pass a map).
+    pub(crate) fn from_lookup(get: crate::env::Lookup<'_>) -> Self {
         let mut builder = Self::new();
-        if let Some(n) =
-            builder.env_number("MEDIA_PREWARM_CONCURRENCY", "a whole number from 1 to 1024")
-        {
-            builder.config.concurrency = n as usize;
+        if let Some(n) = builder.number(
+            get,
+            "MEDIA_PREWARM_CONCURRENCY",
+            "a whole number from 1 to 1024",
+        ) {
+            builder.config.concurrency = usize::try_from(n).unwrap_or(usize::MAX);
         }
-        if let Some(ms) =
-            builder.env_number("MEDIA_PREWARM_INTERVAL_MS", "milliseconds, a whole number")
-        {
+        if let Some(ms) = builder.number(
+            get,
+            "MEDIA_PREWARM_INTERVAL_MS",
+            "milliseconds, a whole number",
+        ) {
             builder.config.poll_interval = Duration::from_millis(ms);
         }
-        if let Some(n) =
-            builder.env_number("MEDIA_PREWARM_RETRY_WEAK_ID", "a whole number, 0 or more")
-        {
+        if let Some(n) = builder.number(
+            get,
+            "MEDIA_PREWARM_RETRY_WEAK_ID",
+            "a whole number, 0 or more",
+        ) {
             builder.config.retry_weak_id = u32::try_from(n).unwrap_or(u32::MAX);
         }
         builder
     }
 
-    fn env_number(&mut self, name: &str, expected: &str) -> Option<u64> {
-        let value = std::env::var(name).ok()?;
-        match value.trim().parse::<u64>() {
+    fn number(&mut self, get: crate::env::Lookup<'_>, name: &str, expected: &str) -> Option<u64> {
+        let value = match get(name) {
+            Ok(value) => value?,
+            Err(e) => {
+                self.env_errors.push(e.to_string());
+                return None;
+            }
+        };
+        match value.parse::<u64>() {
             Ok(n) => Some(n),
             Err(_) => {
                 self.env_errors

@@ -30,6 +30,8 @@ pub mod names {
     pub const RETRIED: &str = "media_prewarm_retried_total";
     /// Counter: uploads started.
     pub const UPLOADS: &str = "media_prewarm_uploads_total";
+    /// Counter: bytes written to the store (new objects only).
+    pub const STORED_BYTES: &str = "media_prewarm_stored_bytes_total";
     /// Counter: file_id lookups answered from the cache.
     pub const CACHE_HITS: &str = "media_cache_hits_total";
     /// Counter: file_id lookups that missed.
@@ -70,6 +72,8 @@ pub struct MetricsSnapshot {
     pub rate_limited: u64,
     /// Uploads started.
     pub uploads: u64,
+    /// Bytes written to the store by saves (objects already there cost nothing).
+    pub stored_bytes: u64,
     /// Lookups answered from the cache.
     pub cache_hits: u64,
     /// Lookups that missed.
@@ -88,6 +92,7 @@ pub(crate) struct Metrics {
     pub(crate) retried: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
     pub(crate) uploads: AtomicU64,
+    pub(crate) stored_bytes: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) cache_misses: AtomicU64,
     time_to_ready: Samples,
@@ -146,6 +151,11 @@ impl Metrics {
         bump(&self.uploads, names::UPLOADS);
     }
 
+    pub(crate) fn stored(&self, bytes: u64) {
+        self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
+        metrics::counter!(names::STORED_BYTES).increment(bytes);
+    }
+
     pub(crate) fn warmed(&self, time_to_ready: Duration) {
         bump(&self.warmed, names::WARMED);
         self.time_to_ready.record(time_to_ready);
@@ -196,6 +206,7 @@ impl Metrics {
             retried: get(&self.retried),
             rate_limited: get(&self.rate_limited),
             uploads: get(&self.uploads),
+            stored_bytes: get(&self.stored_bytes),
             cache_hits: get(&self.cache_hits),
             cache_misses: get(&self.cache_misses),
             time_to_ready: self.time_to_ready.percentiles(),

@@ -30,7 +30,7 @@ use crate::media::{
     BotId, FileId, Job, MediaKey, MediaKind, ObjectKey, Sha256, Sha256Hasher, SizeLimits,
 };
 use crate::queue::{JobInfo, JobState, PriorityQueue, PushOutcome};
-use crate::store::{MediaStore, PutPayload};
+use crate::store::{MediaStore, PutOutcome, PutPayload};
 use crate::upload::{MediaSource, Uploader};
 
 pub use builder::PrewarmEngineBuilder;
@@ -196,10 +196,13 @@ impl PrewarmEngine {
             async move { Ok(bytes) }
         })
         .boxed();
-        inner
+        let put = inner
             .store
             .put(&key.object_key(), PutPayload::from_stream(size, sha, body))
             .await?;
+        if put == PutOutcome::Created {
+            inner.metrics.stored(size);
+        }
         inner.bytes.insert(sha, bytes);
         self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
             .await?;
@@ -241,10 +244,13 @@ impl PrewarmEngine {
                 .await
                 .map_err(|e| Error::io("reopening the spool file", e))?;
             let body = crate::store::file_stream(file);
-            inner
+            let put = inner
                 .store
                 .put(&key.object_key(), PutPayload::from_stream(size, sha, body))
                 .await?;
+            if put == PutOutcome::Created {
+                inner.metrics.stored(size);
+            }
             self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
                 .await?;
             Ok(key)
@@ -277,6 +283,23 @@ impl PrewarmEngine {
             None => self.inner.metrics.cache_miss(),
         }
         found
+    }
+
+    /// The file_id of `key` from the cache, asking its durable part when this process does
+    /// not hold it: one lookup, no waiting, nothing queued.
+    ///
+    /// # Errors
+    /// The cache's error.
+    pub async fn cached(&self, key: &MediaKey) -> Result<Option<FileId>> {
+        if let Some(id) = self.lookup(key) {
+            return Ok(Some(id));
+        }
+        self.inner.cache.get(key).await
+    }
+
+    /// The bots this engine has uploaders for.
+    pub fn bots(&self) -> impl Iterator<Item = &BotId> {
+        self.inner.uploaders.keys()
     }
 
     /// Waits until `key` has a file_id, for at most `timeout`, and answers it. While it waits,

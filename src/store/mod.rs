@@ -6,6 +6,8 @@
 
 mod fs;
 mod memory;
+#[cfg(feature = "r2")]
+mod r2;
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -19,6 +21,11 @@ use crate::media::{ObjectKey, Sha256};
 
 pub use fs::FsStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "r2")]
+#[doc(hidden)]
+pub use r2::bench as __r2_bench;
+#[cfg(feature = "r2")]
+pub use r2::{R2Store, R2StoreBuilder};
 
 /// A stream of byte chunks, as stores return them and uploaders consume them.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;

@@ -1,6 +1,8 @@
 //! Turning media into file_ids: the [`Uploader`] trait and an in-process stand-in.
 
 mod memory;
+#[cfg(feature = "telegram")]
+mod telegram;
 
 use std::fmt::{self, Debug};
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use crate::media::{BotId, FileId, MediaKey};
 use crate::store::{ByteStream, MediaStore};
 
 pub use memory::{MemoryUploader, MemoryUploaderStats};
+#[cfg(feature = "telegram")]
+pub use telegram::{Rate, RateLimits, SentMessage, TelegramUploader, TelegramUploaderBuilder};
 
 /// Where an uploader can get a media's bytes: from memory, from a URL the service can fetch
 /// itself, or as a stream opened on demand. An uploader picks what suits it (a URL first where

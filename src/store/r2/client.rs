@@ -1,0 +1,750 @@
+//! Signed S3 requests over reqwest: the retry policy and S3 errors turned into [`Error`]s.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+
+use super::sigv4::{
+    AmzDate, EMPTY_SHA256, SignableRequest, Signer, UNSIGNED_PAYLOAD, parse_http_date,
+    s3_canonical_uri, uri_encode, uri_encode_into,
+};
+use crate::error::{Error, Result};
+use crate::store::{ByteStream, PutOutcome, PutPayload, verified};
+
+/// When and how often to retry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    pub(crate) max_attempts: u32,
+    pub(crate) base_delay: Duration,
+    pub(crate) max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter (<https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>):
+    /// a uniform wait in `0..=min(max, base * 2^(attempt-1))`, so that clients that failed
+    /// together do not retry together.
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.max_delay);
+        let jittered = exp.mul_f64(fastrand::f64());
+        match retry_after {
+            Some(ra) => ra.min(self.max_delay).max(jittered),
+            None => jittered,
+        }
+    }
+}
+
+/// Everything [`Client::new`] needs.
+pub(crate) struct ClientConfig {
+    pub(crate) http: reqwest::Client,
+    pub(crate) endpoint: Url,
+    pub(crate) bucket: String,
+    pub(crate) signer: Signer,
+    pub(crate) public_base_url: Option<String>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) multipart_threshold: u64,
+    pub(crate) part_size: u64,
+}
+
+/// The S3 client behind an `R2Store`.
+pub(crate) struct Client {
+    http: reqwest::Client,
+    /// `scheme://host[:port]`, no trailing slash.
+    base: String,
+    /// The `Host` header reqwest sends for `base`, which we sign.
+    host: String,
+    bucket: String,
+    pub(super) signer: Signer,
+    public_base_url: Option<String>,
+    retry: RetryPolicy,
+    pub(super) multipart_threshold: u64,
+    pub(super) part_size: u64,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("R2Client")
+            .field("endpoint", &self.base)
+            .field("bucket", &self.bucket)
+            .field("signer", &self.signer)
+            .field("public_base_url", &self.public_base_url)
+            .field("retry", &self.retry)
+            .field("multipart_threshold", &self.multipart_threshold)
+            .field("part_size", &self.part_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body that can be sent again on a retry without reading the source again.
+#[derive(Clone)]
+pub(super) enum Body {
+    Empty,
+    /// Chunks held in memory (at most one part), streamed to the socket without copying.
+    Chunks {
+        chunks: Arc<[Bytes]>,
+        len: u64,
+    },
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Chunks { len, .. } => *len,
+        }
+    }
+
+    fn to_reqwest(&self) -> reqwest::Body {
+        match self {
+            Body::Empty => reqwest::Body::from(Bytes::new()),
+            Body::Chunks { chunks, .. } => {
+                let chunks = chunks.clone();
+                let n = chunks.len();
+                reqwest::Body::wrap_stream(stream::iter(
+                    (0..n).map(move |i| Ok::<Bytes, std::io::Error>(chunks[i].clone())),
+                ))
+            }
+        }
+    }
+}
+
+/// One S3 operation, signed afresh on every attempt.
+pub(super) struct Op<'a> {
+    pub(super) method: Method,
+    /// The object key, decoded; empty for the bucket itself.
+    pub(super) key: &'a str,
+    pub(super) query: Vec<(&'static str, String)>,
+    /// Extra headers, signed and sent.
+    pub(super) headers: Vec<(&'static str, String)>,
+    pub(super) body: Body,
+    /// Hex SHA-256 of the body or `UNSIGNED-PAYLOAD`.
+    pub(super) payload_hash: String,
+    /// What the operation is, for errors ("PUT media/ab/..").
+    pub(super) what: &'static str,
+}
+
+/// What went wrong with one attempt.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// The server answered with an error.
+    Status {
+        status: StatusCode,
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused or reset, timeout, a body cut short.
+    Transport { message: String, timeout: bool },
+}
+
+impl Failure {
+    fn retryable(&self) -> bool {
+        match self {
+            Failure::Transport { .. } => true,
+            Failure::Status { status, code, .. } => {
+                // 501: R2 does not implement the request (chunked uploads): never retried.
+                (status.is_server_error() && *status != StatusCode::NOT_IMPLEMENTED)
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || matches!(
+                        code.as_str(),
+                        "SlowDown"
+                            | "InternalError"
+                            | "ServiceUnavailable"
+                            | "RequestTimeout"
+                            | "RequestTimeTooSkewed"
+                    )
+            }
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Failure::Status { retry_after, .. } => *retry_after,
+            Failure::Transport { .. } => None,
+        }
+    }
+
+    pub(super) fn transport(e: reqwest::Error) -> Self {
+        let timeout = e.is_timeout();
+        // Our URLs hold no secret, but strip them anyway: errors never carry URLs.
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Failure::Transport { message, timeout }
+    }
+
+    pub(super) fn is_status(&self, s: StatusCode) -> bool {
+        matches!(self, Failure::Status { status, .. } if *status == s)
+    }
+
+    /// The public error, naming the object or operation and what to check.
+    pub(super) fn into_error(self, client: &Client, what: &str, key: &str) -> Error {
+        let object = if key.is_empty() {
+            format!("bucket {}", client.bucket)
+        } else {
+            format!("object {key} in bucket {}", client.bucket)
+        };
+        match self {
+            Failure::Transport { message, timeout } => Error::Unavailable {
+                message: format!(
+                    "{what} {object} at {}: {}{message}",
+                    client.base,
+                    if timeout { "timed out: " } else { "" }
+                ),
+            },
+            Failure::Status {
+                status,
+                code,
+                message,
+                retry_after,
+            } => {
+                let detail = if message.is_empty() {
+                    format!("HTTP {}", status.as_u16())
+                } else {
+                    format!("HTTP {} {code}: {message}", status.as_u16())
+                };
+                match code.as_str() {
+                    "NoSuchBucket" => Error::Config {
+                        message: format!(
+                            "bucket {} does not exist at {} ({detail}): check R2_BUCKET",
+                            client.bucket, client.base
+                        ),
+                    },
+                    "SignatureDoesNotMatch" => Error::Unauthorized {
+                        message: format!(
+                            "{what} {object}: the server refused our signature ({detail}): check \
+                             R2_SECRET_ACCESS_KEY and the clock"
+                        ),
+                    },
+                    "InvalidAccessKeyId" => Error::Unauthorized {
+                        message: format!(
+                            "{what} {object}: unknown access key ({detail}): check R2_ACCESS_KEY_ID"
+                        ),
+                    },
+                    "RequestTimeTooSkewed" => Error::Unauthorized {
+                        message: format!(
+                            "{what} {object}: the clock is too far from the server's ({detail}): \
+                             check the system clock"
+                        ),
+                    },
+                    "NoSuchKey" | "NoSuchUpload" => Error::NotFound {
+                        what: format!("{object} ({detail})"),
+                    },
+                    _ if status == StatusCode::NOT_FOUND => Error::NotFound { what: object },
+                    "AccessDenied" => Error::Unauthorized {
+                        message: format!(
+                            "{what} {object}: access denied ({detail}): check that the API token \
+                             in R2_ACCESS_KEY_ID may read and write bucket {}",
+                            client.bucket
+                        ),
+                    },
+                    // A HEAD answer has no body to say why.
+                    _ if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED => {
+                        Error::Unauthorized {
+                            message: format!(
+                                "{what} {object}: refused ({detail}): check R2_SECRET_ACCESS_KEY \
+                                 and the clock, and that the API token in R2_ACCESS_KEY_ID may \
+                                 read and write bucket {}",
+                                client.bucket
+                            ),
+                        }
+                    }
+                    _ if code == "SlowDown" || status == StatusCode::TOO_MANY_REQUESTS => {
+                        match retry_after {
+                            Some(retry_after) => Error::RateLimited { retry_after },
+                            None => Error::Unavailable {
+                                message: format!("{what} {object}: rate limited ({detail})"),
+                            },
+                        }
+                    }
+                    _ if self_retryable(status, &code) => Error::Unavailable {
+                        message: format!("{what} {object}: {detail}"),
+                    },
+                    _ => Error::Rejected {
+                        message: format!("{what} {object}: {detail}"),
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn self_retryable(status: StatusCode, code: &str) -> bool {
+    Failure::Status {
+        status,
+        code: code.to_owned(),
+        message: String::new(),
+        retry_after: None,
+    }
+    .retryable()
+}
+
+/// The text of the first `<tag>...</tag>` in `xml`, entities decoded.
+pub(super) fn xml_tag<'a>(xml: &'a str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&close)?;
+    let raw: &'a str = &xml[start..end];
+    Some(
+        raw.replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// Escapes text for an XML element.
+pub(super) fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl Client {
+    pub(crate) fn new(c: ClientConfig) -> Self {
+        let host = match c.endpoint.port() {
+            Some(p) => format!("{}:{p}", c.endpoint.host_str().unwrap_or_default()),
+            None => c.endpoint.host_str().unwrap_or_default().to_owned(),
+        };
+        let base = format!("{}://{host}", c.endpoint.scheme());
+        Self {
+            http: c.http,
+            base,
+            host,
+            bucket: c.bucket,
+            signer: c.signer,
+            public_base_url: c.public_base_url,
+            retry: c.retry,
+            multipart_threshold: c.multipart_threshold,
+            part_size: c.part_size,
+        }
+    }
+
+    pub(super) fn max_attempts(&self) -> u32 {
+        self.retry.max_attempts
+    }
+
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
+        self.retry.backoff(attempt, None)
+    }
+
+    pub(crate) fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// `/bucket/key`, decoded.
+    fn object_path(&self, key: &str) -> String {
+        if key.is_empty() {
+            format!("/{}", self.bucket)
+        } else {
+            format!("/{}/{key}", self.bucket)
+        }
+    }
+
+    fn now(&self) -> Result<AmzDate> {
+        AmzDate::from_system_time(self.signer.now()).map_err(|e| Error::Config {
+            message: format!("cannot sign: {e}"),
+        })
+    }
+
+    /// Builds and signs one attempt.
+    fn build(&self, op: &Op<'_>) -> Result<reqwest::Request> {
+        let path = s3_canonical_uri(&self.object_path(op.key));
+        let time = self.now()?;
+        let mut url = String::with_capacity(self.base.len() + path.len() + 64);
+        url.push_str(&self.base);
+        url.push_str(&path);
+        let mut query: Vec<(&str, &str)> = op.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        query.sort_unstable();
+        for (i, (k, v)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            uri_encode_into(&mut url, k, false);
+            url.push('=');
+            uri_encode_into(&mut url, v, false);
+        }
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(op.headers.len() + 4);
+        headers.push(("host", &self.host));
+        headers.push(("x-amz-content-sha256", &op.payload_hash));
+        headers.push(("x-amz-date", time.as_str()));
+        if let Some(t) = self.signer.session_token() {
+            headers.push(("x-amz-security-token", t));
+        }
+        for (k, v) in &op.headers {
+            headers.push((k, v));
+        }
+        let signed = self.signer.sign_headers(
+            &SignableRequest {
+                method: op.method.as_str(),
+                canonical_uri: &path,
+                query: &query,
+                headers: &headers,
+                payload_hash: &op.payload_hash,
+            },
+            &time,
+        );
+        let url = Url::parse(&url).map_err(|e| Error::InvalidInput {
+            what: "object key",
+            reason: format!("{:?} does not make a URL: {e}", op.key),
+        })?;
+        let mut map = HeaderMap::with_capacity(headers.len() + 2);
+        for (k, v) in headers.iter().skip(1) {
+            let name = HeaderName::from_static(k);
+            let value = HeaderValue::from_str(v).map_err(|_| Error::InvalidInput {
+                what: "header",
+                reason: format!("{k} has a value that is not a valid header"),
+            })?;
+            map.insert(name, value);
+        }
+        let mut auth =
+            HeaderValue::from_str(&signed.authorization()).map_err(|_| Error::Config {
+                message: "R2_ACCESS_KEY_ID holds characters not allowed in a header".to_owned(),
+            })?;
+        auth.set_sensitive(true);
+        map.insert(reqwest::header::AUTHORIZATION, auth);
+        let mut req = reqwest::Request::new(op.method.clone(), url);
+        if !matches!(op.body, Body::Empty) || op.method == Method::PUT || op.method == Method::POST
+        {
+            // An explicit length: R2 refuses chunked transfer encoding.
+            map.insert(
+                reqwest::header::CONTENT_LENGTH,
+                HeaderValue::from(op.body.len()),
+            );
+            *req.body_mut() = Some(op.body.to_reqwest());
+        }
+        *req.headers_mut() = map;
+        Ok(req)
+    }
+
+    /// Sends `op`, retrying transient failures; answers the successful response or the last
+    /// failure.
+    pub(super) async fn send(
+        &self,
+        op: &Op<'_>,
+    ) -> Result<std::result::Result<reqwest::Response, Failure>> {
+        let mut attempt = 0u32;
+        let started = Instant::now();
+        loop {
+            attempt += 1;
+            let req = self.build(op)?;
+            let local = self.signer.local_now();
+            let skew_before = self.signer.skew_ms();
+            let failure = match self.http.execute(req).await {
+                Ok(resp) => {
+                    self.observe_date(resp.headers(), local);
+                    if resp.status().is_success() {
+                        return Ok(Ok(resp));
+                    }
+                    self.failure_from(resp, local).await
+                }
+                Err(e) => Failure::transport(e),
+            };
+            // A refusal that came with a new clock correction (a HEAD's 403 has no body to
+            // say `RequestTimeTooSkewed`, but its Date header shows the skew): sign again.
+            let corrected = self.signer.skew_ms() != skew_before
+                && matches!(&failure, Failure::Status { status, .. } if *status == StatusCode::FORBIDDEN);
+            if corrected && attempt < self.retry.max_attempts {
+                continue;
+            }
+            if !failure.retryable() || attempt >= self.retry.max_attempts {
+                if attempt > 1 {
+                    tracing::warn!(op = op.what, key = op.key, attempts = attempt, elapsed = ?started.elapsed(), "S3 request failed: {failure:?}");
+                }
+                return Ok(Err(failure));
+            }
+            let skewed =
+                matches!(&failure, Failure::Status { code, .. } if code == "RequestTimeTooSkewed");
+            let wait = if skewed {
+                Duration::ZERO // the clock was corrected from the answer: re-sign now
+            } else {
+                self.retry.backoff(attempt, failure.retry_after())
+            };
+            tracing::debug!(
+                op = op.what,
+                key = op.key,
+                attempt,
+                ?wait,
+                "retrying S3 request: {failure:?}"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Like [`send`](Self::send), with the failure made a public error.
+    pub(super) async fn send_ok(&self, op: &Op<'_>) -> Result<reqwest::Response> {
+        match self.send(op).await? {
+            Ok(r) => Ok(r),
+            Err(f) => Err(f.into_error(self, op.what, op.key)),
+        }
+    }
+
+    fn observe_date(&self, headers: &HeaderMap, local: std::time::SystemTime) {
+        if let Some(server) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date)
+        {
+            self.signer.observe_server_time(server, local);
+        }
+    }
+
+    async fn failure_from(&self, resp: reqwest::Response, local: std::time::SystemTime) -> Failure {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Error bodies are small XML documents; read at most 64 KiB of one.
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() > 64 * 1024 {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&body);
+        let code = xml_tag(&text, "Code").unwrap_or_else(|| default_code(status).to_owned());
+        let message = xml_tag(&text, "Message").unwrap_or_default();
+        if code == "RequestTimeTooSkewed" {
+            // S3 puts the server's time in the body too; the Date header was read already.
+            if let Some(server) = xml_tag(&text, "ServerTime").and_then(|t| parse_iso8601(&t)) {
+                self.signer.observe_server_time(server, local);
+            }
+        }
+        Failure::Status {
+            status,
+            code,
+            message,
+            retry_after,
+        }
+    }
+
+    // ---- operations ----
+
+    pub(crate) async fn head(&self, key: &str) -> Result<u64> {
+        let resp = self
+            .send_ok(&self.simple(Method::HEAD, key, "HEAD"))
+            .await?;
+        content_length(&resp).ok_or_else(|| Error::Backend {
+            backend: "r2",
+            message: format!("HEAD {key}: the answer has no Content-Length"),
+            retryable: false,
+        })
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<(u64, ByteStream)> {
+        let resp = self.send_ok(&self.simple(Method::GET, key, "GET")).await?;
+        let size = content_length(&resp).unwrap_or(0);
+        let base = self.base.clone();
+        let bucket = self.bucket.clone();
+        let key = key.to_owned();
+        let body = resp
+            .bytes_stream()
+            .map_err(move |e| Error::Unavailable {
+                message: format!(
+                    "GET object {key} in bucket {bucket} at {base}: the body was cut short: {}",
+                    match Failure::transport(e) {
+                        Failure::Transport { message, .. } => message,
+                        Failure::Status { .. } => String::new(),
+                    }
+                ),
+            })
+            .boxed();
+        Ok((size, body))
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        match self
+            .send(&self.simple(Method::DELETE, key, "DELETE"))
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(f) if f.is_status(StatusCode::NOT_FOUND) => Ok(()),
+            Err(f) => Err(f.into_error(self, "DELETE", key)),
+        }
+    }
+
+    pub(crate) fn url(&self, key: &str, expires_in: Duration) -> Result<String> {
+        if let Some(base) = &self.public_base_url {
+            return Ok(format!("{base}/{}", uri_encode(key, true)));
+        }
+        let path = s3_canonical_uri(&self.object_path(key));
+        let time = self.now()?;
+        let (query, _) = self
+            .signer
+            .presign(
+                &SignableRequest {
+                    method: "GET",
+                    canonical_uri: &path,
+                    query: &[],
+                    headers: &[("host", &self.host)],
+                    payload_hash: UNSIGNED_PAYLOAD,
+                },
+                &time,
+                expires_in,
+            )
+            .map_err(|e| Error::InvalidInput {
+                what: "URL expiry",
+                reason: e.to_string(),
+            })?;
+        Ok(format!("{}{path}?{query}", self.base))
+    }
+
+    pub(crate) async fn put(&self, key: &str, payload: PutPayload) -> Result<PutOutcome> {
+        match self.head(key).await {
+            Ok(_) => return Ok(PutOutcome::AlreadyExists),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if payload.len() > self.multipart_threshold {
+            return super::multipart::upload(self, key, payload).await;
+        }
+        let sha = payload.sha256().to_hex();
+        let len = payload.len();
+        // At most the threshold in memory, so that a retry can resend the body.
+        let chunks: Vec<Bytes> = verified(payload).try_collect().await?;
+        let op = Op {
+            method: Method::PUT,
+            key,
+            query: Vec::new(),
+            headers: vec![
+                ("content-type", "application/octet-stream".to_owned()),
+                // Idempotent even when another writer raced us past the HEAD.
+                ("if-none-match", "*".to_owned()),
+            ],
+            body: Body::Chunks {
+                chunks: chunks.into(),
+                len,
+            },
+            payload_hash: sha,
+            what: "PUT",
+        };
+        match self.send(&op).await? {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(f) if f.is_status(StatusCode::PRECONDITION_FAILED) => Ok(PutOutcome::AlreadyExists),
+            Err(f) => Err(f.into_error(self, "PUT", key)),
+        }
+    }
+
+    pub(super) fn simple<'a>(&self, method: Method, key: &'a str, what: &'static str) -> Op<'a> {
+        Op {
+            method,
+            key,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Body::Empty,
+            payload_hash: EMPTY_SHA256.to_owned(),
+            what,
+        }
+    }
+}
+
+fn content_length(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get(reqwest::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn default_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "NoSuchKey",
+        StatusCode::PRECONDITION_FAILED => "PreconditionFailed",
+        StatusCode::TOO_MANY_REQUESTS => "SlowDown",
+        StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        s if s.is_server_error() => "InternalError",
+        _ => "",
+    }
+}
+
+/// `2024-01-01T00:00:00Z` (S3's `ServerTime`), fractional seconds ignored.
+fn parse_iso8601(s: &str) -> Option<std::time::SystemTime> {
+    let s = s.trim();
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let days = super::sigv4::days_from_civil(y as i64, mo as u32, d as u32);
+    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + mi * 60 + se;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for attempt in 1..10 {
+            let d = p.backoff(attempt, None);
+            assert!(d <= Duration::from_secs(1), "{d:?}");
+            let cap = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(1));
+            assert!(d <= cap, "{attempt}: {d:?}");
+        }
+        assert_eq!(
+            p.backoff(1, Some(Duration::from_secs(60))),
+            Duration::from_secs(1)
+        );
+        assert!(p.backoff(1, Some(Duration::from_millis(500))) >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn classifies_failures() {
+        let st = |s: u16, c: &str| Failure::Status {
+            status: StatusCode::from_u16(s).unwrap(),
+            code: c.into(),
+            message: String::new(),
+            retry_after: None,
+        };
+        assert!(st(503, "SlowDown").retryable());
+        assert!(st(500, "InternalError").retryable());
+        assert!(st(200, "InternalError").retryable());
+        assert!(st(429, "").retryable());
+        assert!(!st(403, "SignatureDoesNotMatch").retryable());
+        assert!(!st(403, "AccessDenied").retryable());
+        assert!(!st(404, "NoSuchKey").retryable());
+        assert!(!st(501, "NotImplemented").retryable());
+        assert!(st(403, "RequestTimeTooSkewed").retryable());
+    }
+
+    #[test]
+    fn xml() {
+        let x = "<Error><Code>SlowDown</Code><Message>a &amp; b</Message></Error>";
+        assert_eq!(xml_tag(x, "Code").as_deref(), Some("SlowDown"));
+        assert_eq!(xml_tag(x, "Message").as_deref(), Some("a & b"));
+        assert_eq!(xml_tag(x, "UploadId"), None);
+        assert_eq!(xml_escape("a<&>\""), "a&lt;&amp;&gt;&quot;");
+        assert!(parse_iso8601("2024-01-01T00:00:00.000Z").is_some());
+    }
+}

@@ -1,0 +1,543 @@
+//! A fake Telegram Bot API on loopback, for tests: the crate's own, and bot authors'.
+//!
+//! [`FakeBotApi`] is a real HTTP server on `127.0.0.1:<random port>` that answers the calls a
+//! media bot makes the way the Bot API does: the send methods (`sendPhoto`, `sendVideo`,
+//! `sendAnimation`, `sendDocument`, `sendAudio`, `sendVoice`, `sendVideoNote`,
+//! `sendSticker`) with a multipart upload, a URL (which it fetches itself, from loopback
+//! only) or a file_id; `sendMediaGroup`; `deleteMessage`; `getMe`. It keeps to the real API's rules:
+//!
+//! - file_ids belong to the bot token that obtained them, and to one media type;
+//! - a photo comes back in several sizes, smallest first; an animation fills both
+//!   `animation` and `document`, with distinct file_ids;
+//! - size limits: 10 MB photos and 50 MB other files by upload (413 over 50 MB), 5 MB photos
+//!   and 20 MB others by URL; documents by URL only as PDF, ZIP or GIF; no video notes by
+//!   URL; a URL's outcome is cached, as Telegram does;
+//! - the real error texts (`"Bad Request: chat not found"`, `"Unauthorized"`,
+//!   `"Too Many Requests: retry after N"`, ...);
+//! - rate limits per bot and per chat: over them it answers 429 with `retry_after` (in
+//!   `parameters` and the `Retry-After` header) and bans the chat (or the bot) for that long;
+//!   every request that arrives inside a ban is counted as a **violation**.
+//!
+//! Faults can be injected ([`Faults`]: 5xx replies, some as HTML pages like Telegram's front
+//! end sends, and connection resets; [`Latency`]), and [`FakeBotApi::stats`] counts what
+//! happened for assertions: uploads per content hash, bytes, 429s, violations, most
+//! requests in flight.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use prewarm::testkit::{FakeBotApi, FakeLimits};
+//! use prewarm::upload::{MediaSource, UploadRequest};
+//! use prewarm::{BotId, MediaKey, MediaKind, Sha256, TelegramUploader, Uploader};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> prewarm::Result<()> {
+//! let token = "123456:TEST-token-0123456789";
+//! let fake = FakeBotApi::builder()
+//!     .with_bot(token)
+//!     .with_chats([-100_1])
+//!     .with_limits(FakeLimits::off())
+//!     .start()
+//!     .await?;
+//! let uploader = TelegramUploader::builder()
+//!     .with_token(token)
+//!     .with_api_base(fake.base_url())
+//!     .with_warmup_chats([-100_1])
+//!     .build()?;
+//!
+//! let bytes = Bytes::from_static(b"\xff\xd8\xff\xe0 a tiny jpeg");
+//! let key = MediaKey::new(uploader.bot().clone(), Sha256::of(&bytes), MediaKind::Photo);
+//! let request = UploadRequest { key, size: bytes.len() as u64, source: MediaSource::from_bytes(bytes.clone()) };
+//! let uploaded = uploader.upload(request).await?;
+//!
+//! let file = fake.file(uploaded.file_id.as_str()).expect("the fake issued it");
+//! assert!(file.largest, "the largest photo size is the one kept");
+//! assert_eq!(fake.uploads_of(&Sha256::of(&bytes)).succeeded, 1);
+//! fake.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod server;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::media::{MediaKind, Sha256};
+use crate::upload::Rate;
+
+/// The rate limits the fake enforces.
+///
+/// ```
+/// use std::time::Duration;
+/// use prewarm::testkit::FakeLimits;
+/// use prewarm::upload::Rate;
+///
+/// // Telegram's own, but ten times faster, so that tests run quickly.
+/// let fast = FakeLimits::telegram()
+///     .with_private_chat(Rate::new(10, Duration::from_secs(1)).with_burst(3))
+///     .with_chat(-100_7, Rate::new(2, Duration::from_secs(1)));
+/// # let _ = fast;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeLimits {
+    bot: Option<Rate>,
+    private_chat: Option<Rate>,
+    group_chat: Option<Rate>,
+    per_chat: HashMap<i64, Rate>,
+}
+
+impl FakeLimits {
+    /// Telegram's published limits: 30 sends a second per bot, one a second per private chat
+    /// (bursts of 3), 20 a minute per group or channel.
+    pub fn telegram() -> Self {
+        Self {
+            bot: Some(Rate::new(30, Duration::from_secs(1)).with_burst(30)),
+            private_chat: Some(Rate::new(1, Duration::from_secs(1)).with_burst(3)),
+            group_chat: Some(Rate::new(20, Duration::from_secs(60)).with_burst(3)),
+            per_chat: HashMap::new(),
+        }
+    }
+
+    /// No rate limits at all.
+    pub fn off() -> Self {
+        Self {
+            bot: None,
+            private_chat: None,
+            group_chat: None,
+            per_chat: HashMap::new(),
+        }
+    }
+
+    /// The bot-wide rate (`None`: unlimited).
+    #[must_use]
+    pub fn with_bot(mut self, rate: impl Into<Option<Rate>>) -> Self {
+        self.bot = rate.into();
+        self
+    }
+
+    /// The rate of every private chat (positive ids).
+    #[must_use]
+    pub fn with_private_chat(mut self, rate: impl Into<Option<Rate>>) -> Self {
+        self.private_chat = rate.into();
+        self
+    }
+
+    /// The rate of every group or channel (negative ids).
+    #[must_use]
+    pub fn with_group_chat(mut self, rate: impl Into<Option<Rate>>) -> Self {
+        self.group_chat = rate.into();
+        self
+    }
+
+    /// A rate for one chat, overriding the general one.
+    #[must_use]
+    pub fn with_chat(mut self, chat: i64, rate: Rate) -> Self {
+        self.per_chat.insert(chat, rate);
+        self
+    }
+
+    fn chat(&self, chat: i64) -> Option<Rate> {
+        self.per_chat.get(&chat).copied().or(if chat < 0 {
+            self.group_chat
+        } else {
+            self.private_chat
+        })
+    }
+}
+
+impl Default for FakeLimits {
+    fn default() -> Self {
+        Self::telegram()
+    }
+}
+
+/// Faults injected into requests. Each request draws independently; faults hit after the
+/// request's body (and any URL) is read, so an upload that fails this way was received.
+///
+/// ```
+/// use prewarm::testkit::Faults;
+///
+/// let flaky = Faults::none().with_server_errors(0.05).with_resets(0.01);
+/// # let _ = flaky;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Faults {
+    server_errors: f64,
+    resets: f64,
+    html: bool,
+}
+
+impl Faults {
+    /// No faults.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Answers this share of requests (0 to 1) with a 5xx: a JSON 500, or, one time in two,
+    /// a 502 with an HTML page as Telegram's front end sends.
+    #[must_use]
+    pub fn with_server_errors(mut self, rate: f64) -> Self {
+        self.server_errors = rate.clamp(0.0, 1.0);
+        self.html = true;
+        self
+    }
+
+    /// Closes the connection without an answer for this share of requests (0 to 1).
+    #[must_use]
+    pub fn with_resets(mut self, rate: f64) -> Self {
+        self.resets = rate.clamp(0.0, 1.0);
+        self
+    }
+}
+
+/// How long the fake takes to answer: uniform in a range, with an optional slow tail.
+///
+/// ```
+/// use std::time::Duration;
+/// use prewarm::testkit::Latency;
+///
+/// let ms = Duration::from_millis;
+/// // Mostly 1-5 ms, one request in twenty 50-100 ms.
+/// let latency = Latency::uniform(ms(1)..ms(5)).with_tail(0.05, ms(50)..ms(100));
+/// # let _ = latency;
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Latency {
+    base: Range<Duration>,
+    tail: Option<(f64, Range<Duration>)>,
+}
+
+impl Latency {
+    /// No added latency.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Always `d`.
+    pub fn fixed(d: Duration) -> Self {
+        Self {
+            base: d..d,
+            tail: None,
+        }
+    }
+
+    /// Uniform in `range`.
+    pub fn uniform(range: Range<Duration>) -> Self {
+        Self {
+            base: range,
+            tail: None,
+        }
+    }
+
+    /// A share `p` (0 to 1) of requests take a time uniform in `range` instead.
+    #[must_use]
+    pub fn with_tail(mut self, p: f64, range: Range<Duration>) -> Self {
+        self.tail = Some((p.clamp(0.0, 1.0), range));
+        self
+    }
+
+    fn draw(&self) -> Duration {
+        let range = match &self.tail {
+            Some((p, tail)) if fastrand::f64() < *p => tail,
+            _ => &self.base,
+        };
+        uniform(range)
+    }
+}
+
+fn uniform(range: &Range<Duration>) -> Duration {
+    if range.end <= range.start {
+        return range.start;
+    }
+    let span = (range.end - range.start).as_nanos().min(u64::MAX as u128) as u64;
+    range.start + Duration::from_nanos(fastrand::u64(..span))
+}
+
+/// What the fake has seen, for assertions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FakeStats {
+    /// Requests received (all methods, faults included).
+    pub requests: u64,
+    /// Send requests received.
+    pub sends: u64,
+    /// Media bodies received, by multipart or by fetching a URL.
+    pub uploads: u64,
+    /// Bytes of media received.
+    pub upload_bytes: u64,
+    /// URLs fetched.
+    pub url_fetches: u64,
+    /// Sends by file_id that succeeded.
+    pub sent_by_file_id: u64,
+    /// Messages sent.
+    pub messages: u64,
+    /// Messages deleted.
+    pub deleted: u64,
+    /// 429 replies.
+    pub too_many_requests: u64,
+    /// Requests that arrived before the `retry_after` of their chat or bot had passed.
+    pub violations: u64,
+    /// Injected 5xx replies.
+    pub server_errors: u64,
+    /// Injected connection resets.
+    pub resets: u64,
+    /// Most requests in flight at once.
+    pub max_in_flight: u32,
+}
+
+/// What the fake has seen of one content hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaUploads {
+    /// Requests that carried (or made the fake fetch) these bytes.
+    pub uploads: u32,
+    /// Of those, how many did not produce a message (429, 5xx, reset, refusal).
+    pub failed: u32,
+    /// Of those, how many produced a message.
+    pub succeeded: u32,
+}
+
+/// A file the fake issued a file_id for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeFile {
+    /// The numeric id of the bot (the token's prefix) it belongs to.
+    pub bot_id: String,
+    /// The media type it can be sent as.
+    pub kind: MediaKind,
+    /// The content hash of the bytes uploaded.
+    pub sha256: Sha256,
+    /// Its size in bytes (scaled for smaller photo sizes).
+    pub size: u64,
+    /// Width in pixels, for photos.
+    pub width: u32,
+    /// Height in pixels, for photos.
+    pub height: u32,
+    /// For a photo: whether this is its largest size.
+    pub largest: bool,
+}
+
+/// One request, as the fake logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeEvent {
+    /// When it arrived.
+    pub at: Instant,
+    /// The method called.
+    pub method: String,
+    /// The chat named, if any.
+    pub chat: Option<i64>,
+    /// The HTTP status answered; 0 for a connection reset.
+    pub status: u16,
+    /// Whether it arrived inside a ban.
+    pub violation: bool,
+}
+
+/// Builds a [`FakeBotApi`].
+#[must_use]
+#[derive(Debug, Clone, Default)]
+pub struct FakeBotApiBuilder {
+    tokens: Vec<String>,
+    chats: Vec<i64>,
+    limits: FakeLimits,
+    faults: Faults,
+    latency: Latency,
+}
+
+impl FakeBotApiBuilder {
+    /// Adds a bot by its token (`<digits>:<secret>`); requests with any other token get 401.
+    pub fn with_bot(mut self, token: impl Into<String>) -> Self {
+        self.tokens.push(token.into());
+        self
+    }
+
+    /// The chats that exist; sends elsewhere get "chat not found".
+    pub fn with_chats(mut self, chats: impl IntoIterator<Item = i64>) -> Self {
+        self.chats.extend(chats);
+        self
+    }
+
+    /// The rate limits enforced (default [`FakeLimits::telegram`]).
+    pub fn with_limits(mut self, limits: FakeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The faults injected (default none).
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// The latency added to each request (default none).
+    pub fn with_latency(mut self, latency: Latency) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving on the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a malformed token; [`Error::Io`] when the socket cannot be bound.
+    pub async fn start(self) -> Result<FakeBotApi> {
+        let mut bots = HashMap::new();
+        for token in &self.tokens {
+            let id = crate::media::BotId::from_token(token)?;
+            bots.insert(token.clone(), id.as_str().to_owned());
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Error::io("binding the fake Bot API to 127.0.0.1:0", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the fake Bot API's address", e))?;
+        let fetcher = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Config {
+                message: format!("cannot build the fake's HTTP client: {}", e.without_url()),
+            })?;
+        let shared = Arc::new(server::Shared::new(
+            bots,
+            self.chats,
+            self.limits,
+            self.faults,
+            self.latency,
+            fetcher,
+        ));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server::serve(listener, shared.clone(), stopped));
+        Ok(FakeBotApi {
+            shared,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+}
+
+/// The fake Bot API server. See the [module docs](self).
+///
+/// Dropping it stops the server.
+pub struct FakeBotApi {
+    shared: Arc<server::Shared>,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for FakeBotApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeBotApi")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeBotApi {
+    /// A builder: no bots, no chats, Telegram's rate limits, no faults, no latency.
+    pub fn builder() -> FakeBotApiBuilder {
+        FakeBotApiBuilder::default()
+    }
+
+    /// The base URL to give the uploader (`with_api_base`), `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves `bytes` with `content_type` at a fresh loopback URL, which the fake (acting as
+    /// Telegram) can fetch: a stand-in for a presigned or public storage URL.
+    pub fn host_file(&self, bytes: Bytes, content_type: &str) -> String {
+        let mut state = self.shared.lock();
+        state.next_hosted += 1;
+        let n = state.next_hosted;
+        state.hosted.insert(n, (bytes, content_type.to_owned()));
+        format!("{}/files/{n}", self.base_url())
+    }
+
+    /// Replaces the faults injected from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults = faults;
+    }
+
+    /// Replaces the rate limits enforced from now on (bans already given stay).
+    pub fn set_limits(&self, limits: FakeLimits) {
+        self.shared.lock().set_limits(limits);
+    }
+
+    /// The totals so far.
+    pub fn stats(&self) -> FakeStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// What the fake has seen of the bytes with this hash.
+    pub fn uploads_of(&self, sha256: &Sha256) -> MediaUploads {
+        self.shared
+            .lock()
+            .per_media
+            .get(sha256)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The file behind a file_id the fake issued.
+    pub fn file(&self, file_id: &str) -> Option<FakeFile> {
+        self.shared.lock().files.get(file_id).cloned()
+    }
+
+    /// Forgets a file_id, as when Telegram drops a file: sends by it answer "wrong file
+    /// identifier" from now on. Answers whether the fake knew it.
+    pub fn revoke(&self, file_id: &str) -> bool {
+        self.shared.lock().files.remove(file_id).is_some()
+    }
+
+    /// Every request so far, in order of arrival.
+    pub fn events(&self) -> Vec<FakeEvent> {
+        self.shared.lock().events.clone()
+    }
+
+    /// Messages sent to `chat` and not deleted.
+    pub fn messages_in(&self, chat: i64) -> usize {
+        self.shared
+            .lock()
+            .messages
+            .values()
+            .filter(|m| m.chat == chat)
+            .count()
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for FakeBotApi {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl server::Shared {
+    fn lock(&self) -> MutexGuard<'_, server::State> {
+        lock(&self.state)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Counters and maps updated in single steps: a poisoned lock still holds usable data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

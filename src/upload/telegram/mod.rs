@@ -1,0 +1,766 @@
+//! [`TelegramUploader`]: warms media through the Telegram Bot API.
+
+mod client;
+mod ratelimit;
+mod reply;
+mod sniff;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use self::client::{Client, Input, Token};
+use self::ratelimit::{Denied, Limiter};
+use self::reply::{ApiError, Message};
+use self::sniff::Format;
+use super::{MediaSource, UploadRequest, Uploaded, Uploader};
+use crate::error::{Error, Result};
+use crate::media::{BotId, FileId, MediaKey, MediaKind, SizeLimits};
+
+pub use ratelimit::{Rate, RateLimits};
+
+/// The public Bot API.
+const PUBLIC_API: &str = "https://api.telegram.org";
+
+/// Warms media by sending them to warm-up chats through the Telegram Bot API, and sends them
+/// by file_id afterwards.
+///
+/// - Every kind, by URL where Telegram allows it and the media fits the URL limits (never
+///   video notes; documents only as PDF, ZIP or GIF; stickers only as static WEBP), else by
+///   a streamed multipart upload; a URL Telegram cannot fetch falls back to the upload.
+/// - Sizes are checked against [`SizeLimits`] before any request.
+/// - Sends are spread over the warm-up chats within [`RateLimits`] shared by every clone; a
+///   429 pauses its chat (or the bot) for the `retry_after` Telegram asks, and the upload
+///   moves to another chat, or answers [`Error::RateLimited`] when none can take it soon.
+/// - A chat Telegram refuses ("chat not found", bot removed) leaves the pool; the others go on.
+/// - The token never appears in an error, a log line or `Debug`.
+///
+/// # Clone
+/// Clones share the HTTP connections and the rate limits.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use prewarm::{PrewarmEngine, TelegramUploader};
+///
+/// # fn main() -> prewarm::Result<()> {
+/// // TELEGRAM_BOT_TOKEN, MEDIA_WARMUP_CHAT_IDS, and optionally TELEGRAM_API_BASE.
+/// let uploader = TelegramUploader::from_env().build()?;
+/// let engine = PrewarmEngine::builder().with_uploader(Arc::new(uploader)).build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TelegramUploader {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bot: BotId,
+    client: Client,
+    chats: Vec<i64>,
+    limits: SizeLimits,
+    limiter: Limiter,
+    delete_warmup: bool,
+    urls: bool,
+}
+
+/// A message sent by [`TelegramUploader::send_file_id`] or [`TelegramUploader::send_upload`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    /// The chat it went to.
+    pub chat_id: i64,
+    /// Its id in that chat.
+    pub message_id: i64,
+    /// The file it carries (the largest photo size for a photo).
+    pub uploaded: Uploaded,
+}
+
+impl TelegramUploader {
+    /// A builder with the defaults.
+    pub fn builder() -> TelegramUploaderBuilder {
+        TelegramUploaderBuilder::new()
+    }
+
+    /// A builder from the environment: `TELEGRAM_BOT_TOKEN`, `TELEGRAM_API_BASE` (default the
+    /// public Bot API) and `MEDIA_WARMUP_CHAT_IDS` (a comma list of chat ids).
+    pub fn from_env() -> TelegramUploaderBuilder {
+        TelegramUploaderBuilder::from_env()
+    }
+
+    /// The warm-up chats.
+    pub fn warmup_chats(&self) -> &[i64] {
+        &self.inner.chats
+    }
+
+    /// Calls `getMe`: checks that Telegram accepts the token. Answers the bot's user object.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] for a wrong token; [`Error::Unavailable`] for network trouble.
+    pub async fn get_me(&self) -> Result<serde_json::Value> {
+        self.inner
+            .client
+            .get_me()
+            .await
+            .map_err(|e| self.inner.error(e, None))
+    }
+
+    /// Sends a media to `chat_id` by its cached file_id, within the chat's and the bot's rate
+    /// limits: the cache-first send of bot code.
+    ///
+    /// # Errors
+    /// [`Error::WrongFileId`] when Telegram no longer accepts the file_id: hand it to the
+    /// engine's `report_wrong_file_id` (which invalidates and re-warms), then send again.
+    /// [`Error::RateLimited`] when the chat is paused longer than the configured wait; the
+    /// classified Telegram error otherwise.
+    pub async fn send_file_id(
+        &self,
+        chat_id: i64,
+        key: &MediaKey,
+        file_id: &FileId,
+    ) -> Result<SentMessage> {
+        let inner = &self.inner;
+        self.check_bot(key)?;
+        let permit = inner.acquire(&[chat_id], None).await?;
+        let result = inner
+            .client
+            .send_media(
+                key.kind,
+                chat_id,
+                Input::FileId(file_id.as_str().to_owned()),
+            )
+            .await;
+        match result {
+            Ok(message) => {
+                drop(permit);
+                inner.sent(key.kind, &message)
+            }
+            Err(ApiError::RateLimited { retry_after, .. }) => {
+                inner.limiter.pause(chat_id, retry_after);
+                Err(Error::RateLimited { retry_after })
+            }
+            Err(ApiError::WrongFileId { description }) => Err(Error::WrongFileId {
+                key: key.clone(),
+                message: description,
+            }),
+            Err(e) => Err(inner.error(e, Some((key.kind, 0)))),
+        }
+    }
+
+    /// Uploads a media straight to `chat_id` (when it is not warm yet), by URL or multipart
+    /// as for a warm, and answers the message with the file_id Telegram gave; record it in
+    /// the engine so the background warm is skipped.
+    ///
+    /// # Errors
+    /// As [`Uploader::upload`].
+    pub async fn send_upload(&self, chat_id: i64, request: UploadRequest) -> Result<SentMessage> {
+        self.check_bot(&request.key)?;
+        let (chat, message) = self.inner.deliver(&request, &[chat_id]).await?;
+        let mut sent = self.inner.sent(request.key.kind, &message)?;
+        sent.chat_id = chat;
+        Ok(sent)
+    }
+
+    /// Warms 2 to 10 photos and videos with one `sendMediaGroup` call to a warm-up chat, and
+    /// answers their file_ids in the order given. Each item counts against the chat's and the
+    /// bot's rate as one message. Items with a URL go by URL (the whole album is uploaded
+    /// instead if Telegram cannot fetch one); the others are streamed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for fewer than 2 or more than 10 items or a kind other than
+    /// photo and video; size errors as [`Uploader::upload`], before any request;
+    /// [`Error::RateLimited`] when Telegram limits the album (its 400 "retry after N" too);
+    /// the classified Telegram error otherwise. The album succeeds or fails as a whole.
+    pub async fn upload_group(&self, requests: Vec<UploadRequest>) -> Result<Vec<Uploaded>> {
+        let inner = &self.inner;
+        if !(2..=10).contains(&requests.len()) {
+            return Err(Error::InvalidInput {
+                what: "media group",
+                reason: format!("has {} media; sendMediaGroup takes 2 to 10", requests.len()),
+            });
+        }
+        for r in &requests {
+            self.check_bot(&r.key)?;
+            if !matches!(r.key.kind, MediaKind::Photo | MediaKind::Video) {
+                return Err(Error::InvalidInput {
+                    what: "media group",
+                    reason: format!(
+                        "holds a {}: only photos and videos are warmed in albums; upload it alone",
+                        r.key.kind
+                    ),
+                });
+            }
+            inner.limits.check(r.key.kind, r.size)?;
+        }
+        let mut urls = inner.urls;
+        loop {
+            let permit = inner.acquire(&inner.chats, None).await?;
+            let chat = permit.chat;
+            inner.limiter.charge(chat, requests.len() as u32 - 1);
+            let mut items = Vec::with_capacity(requests.len());
+            let mut any_url = false;
+            for r in &requests {
+                let url = r
+                    .source
+                    .url()
+                    .filter(|_| urls && r.size <= r.key.kind.url_limit());
+                let input = match url {
+                    Some(url) => {
+                        any_url = true;
+                        Input::Url(url.to_owned())
+                    }
+                    None => upload_input(r.key.kind, r.size, &r.source).await?,
+                };
+                items.push((r.key.kind, input));
+            }
+            match inner.client.send_media_group(chat, items).await {
+                Ok(messages) => {
+                    drop(permit);
+                    if messages.len() != requests.len() {
+                        return Err(Error::Unavailable {
+                            message: format!(
+                                "Telegram answered {} messages for an album of {}",
+                                messages.len(),
+                                requests.len()
+                            ),
+                        });
+                    }
+                    let uploaded = requests
+                        .iter()
+                        .zip(&messages)
+                        .map(|(r, m)| inner.sent(r.key.kind, m).map(|s| s.uploaded))
+                        .collect::<Result<Vec<_>>>()?;
+                    if inner.delete_warmup {
+                        for m in &messages {
+                            if let Err(e) = inner.client.delete_message(chat, m.message_id).await {
+                                tracing::debug!(
+                                    chat,
+                                    error = e.description(),
+                                    "could not delete the warm-up message"
+                                );
+                            }
+                        }
+                    }
+                    return Ok(uploaded);
+                }
+                Err(
+                    ApiError::UrlRefused { description } | ApiError::WrongFileId { description },
+                ) if any_url => {
+                    tracing::debug!(chat, %description, "Telegram could not use a URL; uploading the album");
+                    urls = false;
+                }
+                Err(ApiError::RateLimited {
+                    retry_after,
+                    description,
+                }) => {
+                    drop(permit);
+                    let bot_paused = inner.limiter.pause(chat, retry_after);
+                    tracing::info!(chat, ?retry_after, bot_paused, %description, "album rate limited by Telegram");
+                    return Err(Error::RateLimited { retry_after });
+                }
+                Err(ApiError::ChatUnusable { code, description }) if inner.chats.len() > 1 => {
+                    tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it leaves the pool");
+                    inner
+                        .limiter
+                        .disable(chat, format!("chat {chat}: {description}"));
+                }
+                Err(e) => return Err(inner.error(e, None)),
+            }
+        }
+    }
+
+    fn check_bot(&self, key: &MediaKey) -> Result<()> {
+        if key.bot != self.inner.bot {
+            return Err(Error::Rejected {
+                message: format!(
+                    "media of bot {} given to the Telegram uploader of bot {}: file_ids belong to one bot",
+                    key.bot, self.inner.bot
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// A permit for one of `chats`. `wait` caps the wait below the configured one.
+    async fn acquire(&self, chats: &[i64], wait: Option<Duration>) -> Result<ratelimit::Permit> {
+        match self.limiter.acquire(chats, wait).await {
+            Ok(permit) => Ok(permit),
+            Err(Denied::Wait(retry_after)) => Err(Error::RateLimited { retry_after }),
+            Err(Denied::NoChat(reason)) => Err(Error::Rejected {
+                message: format!(
+                    "no usable chat left ({reason}): check MEDIA_WARMUP_CHAT_IDS and that the bot \
+                     is a member allowed to post there"
+                ),
+            }),
+        }
+    }
+
+    /// Sends `request` to one of `chats`: by URL when allowed, else multipart; moves to
+    /// another chat on a 429 or an unusable chat. Answers the chat used and the message.
+    async fn deliver(&self, request: &UploadRequest, chats: &[i64]) -> Result<(i64, Message)> {
+        let kind = request.key.kind;
+        self.limits.check(kind, request.size)?;
+        let known = request.source.bytes().and_then(|b| Format::of(b));
+        let mut url = request.source.url().filter(|_| {
+            self.urls && request.size <= kind.url_limit() && sniff::url_allowed(kind, known)
+        });
+        // Each chat may be tried twice (a 429, then again once its pause passes), plus the
+        // URL fallback; beyond that the engine's queue waits better than a held worker.
+        let max_tries = 2 * chats.len() + 2;
+        let mut tries = 0;
+        let mut wait = None;
+        loop {
+            tries += 1;
+            let permit = self.acquire(chats, wait).await?;
+            let chat = permit.chat;
+            let input = match url {
+                Some(url) => Input::Url(url.to_owned()),
+                None => upload_input(kind, request.size, &request.source).await?,
+            };
+            let by_url = matches!(input, Input::Url(_));
+            let result = self.client.send_media(kind, chat, input).await;
+            match result {
+                Ok(message) => return Ok((chat, message)),
+                Err(
+                    ApiError::UrlRefused { description } | ApiError::WrongFileId { description },
+                ) if by_url => {
+                    tracing::debug!(chat, %description, "Telegram could not use the URL; uploading the bytes");
+                    url = None;
+                }
+                Err(ApiError::RateLimited {
+                    retry_after,
+                    description,
+                }) => {
+                    drop(permit);
+                    let bot_paused = self.limiter.pause(chat, retry_after);
+                    tracing::info!(chat, ?retry_after, bot_paused, %description, "rate limited by Telegram");
+                    if tries >= max_tries {
+                        return Err(Error::RateLimited {
+                            retry_after: self.limiter.pause_left(chats).max(retry_after),
+                        });
+                    }
+                    // Another chat if one can take it before this one's pause ends; else the
+                    // queue holds the job for that long.
+                    wait = Some(retry_after);
+                }
+                Err(ApiError::ChatUnusable { code, description })
+                    if chats.len() > 1 && tries < max_tries =>
+                {
+                    tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it leaves the pool");
+                    self.limiter
+                        .disable(chat, format!("chat {chat}: {description}"));
+                }
+                Err(e) => return Err(self.error(e, Some((kind, request.size)))),
+            }
+        }
+    }
+
+    fn sent(&self, kind: MediaKind, message: &Message) -> Result<SentMessage> {
+        let file = message.file(kind).ok_or_else(|| Error::Unavailable {
+            message: format!(
+                "Telegram's reply to {} carries no {kind}",
+                client::method(kind)
+            ),
+        })?;
+        Ok(SentMessage {
+            chat_id: message.chat.id,
+            message_id: message.message_id,
+            uploaded: Uploaded {
+                file_id: FileId::new(file.file_id),
+                file_unique_id: file.file_unique_id,
+            },
+        })
+    }
+
+    /// Turns a classified Bot API error into the crate's error. `media` names the kind and
+    /// size for a 413.
+    fn error(&self, e: ApiError, media: Option<(MediaKind, u64)>) -> Error {
+        match e {
+            ApiError::RateLimited { retry_after, .. } => Error::RateLimited { retry_after },
+            ApiError::Unauthorized { description } => Error::Unauthorized {
+                message: format!(
+                    "Telegram refused the bot token ({description}): check TELEGRAM_BOT_TOKEN"
+                ),
+            },
+            ApiError::ChatUnusable {
+                code: 403,
+                description,
+            } => Error::Unauthorized {
+                message: format!("Telegram answered 403: {description}"),
+            },
+            ApiError::TooLarge { description } => match media {
+                Some((kind, size)) => {
+                    tracing::warn!(%description, "Telegram refused the upload as too large");
+                    Error::TooLarge {
+                        kind,
+                        size,
+                        // Telegram's own limit, which our configured one did not catch.
+                        limit: kind.upload_limit().min(size.saturating_sub(1)),
+                    }
+                }
+                None => Error::Rejected {
+                    message: format!("Telegram answered 413: {description}"),
+                },
+            },
+            ApiError::ChatUnusable { code, description }
+            | ApiError::Rejected { code, description } => Error::Rejected {
+                message: format!("Telegram answered {code}: {description}"),
+            },
+            ApiError::UrlRefused { description } | ApiError::WrongFileId { description } => {
+                Error::Rejected {
+                    message: format!("Telegram answered 400: {description}"),
+                }
+            }
+            ApiError::Unavailable { description } => Error::Unavailable {
+                message: description,
+            },
+        }
+    }
+}
+
+/// Opens the source as a multipart input, naming the part from its first bytes.
+async fn upload_input(kind: MediaKind, size: u64, source: &MediaSource) -> Result<Input> {
+    let mut body = source.open().await?;
+    // Peek at the first chunk for the format, then put it back in front.
+    let first = body.try_next().await?.unwrap_or_default();
+    let (file_name, mime) = sniff::name(kind, &first);
+    let body = stream::once(async move { Ok::<Bytes, Error>(first) })
+        .chain(body)
+        .boxed();
+    Ok(Input::Upload {
+        body,
+        size,
+        file_name,
+        mime,
+    })
+}
+
+#[async_trait]
+impl Uploader for TelegramUploader {
+    fn bot(&self) -> &BotId {
+        &self.inner.bot
+    }
+
+    async fn upload(&self, request: UploadRequest) -> Result<Uploaded> {
+        let inner = &self.inner;
+        self.check_bot(&request.key)?;
+        let (chat, message) = inner.deliver(&request, &inner.chats).await?;
+        let sent = inner.sent(request.key.kind, &message)?;
+        if inner.delete_warmup {
+            // The file_id outlives the message; a failed delete only leaves a message behind.
+            if let Err(e) = inner.client.delete_message(chat, message.message_id).await {
+                tracing::debug!(
+                    chat,
+                    error = e.description(),
+                    "could not delete the warm-up message"
+                );
+            }
+        }
+        Ok(sent.uploaded)
+    }
+}
+
+impl fmt::Debug for TelegramUploader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("TelegramUploader")
+            .field("bot", &inner.bot)
+            .field("client", &inner.client)
+            .field("warmup_chats", &inner.chats)
+            .field("limits", &inner.limits)
+            .field("delete_warmup", &inner.delete_warmup)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`TelegramUploader`]. Setters never fail; [`build`](Self::build) validates.
+///
+/// ```
+/// use prewarm::{SizeLimits, TelegramUploader};
+///
+/// let uploader = TelegramUploader::builder()
+///     .with_token("123456:not-a-real-token")
+///     .with_api_base("http://127.0.0.1:8081") // a local Bot API server
+///     .with_size_limits(SizeLimits::local_server())
+///     .with_warmup_chats([-1001234567890, -1001234567891])
+///     .build()?;
+/// assert_eq!(uploader.warmup_chats().len(), 2);
+/// assert!(!format!("{uploader:?}").contains("not-a-real-token"));
+/// # Ok::<(), prewarm::Error>(())
+/// ```
+#[must_use]
+pub struct TelegramUploaderBuilder {
+    token: Option<Token>,
+    api_base: String,
+    bot: Option<String>,
+    chats: Vec<i64>,
+    limits: SizeLimits,
+    rate_limits: RateLimits,
+    delete_warmup: bool,
+    urls: bool,
+    timeout: Duration,
+    env_errors: Vec<String>,
+}
+
+impl Default for TelegramUploaderBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for TelegramUploaderBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelegramUploaderBuilder")
+            .field("token", &self.token.as_ref().map(|_| "******"))
+            .field("api_base", &self.api_base)
+            .field("chats", &self.chats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TelegramUploaderBuilder {
+    /// The defaults: the public Bot API, its size limits, [`RateLimits::default`], URL uploads
+    /// on, warm-up messages kept, a 5-minute timeout per request. A token and at least one
+    /// warm-up chat are required.
+    pub fn new() -> Self {
+        Self {
+            token: None,
+            api_base: PUBLIC_API.to_owned(),
+            bot: None,
+            chats: Vec::new(),
+            limits: SizeLimits::bot_api(),
+            rate_limits: RateLimits::default(),
+            delete_warmup: false,
+            urls: true,
+            timeout: Duration::from_secs(300),
+            env_errors: Vec::new(),
+        }
+    }
+
+    /// The defaults, then `TELEGRAM_BOT_TOKEN`, `TELEGRAM_API_BASE` and
+    /// `MEDIA_WARMUP_CHAT_IDS` where set. A malformed value is reported by
+    /// [`build`](Self::build).
+    pub fn from_env() -> Self {
+        Self::from_lookup(&crate::env::process)
+    }
+
+    /// [`from_env`](Self::from_env) over any lookup (tests pass a map).
+    pub(crate) fn from_lookup(get: crate::env::Lookup<'_>) -> Self {
+        let mut builder = Self::new();
+        let read = |builder: &mut Self, name: &str| match get(name) {
+            Ok(value) => value,
+            Err(e) => {
+                builder.env_errors.push(e.to_string());
+                None
+            }
+        };
+        if let Some(token) = read(&mut builder, "TELEGRAM_BOT_TOKEN") {
+            builder = builder.with_token(token);
+        }
+        if let Some(base) = read(&mut builder, "TELEGRAM_API_BASE") {
+            builder = builder.with_api_base(base);
+        }
+        if let Some(list) = read(&mut builder, "MEDIA_WARMUP_CHAT_IDS") {
+            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match item.parse::<i64>() {
+                    Ok(id) => builder.chats.push(id),
+                    Err(_) => builder.env_errors.push(format!(
+                        "MEDIA_WARMUP_CHAT_IDS holds {item:?}, which is not a chat id (expected a \
+                         comma list of numbers such as -1001234567890)"
+                    )),
+                }
+            }
+        }
+        builder
+    }
+
+    /// The bot token, as BotFather gives it (`<bot id>:<secret>`).
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Token::new(token.into()));
+        self
+    }
+
+    /// The Bot API's base URL (default `https://api.telegram.org`); a local Bot API server's
+    /// address, or a fake's in tests.
+    pub fn with_api_base(mut self, base: impl Into<String>) -> Self {
+        self.api_base = base.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The name the bot's file_ids are kept under (default: the id before the token's `:`).
+    pub fn with_bot_id(mut self, bot: impl Into<String>) -> Self {
+        self.bot = Some(bot.into());
+        self
+    }
+
+    /// The warm-up chats, where media are sent to obtain their file_ids.
+    pub fn with_warmup_chats(mut self, chats: impl IntoIterator<Item = i64>) -> Self {
+        self.chats = chats.into_iter().collect();
+        self
+    }
+
+    /// Upload size limits (default the public Bot API's; [`SizeLimits::local_server`] for a
+    /// local Bot API server).
+    pub fn with_size_limits(mut self, limits: SizeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The rate limits to keep to.
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// Deletes each warm-up message once its file_id is obtained (default off). The file_id
+    /// stays valid.
+    pub fn with_delete_warmup_messages(mut self, delete: bool) -> Self {
+        self.delete_warmup = delete;
+        self
+    }
+
+    /// Whether to let Telegram fetch media by URL when the source has one (default on).
+    pub fn with_url_uploads(mut self, urls: bool) -> Self {
+        self.urls = urls;
+        self
+    }
+
+    /// The timeout of one request, upload included (default 5 minutes).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Validates and builds the uploader. It sends nothing: call
+    /// [`TelegramUploader::get_me`] to check the token.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming every problem: no token or a malformed one, an API base that
+    /// is not an http(s) URL, no warm-up chat, a malformed environment variable, a bot name
+    /// [`BotId::new`] refuses. No message repeats the token.
+    pub fn build(self) -> Result<TelegramUploader> {
+        let mut problems = self.env_errors;
+        let bot = match &self.token {
+            None => {
+                problems.push("no bot token: set TELEGRAM_BOT_TOKEN or call with_token".to_owned());
+                None
+            }
+            Some(token) => match BotId::from_token(token.expose()) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    problems.push(e.to_string());
+                    None
+                }
+            },
+        };
+        let bot = match (&self.bot, bot) {
+            (Some(name), _) => match BotId::new(name) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    problems.push(e.to_string());
+                    None
+                }
+            },
+            (None, bot) => bot,
+        };
+        if !(self.api_base.starts_with("http://") || self.api_base.starts_with("https://")) {
+            problems.push(format!(
+                "TELEGRAM_API_BASE {:?} is not an http(s) URL (expected e.g. https://api.telegram.org)",
+                self.api_base
+            ));
+        }
+        if self.chats.is_empty() {
+            problems.push(
+                "no warm-up chat: set MEDIA_WARMUP_CHAT_IDS or call with_warmup_chats".to_owned(),
+            );
+        }
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build();
+        let http = match http {
+            Ok(http) => Some(http),
+            Err(e) => {
+                problems.push(format!("cannot build the HTTP client: {}", e.without_url()));
+                None
+            }
+        };
+        let (Some(bot), Some(token), Some(http), true) =
+            (bot, self.token, http, problems.is_empty())
+        else {
+            return Err(Error::Config {
+                message: problems.join("; "),
+            });
+        };
+        let mut chats = self.chats;
+        chats.dedup();
+        Ok(TelegramUploader {
+            inner: Arc::new(Inner {
+                bot,
+                client: Client::new(http, self.api_base, token),
+                chats,
+                limits: self.limits,
+                limiter: Limiter::new(self.rate_limits),
+                delete_warmup: self.delete_warmup,
+                urls: self.urls,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_names_every_problem_and_never_the_token() {
+        let err = TelegramUploader::builder()
+            .with_token("not-a-token-but-a-secret")
+            .with_api_base("ftp://example.org")
+            .build()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Config { .. }));
+        assert!(text.contains("TELEGRAM_BOT_TOKEN"), "{text}");
+        assert!(text.contains("TELEGRAM_API_BASE"), "{text}");
+        assert!(text.contains("MEDIA_WARMUP_CHAT_IDS"), "{text}");
+        assert!(!text.contains("not-a-token-but-a-secret"), "{text}");
+
+        let err = TelegramUploader::builder().build().unwrap_err();
+        assert!(err.to_string().contains("no bot token"), "{err}");
+    }
+
+    #[test]
+    fn the_bot_id_comes_from_the_token_unless_named() {
+        let up = TelegramUploader::builder()
+            .with_token("4242:secret-part-of-the-token")
+            .with_warmup_chats([1, 1, 2])
+            .build()
+            .unwrap();
+        assert_eq!(up.bot().as_str(), "4242");
+        assert_eq!(up.warmup_chats(), &[1, 2]);
+        let debug = format!("{up:?}");
+        assert!(!debug.contains("secret-part"), "{debug}");
+        let named = TelegramUploader::builder()
+            .with_token("4242:secret-part-of-the-token")
+            .with_bot_id("shop_bot")
+            .with_warmup_chats([1])
+            .build()
+            .unwrap();
+        assert_eq!(named.bot().as_str(), "shop_bot");
+    }
+
+    #[test]
+    fn scrub_removes_the_token_and_its_secret() {
+        let token = Token::new("123:ABCDEFGHIJKLMNOP".to_owned());
+        assert_eq!(
+            token.scrub("GET /bot123:ABCDEFGHIJKLMNOP/getMe and ABCDEFGHIJKLMNOP"),
+            "GET /bot******/getMe and ******"
+        );
+        assert_eq!(format!("{token:?}"), "******");
+    }
+}

@@ -1,0 +1,358 @@
+//! Bot API replies: the `{"ok": ...}` envelope, the file a sent message carries, and what an
+//! error reply means for the caller.
+//!
+//! <https://core.telegram.org/bots/api#making-requests>
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::media::MediaKind;
+
+/// The envelope of every Bot API reply.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Envelope<T> {
+    pub(crate) ok: bool,
+    pub(crate) result: Option<T>,
+    pub(crate) error_code: Option<u16>,
+    pub(crate) description: Option<String>,
+    pub(crate) parameters: Option<ResponseParameters>,
+}
+
+/// <https://core.telegram.org/bots/api#responseparameters>
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ResponseParameters {
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) migrate_to_chat_id: Option<i64>,
+}
+
+/// The parts of a `Message` we read.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Message {
+    pub(crate) message_id: i64,
+    pub(crate) chat: Chat,
+    #[serde(default)]
+    pub(crate) photo: Vec<PhotoSize>,
+    pub(crate) video: Option<File>,
+    pub(crate) animation: Option<File>,
+    pub(crate) document: Option<File>,
+    pub(crate) audio: Option<File>,
+    pub(crate) voice: Option<File>,
+    pub(crate) video_note: Option<File>,
+    pub(crate) sticker: Option<File>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Chat {
+    pub(crate) id: i64,
+}
+
+/// Any file object: they all carry these two ids.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct File {
+    pub(crate) file_id: String,
+    pub(crate) file_unique_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct PhotoSize {
+    pub(crate) file_id: String,
+    pub(crate) file_unique_id: Option<String>,
+    #[serde(default)]
+    pub(crate) width: u64,
+    #[serde(default)]
+    pub(crate) height: u64,
+    pub(crate) file_size: Option<u64>,
+}
+
+impl Message {
+    /// The file this message carries as `kind`: the largest photo size for photos, the
+    /// `animation` (not the `document` Telegram also fills) for animations.
+    pub(crate) fn file(&self, kind: MediaKind) -> Option<File> {
+        let one = match kind {
+            MediaKind::Photo => {
+                // Telegram lists sizes smallest first, but nothing promises it: pick by area,
+                // then by bytes.
+                return self
+                    .photo
+                    .iter()
+                    .max_by_key(|p| (p.width * p.height, p.file_size.unwrap_or(0)))
+                    .map(|p| File {
+                        file_id: p.file_id.clone(),
+                        file_unique_id: p.file_unique_id.clone(),
+                    });
+            }
+            MediaKind::Video => &self.video,
+            MediaKind::Animation => {
+                return self.animation.clone().or_else(|| self.document.clone());
+            }
+            MediaKind::Document => &self.document,
+            MediaKind::Audio => &self.audio,
+            MediaKind::Voice => &self.voice,
+            MediaKind::VideoNote => &self.video_note,
+            MediaKind::Sticker => &self.sticker,
+        };
+        one.clone()
+    }
+}
+
+/// A failed Bot API call, before it becomes a [`crate::Error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ApiError {
+    /// HTTP 429, or a 400 whose description says "retry after N" (albums).
+    RateLimited {
+        retry_after: Duration,
+        description: String,
+    },
+    /// Telegram could not use the URL we gave: fall back to uploading the bytes.
+    UrlRefused { description: String },
+    /// The file_id was not accepted.
+    WrongFileId { description: String },
+    /// A problem with the chat itself (missing, bot removed, no rights): try another chat.
+    ChatUnusable { code: u16, description: String },
+    /// 401: the token is wrong or revoked.
+    Unauthorized { description: String },
+    /// 413: the body is too large for the server.
+    TooLarge { description: String },
+    /// Another 4xx: the request itself is wrong.
+    Rejected { code: u16, description: String },
+    /// 5xx, an unreadable reply, or a network error: try again later.
+    Unavailable { description: String },
+}
+
+impl ApiError {
+    /// Classifies an error reply. `header_retry_after` is the `Retry-After` header's value.
+    pub(crate) fn classify(
+        status: u16,
+        body: &[u8],
+        header_retry_after: Option<Duration>,
+    ) -> ApiError {
+        let envelope = serde_json::from_slice::<Envelope<serde_json::Value>>(body).ok();
+        let Some(envelope) = envelope else {
+            // Telegram's front end answers some 502/504 with an HTML page.
+            let description = format!("HTTP {status} with a non-JSON body ({})", snippet(body));
+            return match status {
+                429 => ApiError::RateLimited {
+                    retry_after: header_retry_after.unwrap_or(Duration::from_secs(1)),
+                    description,
+                },
+                401 => ApiError::Unauthorized { description },
+                413 => ApiError::TooLarge { description },
+                400..=499 => ApiError::Rejected {
+                    code: status,
+                    description,
+                },
+                _ => ApiError::Unavailable { description },
+            };
+        };
+        let code = envelope.error_code.unwrap_or(status);
+        let description = envelope
+            .description
+            .unwrap_or_else(|| format!("HTTP {status} with no description"));
+        let retry_after = envelope
+            .parameters
+            .as_ref()
+            .and_then(|p| p.retry_after)
+            .map(Duration::from_secs)
+            .or(header_retry_after)
+            .or_else(|| retry_after_in_text(&description));
+        let lower = description.to_ascii_lowercase();
+        if code == 429 || (code == 400 && retry_after.is_some()) {
+            return ApiError::RateLimited {
+                retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+                description,
+            };
+        }
+        if let Some(migrated) = envelope.parameters.and_then(|p| p.migrate_to_chat_id) {
+            return ApiError::ChatUnusable {
+                code,
+                description: format!("{description} (the group moved to chat {migrated})"),
+            };
+        }
+        match code {
+            401 => ApiError::Unauthorized { description },
+            413 => ApiError::TooLarge { description },
+            500..=599 => ApiError::Unavailable { description },
+            400 | 403 if is_chat_problem(&lower) || code == 403 => {
+                ApiError::ChatUnusable { code, description }
+            }
+            400 if lower.contains("failed to get http url content")
+                || lower.contains("wrong type of the web page content")
+                || lower.contains("wrong http url") =>
+            {
+                ApiError::UrlRefused { description }
+            }
+            400 if lower.contains("wrong file identifier")
+                || lower.contains("wrong remote file identifier")
+                || lower.contains("file reference") =>
+            {
+                ApiError::WrongFileId { description }
+            }
+            _ if (400..500).contains(&code) => ApiError::Rejected { code, description },
+            _ => ApiError::Unavailable { description },
+        }
+    }
+
+    /// Telegram's description.
+    pub(crate) fn description(&self) -> &str {
+        match self {
+            ApiError::RateLimited { description, .. }
+            | ApiError::UrlRefused { description }
+            | ApiError::WrongFileId { description }
+            | ApiError::ChatUnusable { description, .. }
+            | ApiError::Unauthorized { description }
+            | ApiError::TooLarge { description }
+            | ApiError::Rejected { description, .. }
+            | ApiError::Unavailable { description } => description,
+        }
+    }
+}
+
+fn is_chat_problem(lower: &str) -> bool {
+    [
+        "chat not found",
+        "bot was kicked",
+        "bot was blocked",
+        "bot is not a member",
+        "not enough rights",
+        "have no rights",
+        "chat_write_forbidden",
+        "group chat was upgraded",
+        "user is deactivated",
+        "peer_id_invalid",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
+}
+
+/// "Too Many Requests: retry after 17" gives 17 s.
+pub(crate) fn retry_after_in_text(text: &str) -> Option<Duration> {
+    let lower = text.to_ascii_lowercase();
+    let at = lower.find("retry after")? + "retry after".len();
+    let digits: String = lower[at..]
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok().map(Duration::from_secs)
+}
+
+/// The start of a body, printable, for error messages.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if body.len() > 120 {
+        format!("{}...", text.trim())
+    } else {
+        text.trim().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(status: u16, body: &str) -> ApiError {
+        ApiError::classify(status, body.as_bytes(), None)
+    }
+
+    #[test]
+    fn retry_after_from_parameters_header_or_text() {
+        let e = classify(
+            429,
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#,
+        );
+        assert!(
+            matches!(e, ApiError::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(7))
+        );
+        let e = ApiError::classify(
+            429,
+            br#"{"ok":false,"error_code":429,"description":"Too Many Requests"}"#,
+            Some(Duration::from_secs(4)),
+        );
+        assert!(
+            matches!(e, ApiError::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(4))
+        );
+        // An album's flood error comes back as a 400.
+        let e = classify(
+            400,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: Too Many Requests: retry after 12"}"#,
+        );
+        assert!(
+            matches!(e, ApiError::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(12))
+        );
+    }
+
+    #[test]
+    fn classifies_the_usual_errors() {
+        let bad = |d: &str| format!(r#"{{"ok":false,"error_code":400,"description":"{d}"}}"#);
+        assert!(matches!(
+            classify(400, &bad("Bad Request: chat not found")),
+            ApiError::ChatUnusable { .. }
+        ));
+        assert!(matches!(
+            classify(400, &bad("Bad Request: failed to get HTTP URL content")),
+            ApiError::UrlRefused { .. }
+        ));
+        assert!(matches!(
+            classify(400, &bad("Bad Request: wrong type of the web page content")),
+            ApiError::UrlRefused { .. }
+        ));
+        assert!(matches!(
+            classify(
+                400,
+                &bad("Bad Request: wrong file identifier/HTTP URL specified")
+            ),
+            ApiError::WrongFileId { .. }
+        ));
+        assert!(matches!(
+            classify(400, &bad("Bad Request: message text is empty")),
+            ApiError::Rejected { code: 400, .. }
+        ));
+        assert!(matches!(
+            classify(
+                401,
+                r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#
+            ),
+            ApiError::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            classify(
+                403,
+                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was kicked from the group chat"}"#
+            ),
+            ApiError::ChatUnusable { code: 403, .. }
+        ));
+        assert!(matches!(
+            classify(413, "Request Entity Too Large"),
+            ApiError::TooLarge { .. }
+        ));
+        let html = classify(
+            502,
+            "<html><head><title>502 Bad Gateway</title></head></html>",
+        );
+        assert!(
+            matches!(&html, ApiError::Unavailable { description } if description.contains("502"))
+        );
+    }
+
+    #[test]
+    fn keeps_the_largest_photo_and_the_animation() {
+        let m: Message = serde_json::from_str(
+            r#"{"message_id":1,"chat":{"id":-5},
+                "photo":[{"file_id":"s","file_unique_id":"us","width":90,"height":60},
+                         {"file_id":"l","file_unique_id":"ul","width":1280,"height":853},
+                         {"file_id":"m","file_unique_id":"um","width":320,"height":213}],
+                "animation":{"file_id":"a","file_unique_id":"ua"},
+                "document":{"file_id":"d","file_unique_id":"ud"}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.file(MediaKind::Photo).unwrap().file_id, "l");
+        assert_eq!(m.file(MediaKind::Animation).unwrap().file_id, "a");
+        assert_eq!(m.file(MediaKind::Document).unwrap().file_id, "d");
+        assert!(m.file(MediaKind::Video).is_none());
+    }
+}

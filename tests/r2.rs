@@ -1,0 +1,898 @@
+//! `R2Store` against real servers on loopback:
+//! - s3s-fs, an independent S3 implementation that verifies every signature, started here;
+//! - a small fault server (raw HTTP/1.1 over a tokio `TcpListener`) for what s3s-fs does not
+//!   do: `SlowDown`, an error inside a 200, a reset mid-body, clock skew, R2's refusals.
+//!
+//! `cargo test --features r2,conformance --test r2`
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{StreamExt, stream};
+use prewarm::store::{MediaStore, MediaStoreExt, PutOutcome, PutPayload, R2StoreBuilder};
+use prewarm::{Error, ObjectKey, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const AKID: &str = "AKIDPREWARMTEST";
+const SECRET: &str = "s3cr3t/Key+WithReserved=chars";
+const BUCKET: &str = "media";
+const MIB: usize = 1024 * 1024;
+
+/// An s3s-fs server on 127.0.0.1:0 with signature checking, serving a temp directory.
+struct S3Server {
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn s3_server() -> S3Server {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder as ConnBuilder;
+    use s3s::auth::SimpleAuth;
+    use s3s::service::S3ServiceBuilder;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join(BUCKET)).expect("bucket dir");
+    let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
+    let mut b = S3ServiceBuilder::new(fs);
+    b.set_auth(SimpleAuth::from_single(AKID, SECRET));
+    let service = b.build();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let http = ConnBuilder::new(TokioExecutor::new());
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let conn = http
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    });
+    S3Server {
+        addr,
+        _dir: dir,
+        task,
+    }
+}
+
+fn builder(addr: SocketAddr) -> R2StoreBuilder {
+    R2StoreBuilder::new()
+        .with_endpoint(format!("http://{addr}"))
+        .with_bucket(BUCKET)
+        .with_credentials(AKID, SECRET)
+        .with_backoff(Duration::from_millis(5), Duration::from_millis(50))
+}
+
+fn random_bytes(len: usize) -> Bytes {
+    let mut rng = fastrand::Rng::with_seed(len as u64);
+    let mut v = vec![0u8; len];
+    rng.fill(&mut v);
+    Bytes::from(v)
+}
+
+#[cfg(feature = "conformance")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conforms_against_s3s_fs() {
+    let server = s3_server().await;
+    let store = builder(server.addr).build().expect("store");
+    prewarm::conformance::store::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_idempotent_put_head_delete() {
+    let server = s3_server().await;
+    let store = builder(server.addr).build().expect("store");
+    let data = random_bytes(1000);
+    let (key, outcome) = store.put_bytes(data.clone()).await.expect("put");
+    assert_eq!(outcome, PutOutcome::Created);
+    let (_, again) = store.put_bytes(data.clone()).await.expect("put again");
+    assert_eq!(again, PutOutcome::AlreadyExists);
+    assert_eq!(store.head(&key).await.expect("head").size, 1000);
+    assert_eq!(store.get_bytes(&key).await.expect("get"), data);
+    store.delete(&key).await.expect("delete");
+    assert!(matches!(
+        store.head(&key).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(store.get(&key).await, Err(Error::NotFound { .. })));
+    store.delete(&key).await.expect("delete of a missing key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_is_a_typed_unauthorized_error_without_the_secret() {
+    let server = s3_server().await;
+    let wrong = "not-the-secret-XYZ";
+    let store = builder(server.addr)
+        .with_credentials(AKID, wrong)
+        .build()
+        .expect("store");
+    let err = store
+        .put_bytes(Bytes::from_static(b"x"))
+        .await
+        .expect_err("a wrong secret must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert!(
+        msg.contains("R2_SECRET_ACCESS_KEY") && msg.contains("clock"),
+        "{msg}"
+    );
+    assert!(!msg.contains(wrong) && !format!("{err:?}").contains(wrong));
+    assert!(!err.is_retryable());
+    assert!(!format!("{store:?}").contains(wrong));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_an_hour_off_is_corrected_from_the_server() {
+    let server = s3_server().await;
+    // s3s refuses requests more than 15 minutes off; hyper's Date header tells the truth.
+    let store = builder(server.addr)
+        .with_clock(|| SystemTime::now() - Duration::from_secs(3600))
+        .build()
+        .expect("store");
+    let data = random_bytes(500);
+    let (key, outcome) = store
+        .put_bytes(data.clone())
+        .await
+        .expect("put after correction");
+    assert_eq!(outcome, PutOutcome::Created);
+    assert_eq!(store.get_bytes(&key).await.expect("get"), data);
+}
+
+/// s3s-fs creates a bucket's folder on demand, so the fault server plays R2 here.
+#[tokio::test]
+async fn missing_bucket_is_a_config_error() {
+    let server = fault_server(|_, _| s3_error(404, "NoSuchBucket")).await;
+    let store = builder(server.addr).build().expect("store");
+    let err = store
+        .put_bytes(Bytes::from_static(b"x"))
+        .await
+        .expect_err("no bucket");
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(err.to_string().contains("R2_BUCKET"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_url_works_with_plain_get_and_refuses_tampering_and_expiry() {
+    let server = s3_server().await;
+    let store = builder(server.addr).build().expect("store");
+    let key = ObjectKey::new("presign/a b+c=é.jpg").expect("key");
+    let data = random_bytes(4096);
+    store
+        .put(&key, PutPayload::from_bytes(data.clone()))
+        .await
+        .expect("put");
+    let http = reqwest::Client::new();
+
+    let url = store
+        .url(&key, Duration::from_secs(300))
+        .await
+        .expect("url")
+        .expect("a presigned URL");
+    assert!(
+        url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=300"),
+        "{url}"
+    );
+    let resp = http.get(&url).send().await.expect("GET");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.expect("body"), data);
+
+    // Tampered: another object, or another signature.
+    let other = url.replace("presign/", "presigned/");
+    assert_eq!(http.get(&other).send().await.expect("GET").status(), 403);
+    let last = url.pop_last_hex();
+    let tampered = format!("{}{}", &url[..url.len() - 1], last);
+    assert_eq!(http.get(&tampered).send().await.expect("GET").status(), 403);
+
+    // Expired: signed two hours ago for one minute.
+    let past = builder(server.addr)
+        .with_clock(|| SystemTime::now() - Duration::from_secs(7200))
+        .build()
+        .expect("store");
+    let old = past
+        .url(&key, Duration::from_secs(60))
+        .await
+        .expect("url")
+        .expect("url");
+    assert_eq!(http.get(&old).send().await.expect("GET").status(), 403);
+
+    // Expiry bounds are checked.
+    for bad in [Duration::ZERO, Duration::from_secs(7 * 86_400 + 1)] {
+        let err = store.url(&key, bad).await.expect_err("bad expiry");
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    }
+}
+
+trait PopLastHex {
+    fn pop_last_hex(&self) -> char;
+}
+
+impl PopLastHex for String {
+    /// A hex digit that differs from the string's last one.
+    fn pop_last_hex(&self) -> char {
+        if self.ends_with('0') { '1' } else { '0' }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_base_url_is_used_when_set() {
+    let store = builder("127.0.0.1:9".parse().unwrap())
+        .with_public_base_url("https://cdn.example.com/")
+        .build()
+        .expect("store");
+    let key = ObjectKey::new("a b/ü.jpg").unwrap();
+    let url = store.url(&key, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        url.as_deref(),
+        Some("https://cdn.example.com/a%20b/%C3%BC.jpg")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_with_spaces_unicode_and_reserved_characters() {
+    let server = s3_server().await;
+    let store = builder(server.addr).build().expect("store");
+    for name in [
+        "k/with space.jpg",
+        "k/ünïcødé ✓ фото ሴ.png",
+        "k/reserved !$&'()*+,;=@[]~%20?#.bin",
+        "k/a//b",
+    ] {
+        let Ok(key) = ObjectKey::new(name) else {
+            continue; // the crate refuses empty segments: nothing to send
+        };
+        let data = random_bytes(100 + name.len());
+        store
+            .put(&key, PutPayload::from_bytes(data.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("put {name:?}: {e}"));
+        assert_eq!(store.get_bytes(&key).await.expect("get"), data, "{name:?}");
+        let url = store
+            .url(&key, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let got = reqwest::get(&url)
+            .await
+            .expect("GET")
+            .bytes()
+            .await
+            .expect("body");
+        assert_eq!(got, data, "{name:?} by presigned URL");
+    }
+}
+
+/// `len` pseudo-random bytes in chunks of `chunk`, generated lazily.
+fn chunks(len: usize, chunk: usize) -> impl Iterator<Item = Bytes> {
+    let mut rng = fastrand::Rng::with_seed(42);
+    let mut left = len;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(chunk);
+        left -= n;
+        let mut v = vec![0u8; n];
+        rng.fill(&mut v);
+        Some(Bytes::from(v))
+    })
+}
+
+/// The digest of [`chunks`] and a way to stream them, so that the whole object is never in
+/// memory.
+fn generated(len: usize, chunk: usize) -> (Sha256, impl Fn() -> prewarm::store::ByteStream) {
+    let mut hasher = prewarm::Sha256Hasher::new();
+    for c in chunks(len, chunk) {
+        hasher.update(&c);
+    }
+    let make = move || stream::iter(chunks(len, chunk).map(Ok)).boxed();
+    (hasher.finish(), make)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_above_threshold_round_trips() {
+    let server = s3_server().await;
+    let store = builder(server.addr)
+        .with_multipart_threshold(5 * MIB as u64)
+        .with_part_size(5 * MIB as u64)
+        .build()
+        .expect("store");
+    let len = 12 * MIB + 123;
+    let (sha, make) = generated(len, 100_003);
+    let key = ObjectKey::for_content(&sha);
+    let outcome = store
+        .put(&key, PutPayload::from_stream(len as u64, sha, make()))
+        .await
+        .expect("multipart put");
+    assert_eq!(outcome, PutOutcome::Created);
+    assert_eq!(store.head(&key).await.expect("head").size, len as u64);
+    let mut hasher = prewarm::Sha256Hasher::new();
+    let mut body = store.get(&key).await.expect("get").body;
+    while let Some(c) = body.next().await {
+        hasher.update(&c.expect("chunk"));
+    }
+    assert_eq!(hasher.finish(), sha);
+    // Idempotent above the threshold too.
+    let again = store
+        .put(&key, PutPayload::from_stream(len as u64, sha, make()))
+        .await
+        .expect("put again");
+    assert_eq!(again, PutOutcome::AlreadyExists);
+
+    // A payload that lies about its digest fails and leaves nothing behind.
+    let (_, make2) = generated(6 * MIB, 65_536);
+    let liar = Sha256::of(b"not these bytes");
+    let lkey = ObjectKey::for_content(&liar);
+    let err = store
+        .put(
+            &lkey,
+            PutPayload::from_stream(6 * MIB as u64, liar, make2()),
+        )
+        .await
+        .expect_err("digest mismatch");
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert!(!store.exists(&lkey).await.expect("head"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_a_50_mb_object() {
+    let server = s3_server().await;
+    let store = builder(server.addr).build().expect("store");
+    let len = 50 * 1000 * 1000;
+    let (sha, make) = generated(len, 256 * 1024);
+    let key = ObjectKey::for_content(&sha);
+    store
+        .put(&key, PutPayload::from_stream(len as u64, sha, make()))
+        .await
+        .expect("put 50 MB");
+    let got = store.get(&key).await.expect("get");
+    assert_eq!(got.meta.size, len as u64);
+    let mut body = got.body;
+    let mut hasher = prewarm::Sha256Hasher::new();
+    let mut chunks = 0usize;
+    let mut largest = 0usize;
+    while let Some(c) = body.next().await {
+        let c = c.expect("chunk");
+        chunks += 1;
+        largest = largest.max(c.len());
+        hasher.update(&c);
+    }
+    assert_eq!(hasher.len(), len as u64);
+    assert_eq!(hasher.finish(), sha);
+    assert!(
+        chunks > 10 && largest < 8 * MIB,
+        "streamed: {chunks} chunks, largest {largest}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The fault server.
+
+/// One request as the fault server read it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body_len: usize,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the fault server does with a request.
+enum Reply {
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Headers announcing `announced` bytes, then `sent` bytes, then a TCP reset.
+    ResetMidBody { announced: usize, sent: usize },
+    /// No answer for this long, then a close.
+    Stall(Duration),
+}
+
+fn reply(status: u16, body: &str) -> Reply {
+    Reply::Full {
+        status,
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn s3_error(status: u16, code: &str) -> Reply {
+    reply(
+        status,
+        &format!(
+            "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+        ),
+    )
+}
+
+type Handler = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
+
+struct FaultServer {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultServer {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn fault_server(
+    handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+) -> FaultServer {
+    let handler: Handler = Arc::new(handler);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let _ = serve_one(sock, handler, seen).await;
+            });
+        }
+    });
+    FaultServer { addr, seen, task }
+}
+
+/// Reads one request (head and a Content-Length body), answers, closes.
+async fn serve_one(
+    mut sock: TcpStream,
+    handler: Handler,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 64 * 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = sock.read(&mut tmp).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_owned();
+    let target = first.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut req = Seen {
+        method,
+        target,
+        headers,
+        body_len: 0,
+    };
+    let chunked = req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"));
+    if chunked {
+        // R2 refuses chunked uploads with 501; so does this server.
+        seen.lock().unwrap().push(req);
+        let body = "<Error><Code>NotImplemented</Code><Message>chunked</Message></Error>";
+        let resp = format!(
+            "HTTP/1.1 501 Not Implemented\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(resp.as_bytes()).await?;
+        return Ok(());
+    }
+    let len: usize = req
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut have = buf.len() - head_end;
+    while have < len {
+        let n = sock.read(&mut tmp).await?;
+        if n == 0 {
+            break;
+        }
+        have += n;
+    }
+    req.body_len = have;
+    let n = {
+        let mut s = seen.lock().unwrap();
+        s.push(req.clone());
+        s.len()
+    };
+    match handler(&req, n) {
+        Reply::Full {
+            status,
+            headers,
+            body,
+        } => {
+            let mut resp = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            {
+                resp.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            }
+            for (k, v) in headers {
+                resp.push_str(&format!("{k}: {v}\r\n"));
+            }
+            resp.push_str("\r\n");
+            sock.write_all(resp.as_bytes()).await?;
+            if req.method != "HEAD" {
+                sock.write_all(&body).await?;
+            }
+        }
+        Reply::Stall(d) => tokio::time::sleep(d).await,
+        Reply::ResetMidBody { announced, sent } => {
+            let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\n\r\n");
+            sock.write_all(resp.as_bytes()).await?;
+            sock.write_all(&vec![b'x'; sent]).await?;
+            sock.flush().await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // SO_LINGER 0: closing sends a RST, not a FIN (the close does not block then).
+            #[allow(deprecated)]
+            sock.set_linger(Some(Duration::ZERO))?;
+            drop(sock);
+        }
+    }
+    Ok(())
+}
+
+fn key() -> ObjectKey {
+    ObjectKey::new("media/ab/object").unwrap()
+}
+
+#[tokio::test]
+async fn slowdown_503_is_retried_and_re_signed() {
+    let server = fault_server(|_, n| {
+        if n == 1 {
+            s3_error(503, "SlowDown")
+        } else {
+            reply(200, "hello")
+        }
+    })
+    .await;
+    let store = builder(server.addr).build().unwrap();
+    assert_eq!(
+        store.get_bytes(&key()).await.expect("get"),
+        Bytes::from_static(b"hello")
+    );
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        let auth = s.header("authorization").expect("signed");
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDPREWARMTEST/"),
+            "{auth}"
+        );
+        assert!(s.header("x-amz-date").is_some());
+    }
+}
+
+#[tokio::test]
+async fn persistent_5xx_gives_up_with_a_retryable_error() {
+    let server = fault_server(|_, _| s3_error(500, "InternalError")).await;
+    let store = builder(server.addr).with_max_attempts(3).build().unwrap();
+    let err = store.head(&key()).await.expect_err("always 500");
+    assert!(
+        matches!(err, Error::Unavailable { .. }) && err.is_retryable(),
+        "{err:?}"
+    );
+    assert_eq!(server.seen().len(), 3, "bounded attempts");
+}
+
+#[tokio::test]
+async fn rate_limit_with_retry_after_is_typed() {
+    let server = fault_server(|_, _| Reply::Full {
+        status: 429,
+        headers: vec![("Retry-After".into(), "7".into())],
+        body: b"<Error><Code>SlowDown</Code></Error>".to_vec(),
+    })
+    .await;
+    let store = builder(server.addr).with_max_attempts(2).build().unwrap();
+    let err = store.get(&key()).await.expect_err("429");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err:?}");
+}
+
+#[tokio::test]
+async fn auth_errors_are_not_retried() {
+    let server = fault_server(|_, _| s3_error(403, "SignatureDoesNotMatch")).await;
+    let store = builder(server.addr).build().unwrap();
+    let err = store.get(&key()).await.expect_err("403");
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert!(err.to_string().contains("R2_SECRET_ACCESS_KEY"));
+    assert_eq!(server.seen().len(), 1, "no retry on an auth error");
+}
+
+#[tokio::test]
+async fn connection_reset_mid_body_is_a_retryable_stream_error() {
+    let server = fault_server(|_, _| Reply::ResetMidBody {
+        announced: 1_000_000,
+        sent: 1000,
+    })
+    .await;
+    let store = builder(server.addr).build().unwrap();
+    let got = store.get(&key()).await.expect("headers arrive");
+    assert_eq!(got.meta.size, 1_000_000);
+    let mut body = got.body;
+    let mut read = 0;
+    let err = loop {
+        match body.next().await {
+            Some(Ok(c)) => read += c.len(),
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended cleanly after {read} bytes of 1000000"),
+        }
+    };
+    assert!(read <= 1000);
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("cut short"), "{err}");
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_then_unavailable() {
+    // Bind then drop: nothing listens on the port.
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let store = builder(addr).with_max_attempts(2).build().unwrap();
+    let err = store.head(&key()).await.expect_err("refused");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn clock_skew_is_corrected_from_the_server_date() {
+    // The server's clock is one hour ahead of ours; it refuses requests off by > 15 min.
+    fn http_date(t: SystemTime) -> String {
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let days = secs / 86_400;
+        let (y, m, d) = civil(days as i64);
+        let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+        let mon = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ][(m - 1) as usize];
+        let r = secs % 86_400;
+        format!(
+            "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
+            r / 3600,
+            r % 3600 / 60,
+            r % 60
+        )
+    }
+    fn civil(z: i64) -> (i64, u32, u32) {
+        let z = z + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        (yoe + era * 400 + i64::from(m <= 2), m, d)
+    }
+    let server_now = || SystemTime::now() + Duration::from_secs(3600);
+    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+    }
+    fn amz_secs(s: &str) -> Option<i64> {
+        let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+        let days = days_from_civil(n(0..4)?, n(4..6)?, n(6..8)?);
+        Some(days * 86_400 + n(9..11)? * 3600 + n(11..13)? * 60 + n(13..15)?)
+    }
+    let server = fault_server(move |req, _| {
+        let now = server_now();
+        let now_secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let ours = req.header("x-amz-date").and_then(amz_secs).unwrap_or(0);
+        let status = if (ours - now_secs).abs() <= 900 {
+            200
+        } else {
+            403
+        };
+        let body: &[u8] = if status == 200 {
+            b"ok"
+        } else {
+            b"<Error><Code>RequestTimeTooSkewed</Code></Error>"
+        };
+        Reply::Full {
+            status,
+            headers: vec![("Date".into(), http_date(now))],
+            body: body.to_vec(),
+        }
+    })
+    .await;
+    let store = builder(server.addr).build().unwrap();
+    let got = store
+        .get_bytes(&key())
+        .await
+        .expect("corrected and retried");
+    assert_eq!(got, Bytes::from_static(b"ok"));
+    assert_eq!(server.seen().len(), 2);
+    // Later requests are signed with the corrected clock from the start.
+    store.get_bytes(&key()).await.expect("again");
+    assert_eq!(server.seen().len(), 3);
+}
+
+/// A multipart upload against the fault server: the upload id (with `+`, `/`, `=`) is
+/// percent-encoded, the parts are equal but the last, every request has a Content-Length and
+/// no chunked encoding or CRC32 header, and a 200 carrying `InternalError` is retried.
+#[tokio::test]
+async fn multipart_rules_and_error_inside_200() {
+    let completes = Arc::new(Mutex::new(0));
+    let c2 = completes.clone();
+    let part_sizes = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let sizes = part_sizes.clone();
+    let first_part_failed = Arc::new(Mutex::new(false));
+    let server = fault_server(move |req, _| {
+        let t = req.target.as_str();
+        match req.method.as_str() {
+            "HEAD" => reply(404, ""),
+            "POST" if t.ends_with("?uploads=") || t.ends_with("?uploads") => reply(
+                200,
+                "<InitiateMultipartUploadResult><UploadId>a+b/c==</UploadId></InitiateMultipartUploadResult>",
+            ),
+            "PUT" => {
+                let mut failed = first_part_failed.lock().unwrap();
+                if !*failed {
+                    // The first attempt at part 1 fails: the part is sent again from memory.
+                    *failed = true;
+                    return s3_error(500, "InternalError");
+                }
+                sizes.lock().unwrap().push(req.body_len);
+                Reply::Full {
+                    status: 200,
+                    headers: vec![("ETag".into(), format!("\"etag-{}\"", req.body_len))],
+                    body: Vec::new(),
+                }
+            }
+            "POST" => {
+                // R2's refusal: all parts but the last must have one size, 5 MiB at least.
+                let sizes = sizes.lock().unwrap();
+                let (last, rest) = sizes.split_last().expect("parts");
+                let equal = rest.iter().all(|s| *s == rest[0] && *s >= 5 * MIB);
+                if !equal || *last == 0 || rest.first().is_some_and(|f| last > f) {
+                    return s3_error(400, "InvalidPart");
+                }
+                let mut n = c2.lock().unwrap();
+                *n += 1;
+                if *n == 1 {
+                    s3_error(200, "InternalError")
+                } else {
+                    reply(200, "<CompleteMultipartUploadResult><ETag>\"x-3\"</ETag></CompleteMultipartUploadResult>")
+                }
+            }
+            _ => reply(400, ""),
+        }
+    })
+    .await;
+    let store = builder(server.addr)
+        .with_multipart_threshold(1024)
+        .with_part_size(5 * MIB as u64)
+        .build()
+        .unwrap();
+    let len = 11 * MIB;
+    let (sha, make) = generated(len, 70_001);
+    let outcome = store
+        .put(
+            &ObjectKey::for_content(&sha),
+            PutPayload::from_stream(len as u64, sha, make()),
+        )
+        .await
+        .expect("multipart put");
+    assert_eq!(outcome, PutOutcome::Created);
+    assert_eq!(
+        *completes.lock().unwrap(),
+        2,
+        "the InternalError in a 200 was retried"
+    );
+    let seen = server.seen();
+    let parts: Vec<&Seen> = seen.iter().filter(|s| s.method == "PUT").collect();
+    assert_eq!(
+        parts.iter().map(|p| p.body_len).collect::<Vec<_>>(),
+        [5 * MIB, 5 * MIB, 5 * MIB, MIB],
+        "part 1 twice (the retry resends it whole from memory), then parts 2 and 3"
+    );
+    assert_eq!(
+        parts[0].target, parts[1].target,
+        "the retry is the same part"
+    );
+    assert_eq!(*part_sizes.lock().unwrap(), [5 * MIB, 5 * MIB, MIB]);
+    for p in &parts {
+        assert!(
+            p.target.contains("uploadId=a%2Bb%2Fc%3D%3D"),
+            "{}",
+            p.target
+        );
+        assert!(
+            p.header("x-amz-content-sha256")
+                .is_some_and(|h| h.len() == 64)
+        );
+    }
+    for s in &seen {
+        assert!(s.header("transfer-encoding").is_none(), "{s:?}");
+        assert!(s.header("expect").is_none(), "{s:?}");
+        assert!(
+            !s.headers
+                .iter()
+                .any(|(k, _)| k.to_ascii_lowercase().starts_with("x-amz-checksum")),
+            "{s:?}"
+        );
+        if s.method == "PUT" || s.method == "POST" {
+            assert!(s.header("content-length").is_some(), "{s:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_server_times_out_and_is_retried() {
+    let server = fault_server(|_, _| Reply::Stall(Duration::from_secs(5))).await;
+    let store = builder(server.addr)
+        .with_read_timeout(Duration::from_millis(200))
+        .with_max_attempts(2)
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = store.head(&key()).await.expect_err("no answer");
+    assert!(
+        matches!(err, Error::Unavailable { .. }) && err.is_retryable(),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert_eq!(server.seen().len(), 2, "retried once");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the read timeout cut the wait"
+    );
+}
+
+#[tokio::test]
+async fn not_implemented_is_rejected_without_retry() {
+    let server = fault_server(|_, _| s3_error(501, "NotImplemented")).await;
+    let store = builder(server.addr).build().unwrap();
+    let err = store.get(&key()).await.expect_err("501");
+    assert!(matches!(err, Error::Rejected { .. }), "{err:?}");
+    assert_eq!(server.seen().len(), 1);
+}

@@ -1,0 +1,839 @@
+//! TelegramUploader against the crate's fake Bot API over real loopback HTTP.
+//!
+//! `cargo test --features testkit --test telegram`
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use prewarm::testkit::{FakeBotApi, FakeLimits, Faults, Latency};
+use prewarm::upload::{MediaSource, Rate, RateLimits, UploadRequest};
+use prewarm::{
+    BotId, Error, FileId, MediaKey, MediaKind, PrewarmEngine, Sha256, SizeLimits, TelegramUploader,
+    Uploader,
+};
+
+const TOKEN: &str = "123456:AAE-fake-secret-token-0123456789";
+const CHAT: i64 = -100_001;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Bytes that look like `kind` (its format's magic number), made unique by `n`, with the
+/// Content-Type a storage server would give them.
+fn sample(kind: MediaKind, n: u64, len: usize) -> (Bytes, &'static str) {
+    let (magic, ct): (&[u8], &str) = match kind {
+        MediaKind::Photo => (b"\xff\xd8\xff\xe0JFIF", "image/jpeg"),
+        MediaKind::Video | MediaKind::VideoNote => (b"\0\0\0\x18ftypmp42", "video/mp4"),
+        MediaKind::Animation => (b"GIF89a", "image/gif"),
+        MediaKind::Document => (b"%PDF-1.7\n", "application/pdf"),
+        MediaKind::Audio => (b"ID3\x04\0", "audio/mpeg"),
+        MediaKind::Voice => (b"OggS\0\x02", "audio/ogg"),
+        MediaKind::Sticker => (b"RIFF\0\0\0\0WEBPVP8 ", "image/webp"),
+    };
+    let mut v = magic.to_vec();
+    v.extend_from_slice(&n.to_le_bytes());
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(x as u8);
+    }
+    (Bytes::from(v), ct)
+}
+
+fn request(bot: &BotId, kind: MediaKind, bytes: &Bytes, url: Option<String>) -> UploadRequest {
+    // Hashing 50 MB in a debug build takes seconds; the uploader does not look at the hash.
+    let sha = if bytes.len() > 1_000_000 {
+        Sha256::from_bytes([7; 32])
+    } else {
+        Sha256::of(bytes)
+    };
+    UploadRequest {
+        key: MediaKey::new(bot.clone(), sha, kind),
+        size: bytes.len() as u64,
+        source: MediaSource::from_bytes(bytes.clone()).with_url(url),
+    }
+}
+
+async fn fake(limits: FakeLimits, chats: &[i64]) -> FakeBotApi {
+    FakeBotApi::builder()
+        .with_bot(TOKEN)
+        .with_chats(chats.iter().copied())
+        .with_limits(limits)
+        .start()
+        .await
+        .expect("the fake starts")
+}
+
+fn uploader(fake: &FakeBotApi, chats: &[i64], limits: RateLimits) -> TelegramUploader {
+    TelegramUploader::builder()
+        .with_token(TOKEN)
+        .with_api_base(fake.base_url())
+        .with_warmup_chats(chats.iter().copied())
+        .with_rate_limits(limits)
+        .build()
+        .expect("valid configuration")
+}
+
+#[tokio::test]
+async fn every_kind_by_multipart_url_and_file_id() {
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    for (i, kind) in MediaKind::ALL.into_iter().enumerate() {
+        // By multipart: the source has no URL.
+        let (bytes, ct) = sample(kind, i as u64, 2000);
+        let before = fake.stats();
+        let req = request(&bot, kind, &bytes, None);
+        let key = req.key.clone();
+        let got = up
+            .upload(req)
+            .await
+            .unwrap_or_else(|e| panic!("{kind} by multipart: {e}"));
+        let file = fake
+            .file(got.file_id.as_str())
+            .expect("a file_id the fake issued");
+        assert_eq!(
+            (file.kind, file.sha256),
+            (kind, key.sha256),
+            "{kind}: the right file_id kept"
+        );
+        if kind == MediaKind::Photo {
+            assert!(
+                file.largest,
+                "the largest photo size is kept, got {}x{}",
+                file.width, file.height
+            );
+        }
+        assert!(got.file_unique_id.is_some());
+        let after = fake.stats();
+        assert_eq!(
+            after.url_fetches, before.url_fetches,
+            "{kind}: no URL was given"
+        );
+        assert_eq!(fake.uploads_of(&key.sha256).succeeded, 1);
+
+        // By URL: Telegram (the fake) fetches it, except video notes, which go multipart.
+        let (bytes, ct2) = sample(kind, 100 + i as u64, 2000);
+        assert_eq!(ct, ct2);
+        let url = fake.host_file(bytes.clone(), ct);
+        let before = fake.stats();
+        let got_url = up
+            .upload(request(&bot, kind, &bytes, Some(url)))
+            .await
+            .unwrap_or_else(|e| panic!("{kind} by URL: {e}"));
+        let fetched = fake.stats().url_fetches - before.url_fetches;
+        let expected = u64::from(kind != MediaKind::VideoNote);
+        assert_eq!(fetched, expected, "{kind}: fetched by URL {fetched} times");
+        let file = fake.file(got_url.file_id.as_str()).unwrap();
+        assert_eq!((file.kind, file.sha256), (kind, Sha256::of(&bytes)));
+
+        // By file_id, to another chat of the bot.
+        let sent = up
+            .send_file_id(CHAT, &key, &got.file_id)
+            .await
+            .unwrap_or_else(|e| panic!("{kind} by file_id: {e}"));
+        assert_eq!(sent.chat_id, CHAT);
+        let resent = fake.file(sent.uploaded.file_id.as_str()).unwrap();
+        assert_eq!((resent.kind, resent.sha256), (kind, key.sha256));
+    }
+    assert_eq!(fake.stats().sent_by_file_id, 8);
+    assert_eq!(fake.stats().violations, 0);
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn file_ids_belong_to_one_bot_and_one_kind() {
+    let other = "777:another-bots-secret-token";
+    let fake = FakeBotApi::builder()
+        .with_bot(TOKEN)
+        .with_bot(other)
+        .with_chats([CHAT])
+        .with_limits(FakeLimits::off())
+        .start()
+        .await
+        .unwrap();
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let up2 = TelegramUploader::builder()
+        .with_token(other)
+        .with_api_base(fake.base_url())
+        .with_warmup_chats([CHAT])
+        .build()
+        .unwrap();
+    let (bytes, _) = sample(MediaKind::Animation, 1, 500);
+    let req = request(up.bot(), MediaKind::Animation, &bytes, None);
+    let key = req.key.clone();
+    let got = up.upload(req).await.unwrap();
+    // The animation's file_id, not the document Telegram also fills: it sends as animation.
+    assert_eq!(
+        fake.file(got.file_id.as_str()).unwrap().kind,
+        MediaKind::Animation
+    );
+
+    let key2 = MediaKey::new(up2.bot().clone(), key.sha256, key.kind);
+    match up2.send_file_id(CHAT, &key2, &got.file_id).await {
+        Err(Error::WrongFileId { key: k, message }) => {
+            assert_eq!(k, key2);
+            assert!(message.contains("wrong file identifier"), "{message}");
+        }
+        other => panic!("another bot's file_id: {other:?}"),
+    }
+    let as_doc = MediaKey::new(key.bot.clone(), key.sha256, MediaKind::Document);
+    let err = up
+        .send_file_id(CHAT, &as_doc, &got.file_id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Rejected { message } if message.contains("can't use file of type Animation as Document")),
+        "{err}"
+    );
+    let err = up
+        .send_file_id(CHAT, &key, &FileId::new("CgACnot-a-real-id"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongFileId { .. }), "{err}");
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn unusable_urls_fall_back_to_the_upload() {
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+
+    // A URL that answers 404: "failed to get HTTP URL content".
+    let (bytes, _) = sample(MediaKind::Photo, 1, 1000);
+    let missing = format!("{}/files/999999", fake.base_url());
+    let got = up
+        .upload(request(&bot, MediaKind::Photo, &bytes, Some(missing)))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.file(got.file_id.as_str()).unwrap().sha256,
+        Sha256::of(&bytes)
+    );
+    let seen = fake.uploads_of(&Sha256::of(&bytes));
+    assert_eq!(
+        (seen.uploads, seen.succeeded),
+        (1, 1),
+        "one multipart upload after the URL failed"
+    );
+
+    // A PDF served as an HTML page: "wrong type of the web page content".
+    let (bytes, _) = sample(MediaKind::Document, 2, 1000);
+    let url = fake.host_file(bytes.clone(), "text/html; charset=utf-8");
+    let got = up
+        .upload(request(&bot, MediaKind::Document, &bytes, Some(url)))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.file(got.file_id.as_str()).unwrap().kind,
+        MediaKind::Document
+    );
+    assert_eq!(fake.stats().url_fetches, 0);
+
+    // Over the 5 MB URL limit for photos: straight to multipart, no fetch tried.
+    let (bytes, ct) = sample(MediaKind::Photo, 3, 5_000_001);
+    let url = fake.host_file(bytes.clone(), ct);
+    up.upload(request(&bot, MediaKind::Photo, &bytes, Some(url)))
+        .await
+        .unwrap();
+    let events = fake.events();
+    assert_eq!(
+        events.iter().filter(|e| e.method == "sendPhoto").count(),
+        3,
+        "404 URL + its fallback + the large photo: {events:?}"
+    );
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_media_fail_typed_before_any_request() {
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let photo = Bytes::from(vec![0xffu8; 10_000_001]);
+    let err = up
+        .upload(request(&bot, MediaKind::Photo, &photo, None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                kind: MediaKind::Photo,
+                size: 10_000_001,
+                limit: 10_000_000
+            }
+        ),
+        "{err}"
+    );
+    let video = Bytes::from(vec![0u8; 50_000_001]);
+    let err = up
+        .upload(request(&bot, MediaKind::Video, &video, None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                size: 50_000_001,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let empty = Bytes::new();
+    let err = up
+        .upload(request(&bot, MediaKind::Voice, &empty, None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::EmptyMedia { .. }), "{err}");
+    assert_eq!(fake.stats().requests, 0, "nothing was sent");
+
+    // With a local server's limits the uploader lets it through; the (public-API) fake
+    // answers 413, which is a typed TooLarge too.
+    let local = TelegramUploader::builder()
+        .with_token(TOKEN)
+        .with_api_base(fake.base_url())
+        .with_warmup_chats([CHAT])
+        .with_size_limits(SizeLimits::local_server())
+        .build()
+        .unwrap();
+    let err = local
+        .upload(request(&bot, MediaKind::Video, &video, None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                kind: MediaKind::Video,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(fake.stats().requests, 1);
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_warmup_chat_leaves_the_pool_and_deletes_clean_up() {
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    let missing = -100_404;
+    let up = TelegramUploader::builder()
+        .with_token(TOKEN)
+        .with_api_base(fake.base_url())
+        .with_warmup_chats([missing, CHAT])
+        .with_rate_limits(RateLimits::unlimited())
+        .with_delete_warmup_messages(true)
+        .build()
+        .unwrap();
+    let bot = up.bot().clone();
+    for n in 0..6 {
+        let (bytes, _) = sample(MediaKind::Video, n, 300);
+        up.upload(request(&bot, MediaKind::Video, &bytes, None))
+            .await
+            .unwrap();
+    }
+    let to_missing = fake
+        .events()
+        .iter()
+        .filter(|e| e.chat == Some(missing))
+        .count();
+    assert!(to_missing <= 1, "{to_missing} requests to the missing chat");
+    assert_eq!(fake.stats().deleted, 6);
+    assert_eq!(fake.messages_in(CHAT), 0);
+
+    // With only the missing chat, the error is permanent and keeps Telegram's words.
+    let lone = uploader(&fake, &[missing], RateLimits::unlimited());
+    let (bytes, _) = sample(MediaKind::Video, 99, 300);
+    let err = lone
+        .upload(request(&bot, MediaKind::Video, &bytes, None))
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("chat not found"), "{err}");
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_pauses_only_its_chat() {
+    let (a, b, c) = (-1001, -1002, -1003);
+    // Chat A allows 2 sends a second; the uploader tries 10: A gets 429s.
+    let limits = FakeLimits::off()
+        .with_group_chat(Rate::new(100, Duration::from_secs(1)).with_burst(10))
+        .with_chat(a, Rate::new(2, Duration::from_secs(1)));
+    let fake = fake(limits, &[a, b, c]).await;
+    let rates = RateLimits::default()
+        .with_bot(Rate::new(1000, Duration::from_secs(1)).with_burst(100))
+        .with_group_chat(Rate::new(10, Duration::from_secs(1)).with_burst(3));
+    let up = uploader(&fake, &[a, b, c], rates);
+    let bot = up.bot().clone();
+    let jobs = (0..60).map(|n| {
+        let up = up.clone();
+        let bot = bot.clone();
+        async move {
+            let (bytes, _) = sample(MediaKind::Photo, n, 400);
+            loop {
+                match up
+                    .upload(request(&bot, MediaKind::Photo, &bytes, None))
+                    .await
+                {
+                    Ok(done) => return done,
+                    Err(Error::RateLimited { retry_after }) => {
+                        tokio::time::sleep(retry_after).await
+                    }
+                    Err(e) => panic!("upload {n}: {e}"),
+                }
+            }
+        }
+    });
+    let done = join_all(jobs).await;
+    assert_eq!(done.len(), 60);
+    let stats = fake.stats();
+    assert!(stats.too_many_requests > 0, "the storm happened: {stats:?}");
+    assert_eq!(
+        stats.violations, 0,
+        "no request inside a retry_after: {stats:?}"
+    );
+
+    // While A was paused, B and C kept going.
+    let events = fake.events();
+    let limited: Vec<_> = events
+        .iter()
+        .filter(|e| e.chat == Some(a) && e.status == 429)
+        .collect();
+    let overlapping = limited
+        .iter()
+        .filter(|l| {
+            events.iter().any(|e| {
+                e.status == 200
+                    && matches!(e.chat, Some(ch) if ch == b || ch == c)
+                    && e.at > l.at
+                    && e.at < l.at + Duration::from_secs(1)
+            })
+        })
+        .count();
+    assert_eq!(
+        overlapping,
+        limited.len(),
+        "other chats sent during every pause of A"
+    );
+    fake.shutdown().await;
+}
+
+/// Captures every log line (event fields, span fields) of the thread it is installed on.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={:?}", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut f = Fields(span.metadata().name().to_owned());
+        span.record(&mut f);
+        self.0.lock().unwrap().push(f.0);
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut f = Fields(String::new());
+        values.record(&mut f);
+        self.0.lock().unwrap().push(f.0);
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut f = Fields(event.metadata().target().to_owned());
+        event.record(&mut f);
+        self.0.lock().unwrap().push(f.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrong_token_is_unauthorized_and_never_printed() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    let wrong = "123456:WRONG-secret-never-to-be-printed";
+    let secret = "WRONG-secret-never-to-be-printed";
+    let up = TelegramUploader::builder()
+        .with_token(wrong)
+        .with_api_base(fake.base_url())
+        .with_warmup_chats([CHAT])
+        .with_rate_limits(RateLimits::unlimited())
+        .build()
+        .unwrap();
+    let mut printed = vec![format!("{up:?}")];
+
+    let err = up.get_me().await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
+    printed.push(format!("{err} {err:?}"));
+
+    // Through the engine, so that its log lines about the failure are captured too.
+    let engine = PrewarmEngine::builder()
+        .with_uploader(Arc::new(up.clone()))
+        .with_backoff(ms(5), ms(10))
+        .build()
+        .unwrap();
+    let running = engine.spawn();
+    let (bytes, _) = sample(MediaKind::Photo, 1, 100);
+    let key = engine
+        .save(up.bot(), bytes, MediaKind::Photo)
+        .await
+        .unwrap();
+    let err = engine
+        .wait_ready(&key, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::WarmFailed { reason, .. } if reason.contains("Unauthorized")),
+        "{err}"
+    );
+    printed.push(format!("{err} {err:?}"));
+    running.shutdown().await.unwrap();
+
+    // A network error: reqwest's error carries the URL, with the token in it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let down = TelegramUploader::builder()
+        .with_token(wrong)
+        .with_api_base(format!("http://{addr}"))
+        .with_warmup_chats([CHAT])
+        .build()
+        .unwrap();
+    let err = down.get_me().await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    printed.push(format!("{err} {err:?}"));
+
+    let logs = capture.0.lock().unwrap().clone();
+    assert!(
+        logs.iter().any(|l| l.contains("Unauthorized")),
+        "the failure was logged: {logs:?}"
+    );
+    for text in printed.iter().chain(&logs) {
+        assert!(!text.contains(secret), "the token leaked: {text}");
+        assert!(
+            !text.contains("WRONG-secret"),
+            "part of the token leaked: {text}"
+        );
+    }
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_media_through_the_engine_with_faults_and_limits() {
+    let chats = [-2001, -2002, -2003];
+    let fake = FakeBotApi::builder()
+        .with_bot(TOKEN)
+        .with_chats(chats)
+        .with_limits(
+            FakeLimits::off()
+                .with_bot(Rate::new(400, Duration::from_secs(1)).with_burst(40))
+                // A little under the uploader's rate for chats, so that 429s happen.
+                .with_group_chat(Rate::new(45, Duration::from_secs(1)).with_burst(2)),
+        )
+        .with_faults(Faults::none().with_server_errors(0.05).with_resets(0.01))
+        .with_latency(Latency::uniform(ms(1)..ms(4)).with_tail(0.02, ms(20)..ms(40)))
+        .start()
+        .await
+        .unwrap();
+    let up = uploader(
+        &fake,
+        &chats,
+        RateLimits::default()
+            .with_bot(Rate::new(300, Duration::from_secs(1)).with_burst(30))
+            .with_group_chat(Rate::new(50, Duration::from_secs(1)).with_burst(2)),
+    );
+    let bot = up.bot().clone();
+    let engine = PrewarmEngine::builder()
+        .with_uploader(Arc::new(up))
+        .with_concurrency(16)
+        .with_max_attempts(20)
+        .with_backoff(ms(10), ms(200))
+        .with_poll_interval(ms(50))
+        .build()
+        .unwrap();
+    let running = engine.spawn();
+
+    let mut keys = Vec::new();
+    for n in 0..500u64 {
+        let kind = MediaKind::ALL[(n % 8) as usize];
+        let (bytes, _) = sample(kind, n, 200 + (n as usize * 37) % 4000);
+        keys.push(engine.save(&bot, bytes, kind).await.unwrap());
+    }
+    let ready = join_all(
+        keys.iter()
+            .map(|k| engine.wait_ready(k, Duration::from_secs(50))),
+    )
+    .await;
+    for (key, r) in keys.iter().zip(&ready) {
+        let id = r.as_ref().unwrap_or_else(|e| panic!("{key}: {e}"));
+        let file = fake.file(id.as_str()).expect("issued by the fake");
+        assert_eq!((file.kind, file.sha256), (key.kind, key.sha256));
+        let seen = fake.uploads_of(&key.sha256);
+        assert_eq!(seen.succeeded, 1, "{key}: {seen:?}");
+        assert_eq!(
+            seen.uploads,
+            1 + seen.failed,
+            "{key}: uploads = 1 + retried failures"
+        );
+    }
+    running.shutdown().await.unwrap();
+    let stats = fake.stats();
+    assert_eq!(stats.violations, 0, "{stats:?}");
+    assert!(stats.too_many_requests > 0, "429s were answered: {stats:?}");
+    assert!(
+        stats.server_errors + stats.resets > 0,
+        "faults were injected: {stats:?}"
+    );
+    assert_eq!(stats.messages, 500);
+    eprintln!("500 media: {stats:?}");
+    fake.shutdown().await;
+}
+
+#[cfg(feature = "conformance")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_telegram_uploader_passes_the_uploader_conformance_suite() {
+    // Telegram's own limits on the fake; the uploader keeps to them with its defaults. Two
+    // private chats (one send a second each) keep the suite quick.
+    let fake = fake(FakeLimits::telegram(), &[1001, 1002]).await;
+    let up = uploader(&fake, &[1001, 1002], RateLimits::default());
+    prewarm::conformance::upload::run_all(&up).await;
+    assert_eq!(fake.stats().violations, 0);
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_cached_rewarms_a_rejected_file_id_and_sends_again() {
+    let user = 4242;
+    let fake = fake(FakeLimits::off(), &[CHAT, user]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let engine = PrewarmEngine::builder()
+        .with_uploader(Arc::new(up.clone()))
+        .build()
+        .unwrap();
+    let running = engine.spawn();
+    let (bytes, _) = sample(MediaKind::Photo, 7, 800);
+    let sha = Sha256::of(&bytes);
+    let key = engine.save(&bot, bytes, MediaKind::Photo).await.unwrap();
+    let first = engine
+        .wait_ready(&key, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // Warm: sent by file_id, nothing uploaded.
+    let sent = prewarm::send_cached(&engine, &up, user, &key, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(sent.chat_id, user);
+    assert_eq!(fake.stats().sent_by_file_id, 1);
+    assert_eq!(fake.uploads_of(&sha).succeeded, 1);
+
+    // Telegram forgets the file: the send is refused, the media re-warmed, the send repeated.
+    assert!(fake.revoke(first.as_str()));
+    let sent = prewarm::send_cached(&engine, &up, user, &key, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.file(sent.uploaded.file_id.as_str()).unwrap().sha256,
+        sha
+    );
+    assert_eq!(fake.uploads_of(&sha).succeeded, 2, "uploaded once more");
+    let second = engine.lookup(&key).expect("a new file_id is cached");
+    assert_ne!(second, first);
+    assert_eq!(fake.messages_in(user), 2);
+
+    // The re-warm limit (1 by default) is spent: a second rejection fails the media.
+    assert!(fake.revoke(second.as_str()));
+    let err = prewarm::send_cached(&engine, &up, user, &key, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WarmFailed { .. }), "{err}");
+    running.shutdown().await.unwrap();
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_cached_uploads_straight_to_the_chat_when_not_warm() {
+    let user = 4242;
+    let fake = fake(FakeLimits::off(), &[CHAT, user]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    // Not spawned: nothing warms in the background.
+    let engine = PrewarmEngine::builder()
+        .with_uploader(Arc::new(up.clone()))
+        .build()
+        .unwrap();
+    let (bytes, _) = sample(MediaKind::Video, 8, 800);
+    let key = engine.save(&bot, bytes, MediaKind::Video).await.unwrap();
+    let sent = prewarm::send_cached(&engine, &up, user, &key, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(sent.chat_id, user);
+    assert_eq!(
+        engine.lookup(&key),
+        Some(sent.uploaded.file_id.clone()),
+        "recorded"
+    );
+    assert_eq!(fake.messages_in(CHAT), 0, "no warm-up message");
+    assert_eq!(fake.messages_in(user), 1);
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn albums_warm_photos_and_videos_in_one_call() {
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let mut requests = Vec::new();
+    for n in 0..10u64 {
+        let kind = if n < 6 {
+            MediaKind::Photo
+        } else {
+            MediaKind::Video
+        };
+        let (bytes, ct) = sample(kind, 500 + n, 700);
+        // One of them by URL.
+        let url = (n == 3).then(|| fake.host_file(bytes.clone(), ct));
+        requests.push(request(&bot, kind, &bytes, url));
+    }
+    let keys: Vec<MediaKey> = requests.iter().map(|r| r.key.clone()).collect();
+    let got = up.upload_group(requests).await.unwrap();
+    assert_eq!(got.len(), 10);
+    for (key, uploaded) in keys.iter().zip(&got) {
+        let file = fake.file(uploaded.file_id.as_str()).unwrap();
+        assert_eq!((file.kind, file.sha256), (key.kind, key.sha256));
+        if key.kind == MediaKind::Photo {
+            assert!(file.largest);
+        }
+        assert_eq!(fake.uploads_of(&key.sha256).succeeded, 1);
+    }
+    let calls = fake
+        .events()
+        .iter()
+        .filter(|e| e.method == "sendMediaGroup")
+        .count();
+    assert_eq!(calls, 1);
+    assert_eq!((fake.stats().messages, fake.stats().url_fetches), (10, 1));
+
+    // What an album cannot hold is refused before any request.
+    let (doc, _) = sample(MediaKind::Document, 1, 100);
+    let (photo, _) = sample(MediaKind::Photo, 1, 100);
+    let err = up
+        .upload_group(vec![
+            request(&bot, MediaKind::Document, &doc, None),
+            request(&bot, MediaKind::Photo, &photo, None),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    let err = up
+        .upload_group(vec![request(&bot, MediaKind::Photo, &photo, None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert_eq!(
+        fake.stats().requests,
+        1 + 1,
+        "the album and its URL fetch only"
+    );
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_album_over_the_limit_gets_a_400_retry_after_and_is_honoured() {
+    let limits = FakeLimits::off().with_chat(CHAT, Rate::new(1, Duration::from_secs(1)));
+    let fake = fake(limits, &[CHAT]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let album = |base: u64, n: u64| {
+        (0..n)
+            .map(|i| {
+                let (bytes, _) = sample(MediaKind::Photo, base + i, 300);
+                request(&bot, MediaKind::Photo, &bytes, None)
+            })
+            .collect::<Vec<_>>()
+    };
+    up.upload_group(album(900, 5)).await.unwrap();
+    // The chat's one send a second is spent: the next album is limited.
+    let err = up.upload_group(album(920, 5)).await.unwrap_err();
+    let Error::RateLimited { retry_after } = err else {
+        panic!("{err}")
+    };
+    assert!(retry_after >= Duration::from_secs(1));
+    let mut limited = 1;
+    loop {
+        match up.upload_group(album(950, 2)).await {
+            Ok(got) => {
+                assert_eq!(got.len(), 2);
+                break;
+            }
+            Err(Error::RateLimited { retry_after }) => {
+                limited += 1;
+                assert!(limited < 10, "never got through");
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let stats = fake.stats();
+    assert_eq!(stats.violations, 0, "{stats:?}");
+    assert!(stats.too_many_requests >= 1);
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_errors_and_resets_are_retryable_and_say_what_happened() {
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    fake.set_faults(Faults::none().with_server_errors(1.0));
+    let mut seen_html = false;
+    let mut seen_json = false;
+    for n in 0..20 {
+        let (bytes, _) = sample(MediaKind::Audio, n, 100);
+        let err = up
+            .upload(request(&bot, MediaKind::Audio, &bytes, None))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let text = err.to_string();
+        seen_html |= text.contains("502") && text.contains("non-JSON");
+        seen_json |= text.contains("Internal Server Error");
+    }
+    assert!(
+        seen_html && seen_json,
+        "both the HTML 502 and the JSON 500 were classified"
+    );
+    fake.set_faults(Faults::none().with_resets(1.0));
+    let (bytes, _) = sample(MediaKind::Audio, 99, 100);
+    let err = up
+        .upload(request(&bot, MediaKind::Audio, &bytes, None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    assert_eq!(fake.stats().resets, 1);
+    fake.set_faults(Faults::none());
+    up.upload(request(&bot, MediaKind::Audio, &bytes, None))
+        .await
+        .unwrap();
+    fake.shutdown().await;
+}
