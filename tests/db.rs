@@ -61,6 +61,33 @@ async fn sqlite_queue_conforms() {
     .await;
 }
 
+/// Another process holding the file's write lock past the busy timeout: calls fail with a
+/// retryable error and change nothing, and work again once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_locked_by_another_writer_is_a_retryable_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("locked.db");
+    let store = SqliteStore::builder(&path)
+        .with_busy_timeout(Duration::from_millis(50))
+        .open()
+        .await
+        .expect("open");
+    let other = rusqlite::Connection::open(&path).expect("second connection");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let now = prewarm::Timestamp::now();
+    let job = prewarm::Job::new(key_of(1), 10, now);
+    let err = store.push(job.clone(), now).await.expect_err("locked");
+    assert!(err.is_retryable(), "{err}");
+    other.execute_batch("ROLLBACK").expect("release");
+    assert_eq!(store.depth().await.expect("depth"), QueueDepth::default());
+    assert_eq!(
+        store.push(job, now).await.expect("push"),
+        prewarm::queue::PushOutcome::Queued
+    );
+}
+
 #[tokio::test]
 async fn open_picks_the_backend_and_names_bad_targets() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -244,6 +271,23 @@ mod pg {
             .expect("connect");
         conformance::cache::run_all(&store).await;
         drop(store);
+        drop_schema(&url, &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn tiered_cache_over_postgres_conforms() {
+        let Some(url) = database_url("tiered_cache_over_postgres_conforms") else {
+            return;
+        };
+        let schema = unique_schema("cache");
+        let store = PostgresStore::builder(&url)
+            .with_schema(&schema)
+            .connect()
+            .await
+            .expect("connect");
+        let tiered = prewarm::cache::TieredCache::new(Arc::new(store), 1_000).expect("tiered");
+        conformance::cache::run_all(&tiered).await;
+        drop(tiered);
         drop_schema(&url, &schema).await;
     }
 

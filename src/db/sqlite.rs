@@ -260,6 +260,20 @@ impl SqliteStore {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let op: Op = Box::new(move |sp, policy| {
+            let sp = match sp {
+                Ok(sp) => sp,
+                // No transaction could be opened (the file is locked by another process past
+                // the busy timeout, or unwritable): the call did nothing.
+                Err(message) => {
+                    return Box::new(move |_| {
+                        let _ = tx.send(Err(Error::Backend {
+                            backend: "sqlite",
+                            message: format!("{what}: {message}"),
+                            retryable: true,
+                        }));
+                    });
+                }
+            };
             let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(sp, policy))) {
                 Ok(Ok(Ok(value))) => {
                     sp.set_drop_behavior(DropBehavior::Commit);
@@ -298,7 +312,9 @@ impl SqliteStore {
 
 /// One call for the writer thread: it runs in its own savepoint and answers what to tell the
 /// caller once the batch's commit is known.
-type Op = Box<dyn FnOnce(&mut Savepoint<'_>, &PriorityPolicy) -> Done + Send>;
+type Op = Box<
+    dyn FnOnce(std::result::Result<&mut Savepoint<'_>, String>, &PriorityPolicy) -> Done + Send,
+>;
 type Done = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 
 /// Most calls sharing one transaction.
@@ -316,15 +332,24 @@ fn writer(mut conn: Connection, policy: PriorityPolicy, rx: mpsc::Receiver<Op>) 
             }
         }
         let mut done = Vec::with_capacity(ops.len());
-        let committed = (|| {
-            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for op in ops {
-                let mut sp = tx.savepoint()?;
-                done.push(op(&mut sp, &policy));
+        let committed = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(mut tx) => {
+                for op in ops {
+                    match tx.savepoint() {
+                        Ok(mut sp) => done.push(op(Ok(&mut sp), &policy)),
+                        Err(e) => done.push(op(Err(e.to_string()), &policy)),
+                    }
+                }
+                tx.commit().map_err(|e| e.to_string())
             }
-            tx.commit()
-        })()
-        .map_err(|e| e.to_string());
+            Err(e) => {
+                let message = format!("opening a transaction: {e}");
+                for op in ops {
+                    done.push(op(Err(message.clone()), &policy));
+                }
+                Err(message)
+            }
+        };
         if let Err(e) = &committed {
             tracing::warn!(error = %e, "a SQLite batch failed to commit");
         }
