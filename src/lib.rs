@@ -65,6 +65,8 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 pub mod cache;
+#[cfg(feature = "telegram")]
+pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -84,6 +86,8 @@ pub mod testkit;
 pub mod upload;
 
 pub use cache::{FileIdCache, LruFileIdCache};
+#[cfg(feature = "telegram")]
+pub use config::Setup;
 pub use engine::metrics::{self, MetricsSnapshot, Percentiles};
 pub use engine::{EngineTask, PrewarmEngine, PrewarmEngineBuilder, Sendable};
 pub use error::{Error, Result};

@@ -60,7 +60,7 @@ impl Default for PrewarmEngineBuilder {
 
 impl PrewarmEngineBuilder {
     /// A builder with the defaults: concurrency 8, 5 attempts, backoff from 1 s to 5 min,
-    /// 60 s leases, a 1 s poll fallback, a 30 s shutdown grace, the public Bot API's size
+    /// 15 s leases (a crashed worker's job is taken over within 15 s), a 1 s poll fallback, a 30 s shutdown grace, the public Bot API's size
     /// limits, a 64 MiB byte cache of recent saves kept 10 minutes, one re-warm of a rejected
     /// file_id.
     pub fn new() -> Self {
@@ -74,7 +74,7 @@ impl PrewarmEngineBuilder {
                 max_attempts: 5,
                 backoff_base: Duration::from_secs(1),
                 backoff_max: Duration::from_secs(300),
-                lease: Duration::from_secs(60),
+                lease: Duration::from_secs(15),
                 poll_interval: Duration::from_secs(1),
                 shutdown_grace: Duration::from_secs(30),
                 limits: SizeLimits::bot_api(),
