@@ -1,37 +1,28 @@
 //! Saves a handful of generated media, warms them, and shows the cache-first send path.
 //!
-//! Runs with no credentials and no services: a local-directory store in a temporary folder,
-//! the in-memory cache and queue, and the in-process stand-in uploader (Telegram's latency,
-//! without Telegram).
+//! Runs with no credentials and no services: [`PrewarmEngine::from_env`] with no variables set
+//! is demo mode, where the real `TelegramUploader` talks to the crate's fake Bot API on
+//! loopback (with Telegram's size and rate limits), media go to a local folder, and the cache
+//! and queue live in memory. Set `TELEGRAM_BOT_TOKEN` and `MEDIA_WARMUP_CHAT_IDS` to warm for
+//! real.
 //!
 //! ```text
 //! cargo run --example quickstart
 //! ```
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prewarm::store::FsStore;
-use prewarm::{BotId, MediaKind, MemoryUploader, PrewarmEngine, Sendable};
+use prewarm::{MediaKind, PrewarmEngine, Sendable};
 
 #[tokio::main]
 async fn main() -> prewarm::Result<()> {
-    let folder = tempfile::tempdir().map_err(|e| prewarm::Error::Io {
-        context: "creating a temporary folder".into(),
-        source: e,
-    })?;
-    let bot = BotId::new("quickstart_bot")?;
-    let engine = PrewarmEngine::builder()
-        .with_store(Arc::new(FsStore::open(folder.path()).await?))
-        .with_uploader(Arc::new(
-            MemoryUploader::new(bot.clone())
-                .with_latency(Duration::from_millis(300)..Duration::from_millis(900)),
-        ))
-        .with_concurrency(4)
-        .build()?;
+    let setup = PrewarmEngine::from_env().await?;
+    if setup.is_demo() {
+        println!("demo mode: warming through the fake Bot API on loopback");
+    }
+    let (engine, bot) = (setup.engine.clone(), setup.bot.clone());
     let running = engine.spawn();
-    println!("store: {}", folder.path().display());
 
     let started = Instant::now();
     let media = [
@@ -67,8 +58,9 @@ async fn main() -> prewarm::Result<()> {
     }
 
     // The hot path from now on: a lookup with no I/O.
-    let hit = engine.lookup(&keys[0]).expect("warm");
-    println!("cache-first lookup: {hit}");
+    if let Some(hit) = engine.lookup(&keys[0]) {
+        println!("cache-first lookup: {hit}");
+    }
     match engine.sendable(&keys[4], Duration::ZERO).await? {
         Sendable::FileId(id) => println!("video now sent by file_id {id}"),
         Sendable::Upload(_) => println!("video still not warm"),

@@ -71,7 +71,7 @@ impl PrewarmEngine {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Config`] naming the variable that is missing or malformed and the form it
+    /// [`Error::Config`](crate::Error::Config) naming the variable that is missing or malformed and the form it
     /// expects, or the feature a variable needs that this build lacks; the backends' errors
     /// when they cannot open (the database, the media folder).
     pub async fn from_env() -> Result<Setup> {
