@@ -35,6 +35,29 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## In a bot
+//!
+//! `PrewarmEngine::from_env` picks the parts from the environment (see the `config` module): the
+//! Telegram uploader, R2 or a local folder, SQLite or PostgreSQL. Without
+//! `TELEGRAM_BOT_TOKEN` it runs in demo mode against the crate's fake Bot API.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use prewarm::{send_cached, MediaKind, PrewarmEngine};
+//!
+//! # async fn demo(jpeg: Bytes, chat_id: i64) -> prewarm::Result<()> {
+//! let setup = PrewarmEngine::from_env().await?;
+//! let running = setup.engine.spawn();
+//! let key = setup.engine.save(&setup.bot, jpeg, MediaKind::Photo).await?;
+//! // Later, in a handler: by file_id when warm, by upload otherwise; a file_id Telegram
+//! // rejects is re-warmed and the send tried once more.
+//! let sent = send_cached(&setup.engine, &setup.telegram, chat_id, &key, Duration::from_millis(300)).await?;
+//! # let _ = sent;
+//! running.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! ## The parts
 //!
 //! The engine composes four traits, each with in-memory defaults:
@@ -51,6 +74,10 @@
 //!
 //! ## Features
 //!
+//! Default features: `r2`, `telegram`, `sqlite`, `testkit` (the fake Bot API, which demo mode
+//! needs). A bot that wants no test server in its build:
+//! `prewarm = { version = "0.1", default-features = false, features = ["r2", "telegram", "sqlite"] }`.
+//!
 //! | feature | what it adds |
 //! |---|---|
 //! | `conformance` | the `conformance` module: the behaviour suites every implementation of the traits must pass, for your own backends |
@@ -58,7 +85,7 @@
 //! | `postgres` | `db::PostgresStore`: a durable cache and queue on PostgreSQL, shared by many instances |
 //! | `r2` | `store::R2Store`: Cloudflare R2 or any S3-compatible service, with a hand-written SigV4 signer (reqwest, rustls) |
 //! | `teloxide` | `teloxide::input_file`: a media as teloxide's `InputFile` (the file_id when warm, the bytes otherwise), and `teloxide::record_sent` |
-//! | `telegram` | `TelegramUploader` (the Bot API over reqwest with rustls: every media kind, by URL or streamed upload, rate limits per bot and chat, a warm-up chat pool) and `send_cached` |
+//! | `telegram` | `config` and `PrewarmEngine::from_env`; `TelegramUploader` (the Bot API over reqwest with rustls: every media kind, by URL or streamed upload, rate limits per bot and chat, a warm-up chat pool) and `send_cached` |
 //! | `testkit` | `testkit::FakeBotApi`: a fake Bot API on loopback, faithful to the real one's limits, errors and 429s, with fault injection, for your bot's tests (implies `telegram`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, rust_2018_idioms, rustdoc::broken_intra_doc_links)]
