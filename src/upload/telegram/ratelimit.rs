@@ -58,7 +58,21 @@ impl Rate {
     fn tolerance(&self) -> Duration {
         self.interval() * (self.burst - 1)
     }
+
+    /// The tolerance this side keeps to: the burst's, less a margin (a quarter of it, at most
+    /// [`EDGE_MARGIN`]). Telegram counts a request when it arrives, a few to a hundred
+    /// milliseconds after the limiter counted it (more for a large body), and requests may
+    /// arrive in another order than they left: a limiter sending right at the burst's edge
+    /// would see some of them refused. The margin shortens bursts only; the sustained rate
+    /// stays the configured one.
+    fn kept_tolerance(&self) -> Duration {
+        let t = self.tolerance();
+        t - (t / 4).min(EDGE_MARGIN)
+    }
 }
+
+/// The most a bucket's tolerance is shortened by; see `Rate::kept_tolerance`.
+const EDGE_MARGIN: Duration = Duration::from_millis(250);
 
 /// The rate limits a [`TelegramUploader`](crate::upload::TelegramUploader) keeps to, shared by
 /// all its callers.
@@ -214,7 +228,7 @@ impl Bucket {
     fn ready_at(&self, now: Instant) -> Instant {
         let by_rate = self
             .tat
-            .checked_sub(self.rate.tolerance())
+            .checked_sub(self.rate.kept_tolerance())
             .unwrap_or(now)
             .max(now);
         match self.paused_until {
