@@ -240,6 +240,28 @@ fn generated_stream(
         .boxed()
 }
 
+/// Counts `body` as open until it is dropped.
+fn tracked(
+    body: prewarm::store::ByteStream,
+    open: Arc<AtomicU64>,
+    max_open: Arc<AtomicU64>,
+) -> prewarm::store::ByteStream {
+    struct Open(Arc<AtomicU64>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let now = open.fetch_add(1, Ordering::Relaxed) + 1;
+    max_open.fetch_max(now, Ordering::Relaxed);
+    let guard = Open(open);
+    body.map(move |c| {
+        let _ = &guard;
+        c
+    })
+    .boxed()
+}
+
 fn spec_of_header(head: &[u8]) -> Option<Spec> {
     if head.len() < HEADER {
         return None;
@@ -273,6 +295,9 @@ struct LoadStore {
     downloaded: Arc<AtomicU64>,
     downloads: AtomicU64,
     urls_given: AtomicU64,
+    /// Downloads being read now, and the most at once.
+    open: Arc<AtomicU64>,
+    max_open: Arc<AtomicU64>,
     /// Bytes read per object, for the per-media share.
     per_object: Mutex<HashMap<ObjectKey, u64>>,
 }
@@ -286,6 +311,8 @@ impl LoadStore {
             downloaded: Arc::default(),
             downloads: AtomicU64::new(0),
             urls_given: AtomicU64::new(0),
+            open: Arc::default(),
+            max_open: Arc::default(),
             per_object: Mutex::default(),
         }
     }
@@ -368,7 +395,11 @@ impl MediaStore for LoadStore {
                 key: key.clone(),
                 size: s.size,
             },
-            body: generated_stream(self.seed, s, Some(self.downloaded.clone())),
+            body: tracked(
+                generated_stream(self.seed, s, Some(self.downloaded.clone())),
+                self.open.clone(),
+                self.max_open.clone(),
+            ),
         })
     }
 
@@ -852,6 +883,7 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         "429s": fake["too_many_requests"],
         "retry_after_violations": fake["violations"],
         "store_downloads": store.downloads.load(Ordering::Relaxed),
+        "store_downloads_max_at_once": store.max_open.load(Ordering::Relaxed),
         "bytes_saved": total_size,
         "bytes_downloaded": downloaded,
         "downloaded_share_bytes": (downloaded as f64 / total_size.max(1) as f64 * 1000.0).round() / 1000.0,

@@ -522,10 +522,47 @@ mod tests {
             at.push(start.elapsed());
             drop(p);
         }
+        // A burst of 2 (the second a margin of 250 ms inside the burst's edge), then 1/s.
         assert_eq!(
             at,
-            [0, 0, 1, 2].map(Duration::from_secs).to_vec(),
+            [0, 250, 1250, 2250].map(Duration::from_millis).to_vec(),
             "burst of 2 then 1/s"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_saturated_bucket_keeps_its_rate_and_a_margin_before_the_burst_edge() {
+        // 30 a second, bursts of 30: the tolerance is 29 intervals (967 ms), of which the
+        // limiter keeps a quarter (241 ms) as a margin.
+        let limiter = Limiter::new(
+            limits()
+                .with_bot(Rate::new(30, Duration::from_secs(1)).with_burst(30))
+                .with_private_chat(Rate::new(1000, Duration::from_secs(1)).with_burst(1000)),
+        );
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..120 {
+            drop(limiter.acquire(&[7], None).await.unwrap());
+            at.push(start.elapsed());
+        }
+        let interval = Duration::from_secs(1) / 30;
+        let tolerance = interval * 29;
+        let margin = tolerance / 4;
+        // A GCRA send n conforms at n*T - tolerance; this limiter sends at n*T - tolerance +
+        // margin, never sooner.
+        for (n, t) in at.iter().enumerate() {
+            // Tokio's timer wakes on whole milliseconds.
+            let expected = (interval * n as u32 + margin).saturating_sub(tolerance);
+            assert!(
+                *t >= expected && *t <= expected + Duration::from_millis(1),
+                "send {n} at {t:?}, expected {expected:?}"
+            );
+        }
+        // The sustained rate is untouched: the last 60 sends span 2 s.
+        let span = at[119] - at[59];
+        assert!(
+            span.abs_diff(interval * 60) <= Duration::from_millis(1),
+            "{span:?}"
         );
     }
 
