@@ -38,7 +38,10 @@ impl Rate {
         }
     }
 
-    /// Lets up to `burst` requests go back to back after a quiet spell (at least 1).
+    /// Lets up to `burst` requests go back to back after a quiet spell (at least 1). The
+    /// uploader's limiter keeps a margin of a quarter of the burst's span (at most 250 ms)
+    /// before its edge, as requests reach Telegram a little after they leave and not always
+    /// in order; the sustained rate is unchanged.
     #[must_use]
     pub const fn with_burst(mut self, burst: u32) -> Self {
         self.burst = if burst == 0 { 1 } else { burst };
