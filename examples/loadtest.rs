@@ -17,6 +17,9 @@
 //!   --seed S           input seed (default 7)
 //! ```
 //!
+//! `LOADTEST_DEBUG=1` prints every 429 the fake answered (when, which chat, whether it was a
+//! violation) to stderr.
+//!
 //! The input: 80% photos of 30 KB to 2 MB, 15% videos of 2 to 40 MB, 5% PDF documents of
 //! 100 KB to 10 MB, sizes log-uniform in each range. Bytes are generated from the seed, chunk
 //! by chunk, wherever they are needed (saving, the store's downloads, the URLs Telegram
