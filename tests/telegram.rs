@@ -837,3 +837,128 @@ async fn server_errors_and_resets_are_retryable_and_say_what_happened() {
         .unwrap();
     fake.shutdown().await;
 }
+
+/// The fake counts a request against the rate limits when it arrives, then takes its latency:
+/// a request refused on arrival is refused even if the limits change during its latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_counts_a_request_when_it_arrives_not_after_its_latency() {
+    let chat = 4242;
+    let fake = FakeBotApi::builder()
+        .with_bot(TOKEN)
+        .with_chats([chat])
+        .with_limits(FakeLimits::off().with_chat(chat, Rate::new(1, Duration::from_secs(60))))
+        .with_latency(Latency::fixed(ms(400)))
+        .start()
+        .await
+        .expect("the fake starts");
+    let up = uploader(&fake, &[chat], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let (first, _) = sample(MediaKind::Photo, 1, 300);
+    up.upload(request(&bot, MediaKind::Photo, &first, None))
+        .await
+        .expect("the first send conforms");
+    let (second, _) = sample(MediaKind::Photo, 2, 300);
+    let pending = tokio::spawn({
+        let up = up.clone();
+        let bot = bot.clone();
+        async move {
+            up.upload(request(&bot, MediaKind::Photo, &second, None))
+                .await
+        }
+    });
+    // The second send arrives over the chat's rate; its latency is still running when the
+    // limits are lifted, which must not admit it.
+    tokio::time::sleep(ms(150)).await;
+    fake.set_limits(FakeLimits::off());
+    let result = pending.await.expect("the upload task");
+    assert!(
+        matches!(result, Err(Error::RateLimited { .. })),
+        "refused on arrival: {result:?}"
+    );
+    let stats = fake.stats();
+    assert_eq!(stats.too_many_requests, 1, "{stats:?}");
+    assert_eq!(stats.messages, 1, "{stats:?}");
+    fake.shutdown().await;
+}
+
+/// A store that answers `get` after a delay, as a remote store does.
+#[derive(Debug)]
+struct SlowStore {
+    inner: prewarm::store::MemoryStore,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl prewarm::MediaStore for SlowStore {
+    async fn put(
+        &self,
+        key: &prewarm::ObjectKey,
+        payload: prewarm::store::PutPayload,
+    ) -> prewarm::Result<prewarm::store::PutOutcome> {
+        self.inner.put(key, payload).await
+    }
+    async fn get(&self, key: &prewarm::ObjectKey) -> prewarm::Result<prewarm::store::GetResult> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &prewarm::ObjectKey) -> prewarm::Result<prewarm::store::ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &prewarm::ObjectKey) -> prewarm::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn url(
+        &self,
+        key: &prewarm::ObjectKey,
+        expires_in: Duration,
+    ) -> prewarm::Result<Option<String>> {
+        self.inner.url(key, expires_in).await
+    }
+}
+
+/// An upload waiting for its store holds no send slot: the request leaves as soon as the
+/// limiter counts it, and another upload goes ahead meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_waiting_for_its_store_holds_no_send_slot() {
+    use prewarm::MediaStoreExt;
+    let chat = 4243;
+    let fake = fake(FakeLimits::off(), &[chat]).await;
+    let up = uploader(
+        &fake,
+        &[chat],
+        RateLimits::unlimited().with_in_flight_per_chat(1),
+    );
+    let bot = up.bot().clone();
+    let store = Arc::new(SlowStore {
+        inner: prewarm::store::MemoryStore::new(),
+        delay: ms(800),
+    });
+    let (slow_bytes, _) = sample(MediaKind::Photo, 1, 300);
+    let (object, _) = store.put_bytes(slow_bytes.clone()).await.expect("put");
+    let slow = UploadRequest {
+        key: MediaKey::new(bot.clone(), Sha256::of(&slow_bytes), MediaKind::Photo),
+        size: slow_bytes.len() as u64,
+        source: MediaSource::from_store(store.clone(), object, None),
+    };
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let first = tokio::spawn({
+        let (up, order) = (up.clone(), order.clone());
+        async move {
+            up.upload(slow).await.expect("the slow upload");
+            order.lock().unwrap().push("from the store");
+        }
+    });
+    tokio::time::sleep(ms(100)).await;
+    let (fast, _) = sample(MediaKind::Photo, 2, 300);
+    up.upload(request(&bot, MediaKind::Photo, &fast, None))
+        .await
+        .expect("the fast upload");
+    order.lock().unwrap().push("from memory");
+    first.await.expect("the slow task");
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["from memory", "from the store"],
+        "the upload from memory did not wait for the store's delay"
+    );
+    fake.shutdown().await;
+}

@@ -35,8 +35,11 @@ impl ByteCache {
 
     pub(crate) fn insert(&self, sha: Sha256, bytes: Bytes) {
         let len = bytes.len() as u64;
-        if len > self.budget / 4 {
-            // One large file would flush everything else for a single use.
+        if len > self.budget / 2 {
+            // One larger file would flush everything else for a single use. Up to half the
+            // budget is worth it: a media just saved is warmed within milliseconds when a
+            // worker is free, and the largest files are the ones whose store download costs
+            // most (videos over 20 MB cannot go by URL).
             return;
         }
         let now = Instant::now();
@@ -96,7 +99,7 @@ mod tests {
         cache.insert(a, Bytes::from(vec![0; 25]));
         cache.insert(b, Bytes::from(vec![0; 25]));
         assert_eq!(cache.used(), 50);
-        cache.insert(c, Bytes::from(vec![0; 26])); // over a quarter of the budget: not kept
+        cache.insert(c, Bytes::from(vec![0; 51])); // over half the budget: not kept
         assert!(cache.get(&c).is_none());
         tokio::time::advance(Duration::from_secs(5)).await;
         for i in 0..3u8 {
@@ -108,5 +111,18 @@ mod tests {
         assert!(cache.used() <= 100);
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(cache.get(&b).is_none(), "expired after its TTL");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_of_half_the_budget_is_kept_and_pushes_out_the_oldest() {
+        let cache = ByteCache::new(100, Duration::from_secs(10));
+        let (a, b, big) = (Sha256::of(b"a"), Sha256::of(b"b"), Sha256::of(b"big"));
+        cache.insert(a, Bytes::from(vec![0; 30]));
+        cache.insert(b, Bytes::from(vec![0; 30]));
+        cache.insert(big, Bytes::from(vec![0; 50]));
+        assert_eq!(cache.get(&big).map(|x| x.len()), Some(50));
+        assert!(cache.get(&a).is_none(), "the oldest made room");
+        assert!(cache.get(&b).is_some());
+        assert_eq!(cache.used(), 80);
     }
 }

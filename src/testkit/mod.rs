@@ -16,7 +16,9 @@
 //!   `"Too Many Requests: retry after N"`, ...);
 //! - rate limits per bot and per chat: over them it answers 429 with `retry_after` (in
 //!   `parameters` and the `Retry-After` header) and bans the chat (or the bot) for that long;
-//!   every request that arrives inside a ban is counted as a **violation**.
+//!   every request that arrives inside a ban is counted as a **violation**. A request is
+//!   counted when it arrives (its body read), in order of arrival, and takes its
+//!   [`Latency`] after that.
 //!
 //! Faults can be injected ([`Faults`]: 5xx replies, some as HTML pages like Telegram's front
 //! end sends, and connection resets; [`Latency`]), and [`FakeBotApi::stats`] counts what
@@ -199,7 +201,8 @@ impl Faults {
     }
 }
 
-/// How long the fake takes to answer: uniform in a range, with an optional slow tail.
+/// How long the fake takes to answer: uniform in a range, with an optional slow tail. The
+/// time runs after the request has been counted against the rate limits.
 ///
 /// ```
 /// use std::time::Duration;

@@ -225,13 +225,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
         state.stats.max_in_flight = state.stats.max_in_flight.max(now_running);
     }
     let arrived = Instant::now();
+    // A request is counted against the rate limits as it arrives, in order of arrival, and
+    // takes its latency (the upload's time at Telegram) after that: counted after its
+    // latency, a request that arrived first could be charged after one that arrived later
+    // and be refused although it kept to the limits when it arrived.
     let delay = shared.latency.draw();
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    let latency = || async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    };
 
     let path = req.uri().path().to_owned();
     if let Some(n) = path.strip_prefix("/files/") {
+        latency().await;
         return Ok(hosted(&shared, n));
     }
     let Some((token, method)) = path
@@ -271,12 +278,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
             "username": format!("fake_{bot}_bot"),
         }))),
         "deletemessage" => Ok(delete_message(&shared, &params)),
-        "sendmediagroup" => send_group(&shared, &bot, &params, arrived).await,
+        "sendmediagroup" => send_group(&shared, &bot, &params).await,
         _ => match send_kind(&lower) {
-            Some(kind) => send(&shared, &bot, kind, &params, arrived).await,
+            Some(kind) => send(&shared, &bot, kind, &params).await,
             None => Ok(error(404, "Not Found")),
         },
     };
+    latency().await;
     let chat = params.text.get("chat_id").and_then(|c| c.parse().ok());
     match &reply {
         Ok(r) => {
@@ -428,7 +436,6 @@ async fn send(
     bot: &str,
     kind: MediaKind,
     params: &Params,
-    arrived: Instant,
 ) -> Result<Reply, Reset> {
     shared.lock().stats.sends += 1;
     let Some(chat) = params.text.get("chat_id") else {
@@ -460,7 +467,7 @@ async fn send(
         fail(shared, received);
         return Ok(error(400, "Bad Request: chat not found"));
     }
-    let admitted = shared.lock().admit(bot, chat, arrived);
+    let admitted = shared.lock().admit(bot, chat, Instant::now());
     if let Admit::Limited(secs, violation) = admitted {
         {
             let mut state = shared.lock();
@@ -602,12 +609,7 @@ async fn send(
 /// `sendMediaGroup`: 2 to 10 photos and videos (or documents only, or audio only). The album
 /// counts as one send against the rate limits (Telegram does not document how it counts);
 /// an album over them gets a 400 "retry after N", as Telegram answers albums.
-async fn send_group(
-    shared: &Shared,
-    bot: &str,
-    params: &Params,
-    arrived: Instant,
-) -> Result<Reply, Reset> {
+async fn send_group(shared: &Shared, bot: &str, params: &Params) -> Result<Reply, Reset> {
     shared.lock().stats.sends += 1;
     let Some(Ok(chat)) = params.text.get("chat_id").map(|c| c.trim().parse::<i64>()) else {
         return Ok(error(400, "Bad Request: chat not found"));
@@ -683,7 +685,7 @@ async fn send_group(
         return Ok(error(400, "Bad Request: chat not found"));
     }
     {
-        let admitted = shared.lock().admit(bot, chat, arrived);
+        let admitted = shared.lock().admit(bot, chat, Instant::now());
         if let Admit::Limited(secs, violation) = admitted {
             {
                 let mut state = shared.lock();

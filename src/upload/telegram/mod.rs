@@ -315,12 +315,16 @@ impl Inner {
         let mut wait = None;
         loop {
             tries += 1;
-            let permit = self.acquire(chats, wait).await?;
-            let chat = permit.chat;
+            // The stream is opened (the store's first byte awaited) before the permit is
+            // taken, so that the request leaves when the limiter counts it: Telegram counts
+            // it when it arrives, and a store's latency in between would shift it out of the
+            // limiter's schedule.
             let input = match url {
                 Some(url) => Input::Url(url.to_owned()),
                 None => upload_input(kind, request.size, &request.source).await?,
             };
+            let permit = self.acquire(chats, wait).await?;
+            let chat = permit.chat;
             let by_url = matches!(input, Input::Url(_));
             let result = self.client.send_media(kind, chat, input).await;
             match result {

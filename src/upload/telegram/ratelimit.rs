@@ -38,7 +38,10 @@ impl Rate {
         }
     }
 
-    /// Lets up to `burst` requests go back to back after a quiet spell (at least 1).
+    /// Lets up to `burst` requests go back to back after a quiet spell (at least 1). The
+    /// uploader's limiter keeps a margin of a quarter of the burst's span (at most 250 ms)
+    /// before its edge, as requests reach Telegram a little after they leave and not always
+    /// in order; the sustained rate is unchanged.
     #[must_use]
     pub const fn with_burst(mut self, burst: u32) -> Self {
         self.burst = if burst == 0 { 1 } else { burst };
@@ -58,7 +61,21 @@ impl Rate {
     fn tolerance(&self) -> Duration {
         self.interval() * (self.burst - 1)
     }
+
+    /// The tolerance this side keeps to: the burst's, less a margin (a quarter of it, at most
+    /// [`EDGE_MARGIN`]). Telegram counts a request when it arrives, a few to a hundred
+    /// milliseconds after the limiter counted it (more for a large body), and requests may
+    /// arrive in another order than they left: a limiter sending right at the burst's edge
+    /// would see some of them refused. The margin shortens bursts only; the sustained rate
+    /// stays the configured one.
+    fn kept_tolerance(&self) -> Duration {
+        let t = self.tolerance();
+        t - (t / 4).min(EDGE_MARGIN)
+    }
 }
+
+/// The most a bucket's tolerance is shortened by; see `Rate::kept_tolerance`.
+const EDGE_MARGIN: Duration = Duration::from_millis(250);
 
 /// The rate limits a [`TelegramUploader`](crate::upload::TelegramUploader) keeps to, shared by
 /// all its callers.
@@ -214,7 +231,7 @@ impl Bucket {
     fn ready_at(&self, now: Instant) -> Instant {
         let by_rate = self
             .tat
-            .checked_sub(self.rate.tolerance())
+            .checked_sub(self.rate.kept_tolerance())
             .unwrap_or(now)
             .max(now);
         match self.paused_until {
@@ -508,10 +525,47 @@ mod tests {
             at.push(start.elapsed());
             drop(p);
         }
+        // A burst of 2 (the second a margin of 250 ms inside the burst's edge), then 1/s.
         assert_eq!(
             at,
-            [0, 0, 1, 2].map(Duration::from_secs).to_vec(),
+            [0, 250, 1250, 2250].map(Duration::from_millis).to_vec(),
             "burst of 2 then 1/s"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_saturated_bucket_keeps_its_rate_and_a_margin_before_the_burst_edge() {
+        // 30 a second, bursts of 30: the tolerance is 29 intervals (967 ms), of which the
+        // limiter keeps a quarter (241 ms) as a margin.
+        let limiter = Limiter::new(
+            limits()
+                .with_bot(Rate::new(30, Duration::from_secs(1)).with_burst(30))
+                .with_private_chat(Rate::new(1000, Duration::from_secs(1)).with_burst(1000)),
+        );
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..120 {
+            drop(limiter.acquire(&[7], None).await.unwrap());
+            at.push(start.elapsed());
+        }
+        let interval = Duration::from_secs(1) / 30;
+        let tolerance = interval * 29;
+        let margin = tolerance / 4;
+        // A GCRA send n conforms at n*T - tolerance; this limiter sends at n*T - tolerance +
+        // margin, never sooner.
+        for (n, t) in at.iter().enumerate() {
+            // Tokio's timer wakes on whole milliseconds.
+            let expected = (interval * n as u32 + margin).saturating_sub(tolerance);
+            assert!(
+                *t >= expected && *t <= expected + Duration::from_millis(1),
+                "send {n} at {t:?}, expected {expected:?}"
+            );
+        }
+        // The sustained rate is untouched: the last 60 sends span 2 s.
+        let span = at[119] - at[59];
+        assert!(
+            span.abs_diff(interval * 60) <= Duration::from_millis(1),
+            "{span:?}"
         );
     }
 
