@@ -15,6 +15,7 @@
 //! Exit code 0 when every file is ready, 1 when any failed (each named on stderr with its
 //! reason), 2 on bad arguments or configuration.
 
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -159,9 +160,12 @@ async fn run(args: Args) -> ExitCode {
     let mut skipped = 0u64;
     let mut waits = Vec::new();
     let mut outcomes = Vec::new();
+    // Keys saved by this run: a second file with the same bytes is not "warm when the run
+    // started" even if the first one's warm has finished by the time it is read.
+    let mut seen = HashSet::new();
     for path in files.iter().cloned() {
         let begun = Instant::now();
-        match save(&engine, &bot, &path, args.kind).await {
+        match save(&engine, &bot, &path, args.kind, &mut seen).await {
             Ok(Saved::AlreadyWarm) => {
                 skipped += 1;
                 progress.inc(1);
@@ -173,15 +177,17 @@ async fn run(args: Args) -> ExitCode {
             Ok(Saved::Queued(key)) => {
                 let engine = engine.clone();
                 let progress = progress.clone();
-                waits.push(tokio::spawn(async move {
+                let waiting = path.clone();
+                let wait = tokio::spawn(async move {
                     let result = engine
                         .wait_ready(&key, Duration::from_secs(24 * 3600))
                         .await
                         .map(|_| Some(begun.elapsed()))
                         .map_err(|e| e.to_string());
                     progress.inc(1);
-                    Outcome { path, result }
-                }));
+                    result
+                });
+                waits.push((waiting, wait));
             }
             Err(e) => {
                 progress.inc(1);
@@ -192,11 +198,11 @@ async fn run(args: Args) -> ExitCode {
             }
         }
     }
-    for wait in waits {
-        match wait.await {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => eprintln!("warm_dir: a wait failed: {e}"),
-        }
+    for (path, wait) in waits {
+        let result = wait
+            .await
+            .unwrap_or_else(|e| Err(format!("waiting for it failed: {e}")));
+        outcomes.push(Outcome { path, result });
     }
     progress.finish_and_clear();
     let elapsed = started.elapsed();
@@ -261,6 +267,7 @@ async fn save(
     bot: &BotId,
     path: &Path,
     forced: Option<MediaKind>,
+    seen: &mut HashSet<MediaKey>,
 ) -> prewarm::Result<Saved> {
     let io = |e: std::io::Error| Error::Io {
         context: format!("reading {}", path.display()),
@@ -272,9 +279,10 @@ async fn save(
     if size <= READ_WHOLE_MAX {
         let bytes = Bytes::from(tokio::fs::read(path).await.map_err(io)?);
         let key = MediaKey::new(bot.clone(), Sha256::of(&bytes), kind);
-        if engine.cached(&key).await?.is_some() {
+        if !seen.contains(&key) && engine.cached(&key).await?.is_some() {
             return Ok(Saved::AlreadyWarm);
         }
+        seen.insert(key);
         return engine.save(bot, bytes, kind).await.map(Saved::Queued);
     }
     // Too large to read whole: hash it as a stream first, then stream it into the engine,
@@ -285,9 +293,10 @@ async fn save(
         hasher.update(&chunk.map_err(io)?);
     }
     let key = MediaKey::new(bot.clone(), hasher.finish(), kind);
-    if engine.cached(&key).await?.is_some() {
+    if !seen.contains(&key) && engine.cached(&key).await?.is_some() {
         return Ok(Saved::AlreadyWarm);
     }
+    seen.insert(key);
     let stream = file_stream(path).await.map_err(io)?;
     engine
         .save_stream(bot, stream, kind)

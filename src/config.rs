@@ -8,7 +8,7 @@
 //! | `MEDIA_WARMUP_CHAT_IDS` | comma list of warm-up chat ids | required with a token |
 //! | `R2_ENDPOINT` or `R2_ACCOUNT_ID`, `R2_BUCKET`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY`, `R2_REGION`, `R2_PUBLIC_BASE_URL` | an R2 (or S3) bucket for the media | a local folder |
 //! | `PREWARM_MEDIA_DIR` | the local folder for media when no R2 bucket is configured | `./prewarm-media`; in demo mode a folder under the system's temporary folder |
-//! | `PREWARM_DB` (or `DATABASE_URL`) | a file path (embedded SQLite) or a `postgres://` URL, for the cache and the queue | in memory |
+//! | `PREWARM_DB` | a file path (embedded SQLite) or a `postgres://` URL, for the cache and the queue; unset, a `postgres://` `DATABASE_URL` is used when the `postgres` feature is on | in memory |
 //! | `MEDIA_PREWARM_CONCURRENCY`, `MEDIA_PREWARM_INTERVAL_MS`, `MEDIA_PREWARM_RETRY_WEAK_ID` | see [`PrewarmEngineBuilder::from_env`] | |
 //!
 //! **Demo mode.** With `TELEGRAM_BOT_TOKEN` unset (and the `testkit` feature on), the engine
@@ -187,9 +187,16 @@ type Durable = (
 async fn durable(get: Lookup<'_>) -> Result<Option<Durable>> {
     let target = match get("PREWARM_DB")? {
         Some(t) => t,
+        // `DATABASE_URL` is often the host application's own database: taken only when it is a
+        // PostgreSQL URL and this build can use it.
         None => match get("DATABASE_URL")? {
-            Some(t) => t,
-            None => return Ok(None),
+            Some(url)
+                if cfg!(feature = "postgres")
+                    && (url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                url
+            }
+            _ => return Ok(None),
         },
     };
     #[cfg(any(feature = "sqlite", feature = "postgres"))]

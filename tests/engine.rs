@@ -684,3 +684,63 @@ async fn running_twice_is_refused() {
     assert!(matches!(err, Error::Config { .. }), "{err}");
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn engines_of_different_bots_sharing_a_queue_leave_each_other_s_jobs_alone() {
+    let queue = Arc::new(MemoryQueue::new());
+    let bot_a = BotId::new("bot_a").unwrap();
+    let bot_b = BotId::new("bot_b").unwrap();
+    let store = Arc::new(prewarm::store::MemoryStore::new());
+    let uploader_b = MemoryUploader::new(bot_b.clone());
+    let engine_a = PrewarmEngine::builder()
+        .with_uploader(Arc::new(MemoryUploader::new(bot_a)))
+        .with_queue(queue.clone())
+        .with_store(store.clone())
+        .build()
+        .unwrap();
+    let engine_b = PrewarmEngine::builder()
+        .with_uploader(Arc::new(uploader_b.clone()))
+        .with_queue(queue.clone())
+        .with_store(store)
+        .build()
+        .unwrap();
+    let (running_a, running_b) = (engine_a.spawn(), engine_b.spawn());
+    let mut keys = Vec::new();
+    for i in 0..20 {
+        keys.push(
+            engine_b
+                .save(&bot_b, media(i, 100), MediaKind::Photo)
+                .await
+                .unwrap(),
+        );
+    }
+    for key in &keys {
+        engine_b
+            .wait_ready(key, Duration::from_secs(120))
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+    assert!(
+        queue.dead(10).await.unwrap().is_empty(),
+        "no job of bot B died in engine A"
+    );
+    assert_eq!(uploader_b.stats().succeeded, 20);
+    running_a.shutdown().await.unwrap();
+    running_b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unbounded_wait_does_not_overflow() {
+    let engine = builder(MemoryUploader::new(bot())).build().unwrap();
+    let running = engine.spawn();
+    let key = engine
+        .save(&bot(), media(1, 100), MediaKind::Photo)
+        .await
+        .unwrap();
+    engine.wait_ready(&key, Duration::MAX).await.unwrap();
+    assert!(matches!(
+        engine.sendable(&key, Duration::MAX).await.unwrap(),
+        Sendable::FileId(_)
+    ));
+    running.shutdown().await.unwrap();
+}

@@ -89,12 +89,7 @@ impl SqliteStoreBuilder {
             .spawn(move || writer(conn, policy, rx))
             .map_err(|e| Error::io("starting the SQLite writer thread", e))?;
         Ok(SqliteStore {
-            shared: Arc::new(Shared {
-                ops,
-                policy,
-                notify: Arc::new(Notify::new()),
-                path,
-            }),
+            shared: Arc::new(Shared { ops, policy, path }),
         })
     }
 
@@ -168,9 +163,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 /// The file is in WAL mode. One connection, owned by a dedicated thread, serves every call:
 /// SQLite allows one writer at a time anyway. Calls that arrive together share one
 /// transaction (group commit), each in its own savepoint, so a claim is atomic and a failing
-/// call undoes only itself; every caller hears back only after the commit. Its [`notifier`](PriorityQueue::notifier) is raised by pushes, retries and
-/// releases in this process; another process writing the same file is not heard (the
-/// engine still wakes when a delayed job or a lease comes due).
+/// call undoes only itself; every caller hears back only after the commit. It has no
+/// [`notifier`](PriorityQueue::notifier): SQLite cannot tell one process about another's
+/// writes, so an engine on it is woken by its own pushes and polls for the rest every
+/// `MEDIA_PREWARM_INTERVAL_MS`.
 ///
 /// Jobs survive the process being killed: a job claimed when it died is claimed again once
 /// its lease lapses. See [`Durability`] for power loss.
@@ -202,7 +198,6 @@ struct Shared {
     /// Calls for the writer thread, which owns the connection; it stops when this drops.
     ops: mpsc::Sender<Op>,
     policy: PriorityPolicy,
-    notify: Arc<Notify>,
     path: PathBuf,
 }
 
@@ -596,9 +591,6 @@ impl PriorityQueue for SqliteStore {
                 }))
             })
             .await?;
-        if outcome != PushOutcome::Merged {
-            self.shared.notify.notify_waiters();
-        }
         Ok(outcome)
     }
 
@@ -697,7 +689,6 @@ impl PriorityQueue for SqliteStore {
             Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
         })
         .await?;
-        self.shared.notify.notify_waiters();
         Ok(())
     }
 
@@ -733,7 +724,6 @@ impl PriorityQueue for SqliteStore {
             Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
         })
         .await?;
-        self.shared.notify.notify_waiters();
         Ok(())
     }
 
@@ -824,9 +814,6 @@ impl PriorityQueue for SqliteStore {
                 Ok(Ok(n))
             })
             .await?;
-        if n > 0 {
-            self.shared.notify.notify_waiters();
-        }
         Ok(n)
     }
 
@@ -855,7 +842,9 @@ impl PriorityQueue for SqliteStore {
     }
 
     fn notifier(&self) -> Option<Arc<Notify>> {
-        Some(self.shared.notify.clone())
+        // Another process writing the same file is never heard, so the engine must poll
+        // (`MEDIA_PREWARM_INTERVAL_MS`); its own pushes wake it directly.
+        None
     }
 }
 

@@ -38,6 +38,8 @@ pub use worker::EngineTask;
 
 /// Hashing a large media takes milliseconds: do it off the async workers.
 const HASH_INLINE_MAX: usize = 256 * 1024;
+/// The longest a waiter goes between looks at the durable cache.
+const MAX_WAIT_POLL: Duration = Duration::from_secs(30);
 /// Push stamps kept for the dispatch-delay histogram, at most.
 const PUSHED_MAX: usize = 100_000;
 
@@ -314,7 +316,7 @@ impl PrewarmEngine {
             return Ok(id);
         }
         let inner = &self.inner;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut rx = inner.flights.subscribe(key);
         let result = async {
             if let Some(id) = inner.cache.get(key).await? {
@@ -335,6 +337,7 @@ impl PrewarmEngine {
                 self.enqueue(job).await?;
             }
             inner.wake.notify_one();
+            let mut poll = inner.config.poll_interval;
             loop {
                 tokio::select! {
                     changed = rx.changed() => {
@@ -351,8 +354,11 @@ impl PrewarmEngine {
                             None => {}
                         }
                     }
-                    () = tokio::time::sleep(inner.config.poll_interval) => {
+                    () = tokio::time::sleep(poll) => {
                         // Another process may have warmed it: its workers cannot tell ours.
+                        // Each look doubles the next wait (to 30 s), so that many waiters
+                        // do not load the database.
+                        poll = (poll * 2).min(inner.config.poll_interval.max(MAX_WAIT_POLL));
                         if let Some(id) = inner.cache.get(key).await? {
                             return Ok(id);
                         }
@@ -531,6 +537,13 @@ impl Inner {
         };
         MediaSource::from_store(self.store.clone(), object.clone(), url)
     }
+}
+
+/// `now + d`, or a century from now when `d` is too large to add (`Duration::MAX`).
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 fn dead_error(key: &MediaKey, last_error: Option<String>) -> Error {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{Inner, PrewarmEngine, lock};
@@ -196,7 +195,7 @@ impl Dispatcher {
 
             let mut wake_at = claim.next_due.map(|at| inner.clock.instant_at(at));
             if remote.is_none() {
-                let poll = Instant::now() + inner.config.poll_interval;
+                let poll = super::deadline_after(inner.config.poll_interval);
                 wake_at = Some(wake_at.map_or(poll, |at| at.min(poll)));
             }
             tokio::select! {
@@ -234,9 +233,14 @@ impl Dispatcher {
         );
         self.tasks.spawn(
             async move {
-                let key = claimed.job.key.clone();
+                let (key, token) = (claimed.job.key.clone(), claimed.lease.token);
                 warm(&inner, &held, claimed).await;
-                lock(&held).remove(&key);
+                // Only this claim's entry: a later claim of the same media may hold it now.
+                let mut held = lock(&held);
+                if held.get(&key).is_some_and(|l| l.token == token) {
+                    held.remove(&key);
+                }
+                drop(held);
                 drop(permit);
                 // A freed worker (and perhaps a retry time) for the dispatcher to act on.
                 inner.wake.notify_one();
@@ -314,10 +318,17 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
         Err(e) => return failed(inner, &job, &lease, e).await,
     }
     let Some(uploader) = inner.uploaders.get(&key.bot) else {
-        let e = Error::UnknownBot {
+        // A queue shared by engines of different bots: this job is another engine's. Hand it
+        // back, out of this engine's way for a lease, without counting an attempt.
+        let reason = Error::UnknownBot {
             bot: key.bot.to_string(),
-        };
-        return failed(inner, &job, &lease, e).await;
+        }
+        .to_string();
+        tracing::debug!("no uploader here for the media's bot; handing the job back");
+        let run_at = inner.clock.now().plus(inner.config.lease);
+        let result = inner.queue.retry(&lease, run_at, false, &reason).await;
+        settle(inner, &lease, result);
+        return;
     };
 
     let source = match inner.bytes.get(&key.sha256) {
@@ -330,11 +341,10 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
         source,
     };
     inner.metrics.upload_started();
-    let result = match keep_lease(inner, held, lease.clone(), uploader.upload(request)).await {
-        Some(result) => result,
+    let (result, lease) = match keep_lease(inner, held, lease, uploader.upload(request)).await {
+        Some(done) => done,
         None => return, // lost the lease: another worker owns the job now
     };
-    let lease = lock(held).get(key).cloned().unwrap_or(lease);
     match result {
         Ok(Uploaded { file_id, .. }) => {
             if let Err(e) = inner.cache.put(key, &file_id).await {
@@ -352,32 +362,39 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
     }
 }
 
-/// Runs `upload`, extending the lease every half lease. Answers `None` if the lease is lost.
+/// Runs `upload`, extending the lease every half lease (and again soon after an extension
+/// fails, while the lease still runs). Answers the upload's result with the lease as it
+/// stands then, or `None` if the lease is lost.
 async fn keep_lease<F>(
     inner: &Inner,
     held: &Mutex<HashMap<MediaKey, Lease>>,
     mut lease: Lease,
     upload: F,
-) -> Option<Result<Uploaded>>
+) -> Option<(Result<Uploaded>, Lease)>
 where
     F: Future<Output = Result<Uploaded>>,
 {
     let mut upload = std::pin::pin!(upload);
     let every = inner.config.lease / 2;
+    let mut wait = every;
     loop {
         tokio::select! {
-            result = &mut upload => return Some(result),
-            () = tokio::time::sleep(every) => {
+            result = &mut upload => return Some((result, lease)),
+            () = tokio::time::sleep(wait) => {
                 match inner.queue.extend(&lease, inner.config.lease, inner.clock.now()).await {
                     Ok(extended) => {
                         lock(held).insert(lease.key.clone(), extended.clone());
                         lease = extended;
+                        wait = every;
                     }
                     Err(Error::LeaseLost { .. }) => {
                         tracing::warn!("lease lost during the upload; dropping this attempt");
                         return None;
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not extend the lease; trying again"),
+                    Err(e) => {
+                        wait = (every / 8).max(Duration::from_millis(50));
+                        tracing::warn!(error = %e, retry_in = ?wait, "could not extend the lease");
+                    }
                 }
             }
         }

@@ -59,7 +59,7 @@ struct Slot {
     /// The sequence number of the job's current heap entries (or dead-list position). Unique
     /// over the queue's life, so an entry naming a reused slot is recognised as stale.
     seq: u64,
-    /// Claims so far: the fencing token of the current lease.
+    /// The fencing token of the current lease (0 before the first claim).
     token: u64,
     last_error: Option<String>,
 }
@@ -385,10 +385,13 @@ impl PriorityQueue for MemoryQueue {
                     expires_at,
                 },
             );
+            // Tokens come from the queue-wide sequence: larger for every claim, even of a
+            // media whose earlier job finished and was pushed anew.
+            let token = st.seq();
             let Some(slot) = st.slot_mut(idx) else {
                 continue;
             };
-            slot.token += 1;
+            slot.token = token;
             jobs.push(Claimed {
                 job: slot.job.clone(),
                 lease: Lease {

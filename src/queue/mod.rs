@@ -36,7 +36,7 @@ pub enum PushOutcome {
 pub struct Lease {
     /// The job's media.
     pub key: MediaKey,
-    /// Fencing token: the job's claim count, larger for every claim of the same job.
+    /// Fencing token: larger for every claim of the same media than for any before it.
     pub token: u64,
     /// Who holds it (an engine instance id).
     pub owner: Arc<str>,
