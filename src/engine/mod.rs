@@ -192,21 +192,15 @@ impl PrewarmEngine {
         if inner.cache.get(&key).await?.is_some() {
             return Ok(key);
         }
-        let size = bytes.len() as u64;
         let body = futures::stream::once({
             let bytes = bytes.clone();
             async move { Ok(bytes) }
         })
         .boxed();
-        let put = inner
-            .store
-            .put(&key.object_key(), PutPayload::from_stream(size, sha, body))
-            .await?;
-        if put == PutOutcome::Created {
-            inner.metrics.stored(size);
-        }
+        let size = bytes.len() as u64;
+        // Held before the job exists, so that its worker finds the bytes here.
         inner.bytes.insert(sha, bytes);
-        self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
+        self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
             .await?;
         Ok(key)
     }
@@ -246,14 +240,7 @@ impl PrewarmEngine {
                 .await
                 .map_err(|e| Error::io("reopening the spool file", e))?;
             let body = crate::store::file_stream(file);
-            let put = inner
-                .store
-                .put(&key.object_key(), PutPayload::from_stream(size, sha, body))
-                .await?;
-            if put == PutOutcome::Created {
-                inner.metrics.stored(size);
-            }
-            self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
+            self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
                 .await?;
             Ok(key)
         }
@@ -494,11 +481,22 @@ impl PrewarmEngine {
     }
 
     async fn source(&self, key: &MediaKey) -> Result<MediaSource> {
-        if let Some(bytes) = self.inner.bytes.get(&key.sha256) {
-            return Ok(MediaSource::from_bytes(bytes));
+        if self.inner.bytes.get(&key.sha256).is_none() {
+            self.stored_size(key).await?;
         }
-        self.stored_size(key).await?;
-        Ok(self.inner.store_source(&key.object_key()).await)
+        Ok(self.inner.source(key).await)
+    }
+
+    /// Stores a media's bytes at its content address and queues its warm.
+    async fn store_and_enqueue(&self, key: &MediaKey, payload: PutPayload) -> Result<()> {
+        let inner = &self.inner;
+        let size = payload.len();
+        if inner.store.put(&key.object_key(), payload).await? == PutOutcome::Created {
+            inner.metrics.stored(size);
+        }
+        self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
+            .await?;
+        Ok(())
     }
 
     async fn enqueue(&self, job: Job) -> Result<PushOutcome> {
@@ -527,6 +525,15 @@ impl PrewarmEngine {
 }
 
 impl Inner {
+    /// Where a worker or a direct send reads the media: the byte cache of recent saves, else
+    /// the store (with its URL, when it has one).
+    async fn source(&self, key: &MediaKey) -> MediaSource {
+        match self.bytes.get(&key.sha256) {
+            Some(bytes) => MediaSource::from_bytes(bytes),
+            None => self.store_source(&key.object_key()).await,
+        }
+    }
+
     async fn store_source(&self, object: &ObjectKey) -> MediaSource {
         let url = match self.store.url(object, self.config.url_ttl).await {
             Ok(url) => url,

@@ -15,7 +15,7 @@ use super::{Inner, PrewarmEngine, lock};
 use crate::error::{Error, Result};
 use crate::media::MediaKey;
 use crate::queue::{Claimed, Lease};
-use crate::upload::{MediaSource, UploadRequest, Uploaded};
+use crate::upload::{UploadRequest, Uploaded};
 
 /// The engine's workers running as a spawned task; see [`PrewarmEngine::spawn`].
 ///
@@ -331,10 +331,7 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
         return;
     };
 
-    let source = match inner.bytes.get(&key.sha256) {
-        Some(bytes) => MediaSource::from_bytes(bytes),
-        None => inner.store_source(&key.object_key()).await,
-    };
+    let source = inner.source(key).await;
     let request = UploadRequest {
         key: key.clone(),
         size: job.size,
