@@ -267,11 +267,16 @@ impl PrewarmEngine {
     /// cache-first fast path.
     pub fn lookup(&self, key: &MediaKey) -> Option<FileId> {
         let found = self.inner.cache.get_local(key);
-        match found {
-            Some(_) => self.inner.metrics.cache_hit(),
-            None => self.inner.metrics.cache_miss(),
-        }
+        self.count_lookup(found.is_some());
         found
+    }
+
+    fn count_lookup(&self, hit: bool) {
+        if hit {
+            self.inner.metrics.cache_hit();
+        } else {
+            self.inner.metrics.cache_miss();
+        }
     }
 
     /// The file_id of `key` from the cache, asking its durable part when this process does
@@ -280,10 +285,12 @@ impl PrewarmEngine {
     /// # Errors
     /// The cache's error.
     pub async fn cached(&self, key: &MediaKey) -> Result<Option<FileId>> {
-        if let Some(id) = self.lookup(key) {
-            return Ok(Some(id));
-        }
-        self.inner.cache.get(key).await
+        let found = match self.inner.cache.get_local(key) {
+            Some(id) => Some(id),
+            None => self.inner.cache.get(key).await?,
+        };
+        self.count_lookup(found.is_some());
+        Ok(found)
     }
 
     /// The bots this engine has uploaders for.
