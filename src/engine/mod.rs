@@ -293,11 +293,6 @@ impl PrewarmEngine {
         Ok(found)
     }
 
-    /// The bots this engine has uploaders for.
-    pub fn bots(&self) -> impl Iterator<Item = &BotId> {
-        self.inner.uploaders.keys()
-    }
-
     /// Waits until `key` has a file_id, for at most `timeout`, and answers it. While it waits,
     /// the media's job goes ahead of every job nobody waits for; a media in the store with no
     /// job (its file_id was evicted, say) is queued again.
