@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,14 +18,21 @@ use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
 use super::{JobRow, Ranks, aging_cutoff, key_from_row, ms, ts};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
-use crate::media::{FileId, Job, MediaKey, Timestamp};
+use crate::media::{BotId, FileId, Job, MediaKey, Timestamp};
 use crate::queue::{
-    Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
+    Branch, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
+    pick,
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("migrations/postgres/0001_init.sql")),
+    (
+        2,
+        "claims",
+        include_str!("migrations/postgres/0002_claims.sql"),
+    ),
+];
 
 /// How often a race between a statement's snapshot and a concurrent writer is retried.
 const RACE_RETRIES: usize = 3;
@@ -161,6 +169,7 @@ impl PostgresStoreBuilder {
                 Box::pin(async move { store.complete_batch(batch).await })
             }));
             Shared {
+                turn: AtomicU64::new(0),
                 pushes,
                 completes,
                 pool,
@@ -412,6 +421,8 @@ struct Sql {
     push_batch: String,
     complete_batch: String,
     wake: String,
+    candidates: String,
+    candidates_fresh: String,
     claim: String,
     extend: String,
     complete: String,
@@ -571,27 +582,41 @@ impl Sql {
                      AND lease_expires_at <= $1 FOR UPDATE SKIP LOCKED) RETURNING 1) \
                  SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM l)"
             ),
-            // Each candidate list is materialized with its own LIMIT before the UPDATE sees
-            // it, so the planner cannot turn the IN into a join that locks more rows than
-            // asked. Rule 1: aged jobs, oldest first; rule 2: the rest by rank.
+            // One bot's list per LATERAL branch, each an index range scan with its own LIMIT
+            // (ix_media_cache_demanded, _aged, _fresh), locked so that concurrent claimers
+            // skip each other's candidates. $1 the bots, $2 the aging cutoff, $3 the limit.
+            candidates: format!(
+                "WITH b AS (SELECT * FROM unnest($1::text[]) WITH ORDINALITY AS b(slug, i)), \
+                 d AS (SELECT b.i, 0 AS branch, c.id, c.ord FROM b CROSS JOIN LATERAL ( \
+                   SELECT id, priority AS ord FROM {s}.media_cache \
+                   WHERE bot_slug = b.slug AND job_state = 'queued' AND demand \
+                   ORDER BY priority, id LIMIT $3 FOR UPDATE SKIP LOCKED) c), \
+                 a AS (SELECT b.i, 1 AS branch, c.id, c.ord FROM b CROSS JOIN LATERAL ( \
+                   SELECT id, enqueued_at AS ord FROM {s}.media_cache \
+                   WHERE bot_slug = b.slug AND job_state = 'queued' AND NOT demand \
+                   AND enqueued_at <= $2::bigint \
+                   ORDER BY enqueued_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) c) \
+                 SELECT * FROM d UNION ALL SELECT * FROM a"
+            ),
+            // Fresh jobs, read only for the bots whose demanded and aged lists cannot fill
+            // the claim: behind a backlog older than the aging bound, this never runs.
+            candidates_fresh: format!(
+                "SELECT b.i, 2, c.id, c.priority \
+                 FROM unnest($1::text[]) WITH ORDINALITY AS b(slug, i) \
+                 CROSS JOIN LATERAL ( \
+                   SELECT id, priority FROM {s}.media_cache \
+                   WHERE bot_slug = b.slug AND job_state = 'queued' AND NOT demand \
+                   AND enqueued_at > $2::bigint \
+                   ORDER BY priority, id LIMIT $3 FOR UPDATE SKIP LOCKED) c"
+            ),
+            // $1 the picked ids in claim order.
             claim: format!(
-                "WITH aged AS MATERIALIZED ( \
-                   SELECT id, 0 AS grp, enqueued_at AS ord FROM {s}.media_cache \
-                   WHERE job_state = 'queued' AND enqueued_at <= $1 \
-                   ORDER BY enqueued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
-                 fresh AS MATERIALIZED ( \
-                   SELECT id, 1 AS grp, priority AS ord FROM {s}.media_cache \
-                   WHERE job_state = 'queued' AND enqueued_at > $1 \
-                   ORDER BY priority, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
-                 picked AS MATERIALIZED ( \
-                   SELECT id, grp, ord FROM (SELECT * FROM aged UNION ALL SELECT * FROM fresh) c \
-                   ORDER BY grp, ord, id LIMIT $2), \
-                 claimed AS ( \
-                   UPDATE {s}.media_cache mc SET job_state = 'claimed', lease_owner = $3, \
-                     lease_expires_at = $4, fencing_token = mc.fencing_token + 1, \
+                "WITH claimed AS ( \
+                   UPDATE {s}.media_cache mc SET job_state = 'claimed', lease_owner = $2, \
+                     lease_expires_at = $3, fencing_token = mc.fencing_token + 1, \
                      updated_at = now() \
-                   FROM picked p WHERE mc.id = p.id \
-                   RETURNING p.grp, p.ord, mc.id, {cols}, mc.fencing_token), \
+                   FROM unnest($1::bigint[]) WITH ORDINALITY AS p(id, n) WHERE mc.id = p.id \
+                   RETURNING p.n, mc.id, {cols}, mc.fencing_token), \
                  due AS (SELECT LEAST( \
                    (SELECT min(next_retry_at) FROM {s}.media_cache WHERE job_state = 'delayed'), \
                    (SELECT min(lease_expires_at) FROM {s}.media_cache WHERE job_state = 'claimed') \
@@ -708,6 +733,9 @@ pub struct PostgresStore {
 }
 
 struct Shared {
+    /// The claim-slot counter of the priority policy (bot rotation, aged share); each
+    /// instance keeps its own, which keeps the shares in sum.
+    turn: AtomicU64,
     pushes: mpsc::UnboundedSender<PushReq>,
     completes: mpsc::UnboundedSender<CompleteReq>,
     pool: Pool,
@@ -1162,61 +1190,94 @@ impl PriorityQueue for PostgresStore {
     async fn claim(
         &self,
         owner: &str,
+        bots: &[BotId],
         max: usize,
         lease: Duration,
         now: Timestamp,
     ) -> Result<Claim> {
-        if max == 0 {
+        if max == 0 || bots.is_empty() {
             return Ok(Claim::default());
         }
+        let what = "claiming jobs";
         let sql = &self.shared.sql;
-        let client = self.client().await?;
-        let wake = client
-            .prepare_cached(&sql.wake)
-            .await
-            .map_err(|e| pg_err("preparing a claim", e))?;
-        let stmt = client
-            .prepare_cached(&sql.claim)
-            .await
-            .map_err(|e| pg_err("preparing a claim", e))?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| pg_err(what, e))?;
         let expires_at = now.plus(lease);
-        let max_i = i64::try_from(max).unwrap_or(i64::MAX);
-        let now_ms = ms(now);
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let cutoff = aging_cutoff(&self.shared.policy, now);
-        let expires_ms = ms(expires_at);
-        // Pipelined: both go out at once, and the server runs them in order on this
-        // connection, each its own transaction, so the claim sees the jobs the first returned.
-        let (_, rows) = futures::future::try_join(
-            async {
-                client
-                    .query(&wake, &[&now_ms])
-                    .await
-                    .map_err(|e| pg_err("returning due jobs to the queue", e))
-            },
-            async {
-                client
-                    .query(&stmt, &[&cutoff, &max_i, &owner, &expires_ms])
-                    .await
-                    .map_err(|e| pg_err("claiming jobs", e))
-            },
-        )
-        .await?;
+        let slugs: Vec<&str> = bots.iter().map(BotId::as_str).collect();
+        tx.query(&sql.wake, &[&ms(now)])
+            .await
+            .map_err(|e| pg_err("returning due jobs to the queue", e))?;
+        let mut lists: HashMap<(usize, Branch), Vec<(i64, i64)>> = HashMap::new();
+        let add = |lists: &mut HashMap<(usize, Branch), Vec<(i64, i64)>>,
+                   rows: Vec<Row>,
+                   of: &[usize]| {
+            for r in rows {
+                let i = usize::try_from(r.get::<_, i64>(0) - 1).unwrap_or(0);
+                let branch = match r.get::<_, i32>(1) {
+                    0 => Branch::Demanded,
+                    1 => Branch::Aged,
+                    _ => Branch::Fresh,
+                };
+                let (id, ord): (i64, i64) = (r.get(2), r.get(3));
+                lists.entry((of[i], branch)).or_default().push((ord, id));
+            }
+        };
+        let all: Vec<usize> = (0..bots.len()).collect();
+        let rows = tx
+            .query(&sql.candidates, &[&slugs, &cutoff, &limit])
+            .await
+            .map_err(|e| pg_err(what, e))?;
+        add(&mut lists, rows, &all);
+        let short: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&b| {
+                let have = |br| lists.get(&(b, br)).map_or(0, Vec::len);
+                have(Branch::Demanded) + have(Branch::Aged) < max
+            })
+            .collect();
+        if !short.is_empty() {
+            let names: Vec<&str> = short.iter().map(|&b| slugs[b]).collect();
+            let rows = tx
+                .query(&sql.candidates_fresh, &[&names, &cutoff, &limit])
+                .await
+                .map_err(|e| pg_err(what, e))?;
+            add(&mut lists, rows, &short);
+        }
+        let mut lists: HashMap<(usize, Branch), std::collections::VecDeque<i64>> = lists
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort_unstable();
+                (k, v.into_iter().map(|(_, id)| id).collect())
+            })
+            .collect();
+        let mut turn = self.shared.turn.load(Ordering::Relaxed);
+        let ids: Vec<i64> = pick(&self.shared.policy, bots.len(), max, &mut turn, |b, br| {
+            lists.get_mut(&(b, br)).and_then(|l| l.pop_front())
+        });
+        self.shared.turn.store(turn, Ordering::Relaxed);
+        let rows = tx
+            .query(&sql.claim, &[&ids, &owner, &ms(expires_at)])
+            .await
+            .map_err(|e| pg_err(what, e))?;
+        // Candidates not picked are unlocked here.
+        tx.commit().await.map_err(|e| pg_err(what, e))?;
         drop(client);
 
         let owner: Arc<str> = owner.into();
         let mut due: Option<i64> = None;
         let mut picked = Vec::with_capacity(rows.len());
         for r in &rows {
-            // Columns: grp, ord, id, the 12 job columns, fencing_token, due.
-            due = r.get(16);
-            let Some(grp) = r.get::<_, Option<i32>>(0) else {
+            // Columns: n, id, the 12 job columns, fencing_token, due.
+            due = r.get(15);
+            let Some(n) = r.get::<_, Option<i64>>(0) else {
                 continue; // no job claimed: the row only carries `due`
             };
-            let ord: i64 = r.get(1);
-            let id: i64 = r.get(2);
-            let row = job_row_at(r, 3)?;
-            let token: i64 = r.get(15);
-            picked.push(((grp, ord, id), row, token));
+            let row = job_row_at(r, 2)?;
+            let token: i64 = r.get(14);
+            picked.push((n, row, token));
         }
         picked.sort_by_key(|p| p.0);
         let jobs: Vec<Claimed> = picked

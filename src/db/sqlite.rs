@@ -1,9 +1,11 @@
 //! The embedded backend: SQLite through rusqlite (bundled library), one file, one writer.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -17,14 +19,21 @@ use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
 use super::{JobRow, Ranks, aging_cutoff, key_from_row, ms, ts};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
-use crate::media::{FileId, Job, MediaKey, Timestamp};
+use crate::media::{BotId, FileId, Job, MediaKey, Timestamp};
 use crate::queue::{
-    Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
+    Branch, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
+    pick,
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        "claims",
+        include_str!("migrations/sqlite/0002_claims.sql"),
+    ),
+];
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,7 +98,12 @@ impl SqliteStoreBuilder {
             .spawn(move || writer(conn, policy, rx))
             .map_err(|e| Error::io("starting the SQLite writer thread", e))?;
         Ok(SqliteStore {
-            shared: Arc::new(Shared { ops, policy, path }),
+            shared: Arc::new(Shared {
+                ops,
+                turn: AtomicU64::new(0),
+                policy,
+                path,
+            }),
         })
     }
 
@@ -197,6 +211,8 @@ pub struct SqliteStore {
 struct Shared {
     /// Calls for the writer thread, which owns the connection; it stops when this drops.
     ops: mpsc::Sender<Op>,
+    /// The claim-slot counter of the priority policy (bot rotation, aged share).
+    turn: AtomicU64,
     policy: PriorityPolicy,
     path: PathBuf,
 }
@@ -437,14 +453,29 @@ impl FileIdCache for SqliteStore {
     }
 }
 
-fn claim_tx(
-    tx: &Connection,
-    policy: &PriorityPolicy,
-    owner: &str,
+/// What a claim asks for.
+struct ClaimReq {
+    owner: String,
+    bots: Vec<BotId>,
     max: usize,
     lease: Duration,
     now: Timestamp,
+}
+
+fn claim_tx(
+    tx: &Connection,
+    policy: &PriorityPolicy,
+    turn: &mut u64,
+    req: &ClaimReq,
 ) -> rusqlite::Result<Result<Claim>> {
+    let ClaimReq {
+        owner,
+        bots,
+        max,
+        lease,
+        now,
+    } = req;
+    let (owner, max, lease, now) = (owner.as_str(), *max, *lease, *now);
     let now_ms = ms(now);
     // Due retries and lapsed leases return to the queue.
     tx.prepare_cached(
@@ -458,26 +489,33 @@ fn claim_tx(
     )?
     .execute([now_ms])?;
 
-    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let limit = i64::try_from(max).unwrap_or(i64::MAX);
     let cutoff = aging_cutoff(policy, now);
-    // Rule 1: aged jobs, oldest first; rule 2: the rest by rank.
-    let mut ids: Vec<i64> = tx
-        .prepare_cached(
-            "SELECT id FROM media_cache WHERE job_state = 'queued' AND enqueued_at <= ?1 \
-             ORDER BY enqueued_at, id LIMIT ?2",
-        )?
-        .query_map(params![cutoff, max], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let rest = max - ids.len() as i64;
-    if rest > 0 {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id FROM media_cache WHERE job_state = 'queued' AND enqueued_at > ?1 \
-             ORDER BY priority, id LIMIT ?2",
-        )?;
-        for id in stmt.query_map(params![cutoff, rest], |r| r.get(0))? {
-            ids.push(id?);
+    // Each (bot, list) is read once, when the pick first needs it, up to `max` ids: a list
+    // the pick never reaches (fresh jobs behind enough aged ones) costs nothing.
+    let mut lists: HashMap<(usize, Branch), VecDeque<i64>> = HashMap::new();
+    let mut failed = None;
+    let mut ids = pick(policy, bots.len(), max, turn, |b, branch| {
+        if failed.is_some() {
+            return None;
         }
+        if let std::collections::hash_map::Entry::Vacant(e) = lists.entry((b, branch)) {
+            match candidates(tx, branch, bots[b].as_str(), cutoff, limit) {
+                Ok(ids) => {
+                    e.insert(ids);
+                }
+                Err(err) => {
+                    failed = Some(err);
+                    return None;
+                }
+            }
+        }
+        lists.get_mut(&(b, branch)).and_then(VecDeque::pop_front)
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
+    ids.truncate(max);
 
     let expires_at = now.plus(lease);
     let owner_arc: Arc<str> = owner.into();
@@ -597,16 +635,29 @@ impl PriorityQueue for SqliteStore {
     async fn claim(
         &self,
         owner: &str,
+        bots: &[BotId],
         max: usize,
         lease: Duration,
         now: Timestamp,
     ) -> Result<Claim> {
-        if max == 0 {
+        if max == 0 || bots.is_empty() {
             return Ok(Claim::default());
         }
-        let owner = owner.to_owned();
+        let req = ClaimReq {
+            owner: owner.to_owned(),
+            bots: bots.to_vec(),
+            max,
+            lease,
+            now,
+        };
+        let shared = self.shared.clone();
         self.call("claiming jobs", move |c, policy| {
-            claim_tx(c, policy, &owner, max, lease, now)
+            // The writer thread runs one call at a time: the counter is read and written
+            // by this claim alone.
+            let mut turn = shared.turn.load(Ordering::Relaxed);
+            let claim = claim_tx(c, policy, &mut turn, &req);
+            shared.turn.store(turn, Ordering::Relaxed);
+            claim
         })
         .await
     }
@@ -846,6 +897,33 @@ impl PriorityQueue for SqliteStore {
         // (`MEDIA_PREWARM_INTERVAL_MS`); its own pushes wake it directly.
         None
     }
+}
+
+/// Up to `limit` ids of one bot's list, best first.
+fn candidates(
+    tx: &Connection,
+    branch: Branch,
+    bot: &str,
+    cutoff: i64,
+    limit: i64,
+) -> rusqlite::Result<VecDeque<i64>> {
+    let sql = match branch {
+        Branch::Demanded => {
+            "SELECT id FROM media_cache WHERE bot_slug = ?1 AND job_state = 'queued' \
+             AND demand = 1 AND ?2 = ?2 ORDER BY priority, id LIMIT ?3"
+        }
+        Branch::Aged => {
+            "SELECT id FROM media_cache WHERE bot_slug = ?1 AND job_state = 'queued' \
+             AND demand = 0 AND enqueued_at <= ?2 ORDER BY enqueued_at, id LIMIT ?3"
+        }
+        Branch::Fresh => {
+            "SELECT id FROM media_cache WHERE bot_slug = ?1 AND job_state = 'queued' \
+             AND demand = 0 AND enqueued_at > ?2 ORDER BY priority, id LIMIT ?3"
+        }
+    };
+    tx.prepare_cached(sql)?
+        .query_map(params![bot, cutoff, limit], |r| r.get(0))?
+        .collect()
 }
 
 fn key_is_some(bot: &str) -> i64 {

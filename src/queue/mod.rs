@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::error::Result;
-use crate::media::{Job, MediaKey, Timestamp};
+use crate::media::{BotId, Job, MediaKey, Timestamp};
 
 pub use memory::MemoryQueue;
 pub use policy::PriorityPolicy;
+pub(crate) use policy::{Branch, pick};
 
 /// What [`PriorityQueue::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +122,16 @@ impl QueueDepth {
 /// - **One unfinished job per media.** `push` of a key whose job is queued, delayed or claimed
 ///   merges into it (demand is kept if either had it) and answers
 ///   [`PushOutcome::Merged`]; of a dead job revives it with zero attempts.
-/// - **Order.** `claim` hands out claimable jobs in the order of the queue's
-///   [`PriorityPolicy`]: every job older than the policy's aging bound first (oldest first),
-///   then by [`PriorityPolicy::rank`], lowest first. Jobs delayed until a later time are not
-///   claimable before it.
+/// - **Bots.** `claim` names the bots its caller serves (the bots of its uploaders) and never
+///   answers another bot's job; an empty `bots` claims nothing. Bots sharing one queue (one
+///   database) so never hold each other's jobs.
+/// - **Order.** Within each bot, `claim` hands out claimable jobs in the order of the queue's
+///   [`PriorityPolicy`]: jobs someone waits for (demanded) first, then jobs older than the
+///   aging bound (oldest first), then the rest by [`PriorityPolicy::rank`], lowest first;
+///   except one slot in [`PriorityPolicy::aged_share`], where aged jobs go before demanded
+///   ones, so that nothing starves. A claim for several bots takes one job from each bot in
+///   rotation (skipping bots with nothing claimable), so one bot's backlog never delays
+///   another bot's jobs. Jobs delayed until a later time are not claimable before it.
 /// - **Leases.** A claimed job belongs to the lease holder until `expires_at`; after that the
 ///   next `claim` may hand it to another worker with a larger fencing token. `complete`,
 ///   `retry`, `fail`, `release` and `extend` check the lease and answer
@@ -144,10 +151,11 @@ pub trait PriorityQueue: Send + Sync + Debug + 'static {
     /// Queues `job`, or merges it into the media's unfinished job.
     async fn push(&self, job: Job, now: Timestamp) -> Result<PushOutcome>;
 
-    /// Claims up to `max` jobs for `owner`, each leased until `now + lease`.
+    /// Claims up to `max` jobs of `bots` for `owner`, each leased until `now + lease`.
     async fn claim(
         &self,
         owner: &str,
+        bots: &[BotId],
         max: usize,
         lease: Duration,
         now: Timestamp,
