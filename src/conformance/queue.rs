@@ -64,6 +64,9 @@ where
     claims_name_their_bots(&*new_queue().await).await;
     each_bot_keeps_the_policy(&*new_queue().await).await;
     no_bot_starves_another(&*new_queue().await).await;
+    clear_demand_drops_a_jobs_demand(&*new_queue().await).await;
+    rejections_are_counted_until_cleared(&*new_queue().await).await;
+    a_push_into_a_held_job_runs_it_again(&*new_queue().await).await;
 }
 
 /// A pushed job is claimed once, with a lease for the owner, then completed and gone.
@@ -698,4 +701,104 @@ pub async fn no_bot_starves_another(q: &dyn PriorityQueue) {
         );
     }
     assert_eq!(b_done, 3, "B's three jobs are all out within six slots");
+}
+
+/// `clear_demand` takes a job out of the demanded list (it goes back by rank) and answers
+/// whether the media had an unfinished job.
+pub async fn clear_demand_drops_a_jobs_demand(q: &dyn PriorityQueue) {
+    let mut video = job(MediaKind::Video, 40_000_000, T0);
+    video.demand = true;
+    let photo = job(MediaKind::Photo, 10, at(1));
+    q.push(video.clone(), T0).await.expect("push");
+    q.push(photo.clone(), at(1)).await.expect("push");
+    assert!(q.clear_demand(&video.key).await.expect("clear_demand"));
+    let info = q.get(&video.key).await.expect("get").expect("job");
+    assert!(!info.job.demand, "the job lost its demand");
+    let c = q.claim("w", &bots(), 1, LEASE, at(2)).await.expect("claim");
+    assert_eq!(
+        c.jobs[0].job.key, photo.key,
+        "without demand, the video ranks behind the photo"
+    );
+    assert!(
+        !q.clear_demand(&unique_key(MediaKind::Photo))
+            .await
+            .expect("clear_demand"),
+        "no job: false"
+    );
+    // Demand cleared from a claimed job stays cleared when it is handed back.
+    assert!(q.promote(&photo.key, at(3)).await.expect("promote"));
+    assert!(q.clear_demand(&photo.key).await.expect("clear_demand"));
+    q.release(&c.jobs[0].lease).await.expect("release");
+    let info = q.get(&photo.key).await.expect("get").expect("job");
+    assert!(!info.job.demand);
+}
+
+/// `record_rejection` counts per media, with or without a job, until `clear_rejections`.
+pub async fn rejections_are_counted_until_cleared(q: &dyn PriorityQueue) {
+    let (a, b) = (unique_key(MediaKind::Photo), unique_key(MediaKind::Photo));
+    assert_eq!(q.record_rejection(&a).await.expect("record"), 1);
+    assert_eq!(q.record_rejection(&a).await.expect("record"), 2);
+    assert_eq!(
+        q.record_rejection(&b).await.expect("record"),
+        1,
+        "per media"
+    );
+    // A job coming and going does not reset the count.
+    q.push(Job::new(a.clone(), 10, T0), T0).await.expect("push");
+    let c = q.claim("w", &bots(), 1, LEASE, T0).await.expect("claim");
+    q.complete(&c.jobs[0].lease).await.expect("complete");
+    assert_eq!(q.record_rejection(&a).await.expect("record"), 3);
+    q.clear_rejections(&a).await.expect("clear");
+    assert_eq!(
+        q.record_rejection(&a).await.expect("record"),
+        1,
+        "counting starts again after a clear"
+    );
+    assert_eq!(
+        q.record_rejection(&b).await.expect("record"),
+        2,
+        "others untouched"
+    );
+    q.clear_rejections(&unique_key(MediaKind::Video))
+        .await
+        .expect("clearing nothing is fine");
+}
+
+/// A push merged into a claimed job makes it run again once its holder completes it (the
+/// push may ask for a re-warm of what the holder is uploading), with a larger token.
+pub async fn a_push_into_a_held_job_runs_it_again(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Photo, 10, T0);
+    q.push(j.clone(), T0).await.expect("push");
+    let first = q
+        .claim("w", &bots(), 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(
+        q.push(j.clone(), at(1)).await.expect("push"),
+        PushOutcome::Merged
+    );
+    q.complete(&first.lease).await.expect("complete");
+    let info = q
+        .get(&j.key)
+        .await
+        .expect("get")
+        .expect("the job is still there: the push asked for another run");
+    assert_eq!(info.state, JobState::Queued);
+    let second = q
+        .claim("w", &bots(), 1, LEASE, at(2))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(second.job.key, j.key);
+    assert_eq!(second.job.attempts, 0);
+    assert!(second.lease.token > first.lease.token);
+    q.complete(&second.lease).await.expect("complete");
+    assert_eq!(
+        q.get(&j.key).await.expect("get"),
+        None,
+        "no push during the second run: done"
+    );
 }

@@ -430,13 +430,15 @@ struct Sql {
     retry: String,
     fail: String,
     release: String,
-    promote: String,
+    set_demand: String,
     get_job: String,
     dead: String,
     requeue_select: String,
     requeue_update: String,
     notify: String,
     depth: String,
+    record_rejection: String,
+    clear_rejections: String,
 }
 
 /// The columns describing one job (`mc` is `media_cache`).
@@ -504,6 +506,8 @@ impl Sql {
                        WHEN mc.demand OR EXCLUDED.demand THEN mc.rank_demanded \
                        ELSE mc.rank_plain END, \
                      dead_seq = NULL, \
+                     rerun = CASE WHEN mc.job_state = 'claimed' THEN true \
+                       WHEN mc.job_state IN ('queued', 'delayed') THEN mc.rerun ELSE false END, \
                      job_state = CASE WHEN mc.job_state IS NULL OR mc.job_state = 'dead' \
                        THEN 'queued' ELSE mc.job_state END, \
                      updated_at = now() \
@@ -544,6 +548,8 @@ impl Sql {
                      priority = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.priority \
                        WHEN mc.demand OR EXCLUDED.demand THEN mc.rank_demanded \
                        ELSE mc.rank_plain END, \
+                     rerun = CASE WHEN mc.job_state = 'claimed' THEN true \
+                       WHEN mc.job_state IN ('queued', 'delayed') THEN mc.rerun ELSE false END, \
                      job_state = coalesce(mc.job_state, 'queued'), \
                      updated_at = now() \
                    WHERE mc.job_state IS DISTINCT FROM 'dead' \
@@ -559,16 +565,25 @@ impl Sql {
                  d AS (DELETE FROM {s}.media_cache mc USING input i \
                    WHERE mc.bot_slug = i.bot_slug AND mc.sha256 = i.sha256 AND mc.kind = i.kind \
                    AND mc.job_state = 'claimed' AND mc.lease_owner = i.owner \
-                   AND mc.fencing_token = i.token AND mc.file_id IS NULL \
+                   AND mc.fencing_token = i.token AND mc.file_id IS NULL AND NOT mc.rerun \
                    RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token), \
                  u AS (UPDATE {s}.media_cache mc SET job_state = NULL, lease_owner = NULL, \
                    lease_expires_at = NULL, next_retry_at = NULL, demand = false, \
                    updated_at = now() FROM input i \
                    WHERE mc.bot_slug = i.bot_slug AND mc.sha256 = i.sha256 AND mc.kind = i.kind \
                    AND mc.job_state = 'claimed' AND mc.lease_owner = i.owner \
-                   AND mc.fencing_token = i.token AND mc.file_id IS NOT NULL \
-                   RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token) \
-                 SELECT * FROM d UNION ALL SELECT * FROM u"
+                   AND mc.fencing_token = i.token AND mc.file_id IS NOT NULL AND NOT mc.rerun \
+                   RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token), \
+                 r AS (UPDATE {s}.media_cache mc SET job_state = 'queued', rerun = false, \
+                   retry_count = 0, lease_owner = NULL, lease_expires_at = NULL, \
+                   updated_at = now() FROM input i \
+                   WHERE mc.bot_slug = i.bot_slug AND mc.sha256 = i.sha256 AND mc.kind = i.kind \
+                   AND mc.job_state = 'claimed' AND mc.lease_owner = i.owner \
+                   AND mc.fencing_token = i.token AND mc.rerun \
+                   RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token), \
+                 n AS (SELECT pg_notify($6::text, '') WHERE EXISTS (SELECT 1 FROM r)) \
+                 SELECT * FROM d UNION ALL SELECT * FROM u UNION ALL \
+                 SELECT r.* FROM r LEFT JOIN n ON true"
             ),
             // Due retries and lapsed leases return to the queue; rows another claimer is
             // moving are skipped, not waited for.
@@ -627,36 +642,47 @@ impl Sql {
                 "WITH u AS (UPDATE {s}.media_cache SET lease_expires_at = $6, updated_at = now() \
                    WHERE {held} RETURNING 1) SELECT count(*) FROM u"
             ),
+            // A push merged while the job was held (`rerun`) queues it again.
             complete: format!(
                 "WITH d AS (DELETE FROM {s}.media_cache WHERE {held} AND file_id IS NULL \
-                   RETURNING 1), \
+                   AND NOT rerun RETURNING 1), \
                  u AS (UPDATE {s}.media_cache SET job_state = NULL, lease_owner = NULL, \
                    lease_expires_at = NULL, next_retry_at = NULL, demand = false, \
-                   updated_at = now() WHERE {held} AND file_id IS NOT NULL RETURNING 1) \
-                 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u)"
+                   updated_at = now() WHERE {held} AND file_id IS NOT NULL AND NOT rerun \
+                   RETURNING 1), \
+                 r AS (UPDATE {s}.media_cache SET job_state = 'queued', rerun = false, \
+                   retry_count = 0, lease_owner = NULL, lease_expires_at = NULL, \
+                   updated_at = now() WHERE {held} AND rerun RETURNING 1), \
+                 n AS (SELECT pg_notify($6::text, '') FROM r) \
+                 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u) \
+                   + (SELECT count(*) FROM r), (SELECT count(*) FROM n)"
             ),
             held: format!("SELECT count(*) FROM {s}.media_cache WHERE {held}"),
             retry: format!(
                 "WITH u AS (UPDATE {s}.media_cache SET job_state = 'delayed', next_retry_at = $6, \
                    retry_count = retry_count + $7, last_error = $8, lease_owner = NULL, \
-                   lease_expires_at = NULL, updated_at = now() WHERE {held} RETURNING 1), \
+                   lease_expires_at = NULL, rerun = false, updated_at = now() \
+                   WHERE {held} RETURNING 1), \
                  n AS (SELECT pg_notify($9::text, '') FROM u) \
                  SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"
             ),
             fail: format!(
                 "WITH u AS (UPDATE {s}.media_cache SET job_state = 'dead', \
                    retry_count = retry_count + 1, last_error = $6, lease_owner = NULL, \
-                   lease_expires_at = NULL, dead_seq = nextval('{s}.media_cache_dead_seq'), \
+                   lease_expires_at = NULL, rerun = false, dead_seq = nextval('{s}.media_cache_dead_seq'), \
                    updated_at = now() WHERE {held} RETURNING 1) SELECT count(*) FROM u"
             ),
             release: format!(
                 "WITH u AS (UPDATE {s}.media_cache SET job_state = 'queued', lease_owner = NULL, \
-                   lease_expires_at = NULL, updated_at = now() WHERE {held} RETURNING 1), \
+                   lease_expires_at = NULL, rerun = false, updated_at = now() \
+                   WHERE {held} RETURNING 1), \
                  n AS (SELECT pg_notify($6::text, '') FROM u) \
                  SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"
             ),
-            promote: format!(
-                "UPDATE {s}.media_cache SET demand = true, priority = rank_demanded, \
+            // $4: the demand to set (promote, clear_demand).
+            set_demand: format!(
+                "UPDATE {s}.media_cache SET demand = $4, \
+                 priority = CASE WHEN $4 THEN rank_demanded ELSE rank_plain END, \
                  updated_at = now() WHERE {key} AND job_state IN ('queued', 'delayed', 'claimed')"
             ),
             get_job: format!(
@@ -684,6 +710,12 @@ impl Sql {
                 "SELECT job_state, count(*) FROM {s}.media_cache WHERE job_state IS NOT NULL \
                  GROUP BY job_state"
             ),
+            record_rejection: format!(
+                "INSERT INTO {s}.media_rejections AS r (bot_slug, sha256, kind, count) \
+                 VALUES ($1, $2, $3, 1) ON CONFLICT (bot_slug, sha256, kind) \
+                 DO UPDATE SET count = r.count + 1 RETURNING r.count"
+            ),
+            clear_rejections: format!("DELETE FROM {s}.media_rejections WHERE {key}"),
             channel,
         }
     }
@@ -859,7 +891,7 @@ impl PostgresStore {
         let sql = &self.shared.sql;
         for _ in 0..RACE_RETRIES {
             match self
-                .finish("completing a job", &sql.complete, lease, &[])
+                .finish("completing a job", &sql.complete, lease, &[&sql.channel])
                 .await
             {
                 Err(Error::LeaseLost { .. }) => {
@@ -1037,7 +1069,14 @@ impl PostgresStore {
             .query(
                 "completing jobs",
                 &self.shared.sql.complete_batch,
-                &[&bots, &shas, &kinds, &owners, &tokens],
+                &[
+                    &bots,
+                    &shas,
+                    &kinds,
+                    &owners,
+                    &tokens,
+                    &self.shared.sql.channel,
+                ],
             )
             .await
             .unwrap_or_default();
@@ -1054,6 +1093,19 @@ impl PostgresStore {
                 let _ = r.reply.send(self.complete_one(&r.lease).await);
             }
         }
+    }
+
+    /// Sets the demand of the media's unfinished job; answers whether there is one.
+    async fn set_demand(&self, key: &MediaKey, demand: bool) -> Result<bool> {
+        let (bot, sha, kind) = key_args(key);
+        let n = self
+            .execute(
+                "setting a job's demand",
+                &self.shared.sql.set_demand,
+                &[&bot, &sha, &kind, &demand],
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     async fn client(&self) -> Result<Object> {
@@ -1364,15 +1416,7 @@ impl PriorityQueue for PostgresStore {
     }
 
     async fn promote(&self, key: &MediaKey, _now: Timestamp) -> Result<bool> {
-        let (bot, sha, kind) = key_args(key);
-        let n = self
-            .execute(
-                "promoting a job",
-                &self.shared.sql.promote,
-                &[&bot, &sha, &kind],
-            )
-            .await?;
-        Ok(n > 0)
+        self.set_demand(key, true).await
     }
 
     async fn get(&self, key: &MediaKey) -> Result<Option<JobInfo>> {
@@ -1468,5 +1512,33 @@ impl PriorityQueue for PostgresStore {
 
     fn notifier(&self) -> Option<Arc<Notify>> {
         Some(self.shared.notify.clone())
+    }
+
+    async fn clear_demand(&self, key: &MediaKey) -> Result<bool> {
+        self.set_demand(key, false).await
+    }
+
+    async fn record_rejection(&self, key: &MediaKey) -> Result<u32> {
+        let (bot, sha, kind) = key_args(key);
+        let rows = self
+            .query(
+                "counting a rejected file_id",
+                &self.shared.sql.record_rejection,
+                &[&bot, &sha, &kind],
+            )
+            .await?;
+        let n: i32 = rows.first().map_or(1, |r| r.get(0));
+        Ok(u32::try_from(n).unwrap_or(0))
+    }
+
+    async fn clear_rejections(&self, key: &MediaKey) -> Result<()> {
+        let (bot, sha, kind) = key_args(key);
+        self.execute(
+            "clearing rejections",
+            &self.shared.sql.clear_rejections,
+            &[&bot, &sha, &kind],
+        )
+        .await?;
+        Ok(())
     }
 }

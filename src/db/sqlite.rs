@@ -262,6 +262,23 @@ impl SqliteStore {
         &self.shared.path
     }
 
+    /// Sets the demand of the media's unfinished job; answers whether there is one.
+    async fn set_demand(&self, key: &MediaKey, demand: bool) -> Result<bool> {
+        let (bot, sha, kind) = key_params(key);
+        self.call("setting a job's demand", move |c, _| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE media_cache SET demand = ?4, \
+                     priority = CASE WHEN ?4 THEN rank_demanded ELSE rank_plain END \
+                     WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 \
+                     AND job_state IN ('queued', 'delayed', 'claimed')",
+                )?
+                .execute(params![bot, sha, kind, demand])?;
+            Ok(Ok(n > 0))
+        })
+        .await
+    }
+
     /// Runs `f` on the writer thread, in a savepoint of the next batch's transaction; answers
     /// once that transaction is committed.
     async fn call<R, F>(&self, what: &'static str, f: F) -> Result<R>
@@ -599,6 +616,8 @@ impl PriorityQueue for SqliteStore {
                              WHEN demand OR excluded.demand THEN rank_demanded \
                              ELSE rank_plain END, \
                            dead_seq = NULL, \
+                           rerun = CASE WHEN job_state = 'claimed' THEN 1 \
+                             WHEN job_state IN ('queued', 'delayed') THEN rerun ELSE 0 END, \
                            job_state = CASE WHEN job_state IS NULL OR job_state = 'dead' \
                              THEN 'queued' ELSE job_state END \
                          RETURNING last_push",
@@ -693,18 +712,26 @@ impl PriorityQueue for SqliteStore {
         let l = lease.clone();
         self.call("completing a job", move |c, _| {
             let tx = c;
-            // No file_id cached: the row has nothing left to say; otherwise keep it, job-less.
+            let args = params![bot, sha, kind, &*l.owner, l.token as i64];
+            // A push came while the job was held: it runs again, from zero attempts.
             let n = tx
                 .prepare_cached(&format!(
+                    "UPDATE media_cache SET job_state = 'queued', rerun = 0, retry_count = 0, \
+                     lease_owner = NULL, lease_expires_at = NULL WHERE {HELD} AND rerun = 1"
+                ))?
+                .execute(args)?
+                // No file_id cached: the row has nothing left to say; otherwise keep it,
+                // job-less.
+                + tx.prepare_cached(&format!(
                     "DELETE FROM media_cache WHERE {HELD} AND file_id IS NULL"
                 ))?
-                .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?
+                .execute(args)?
                 + tx.prepare_cached(&format!(
                     "UPDATE media_cache SET job_state = NULL, lease_owner = NULL, \
                      lease_expires_at = NULL, next_retry_at = NULL, demand = 0 \
                      WHERE {HELD} AND file_id IS NOT NULL"
                 ))?
-                .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?;
+                .execute(args)?;
             Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
         })
         .await
@@ -725,7 +752,7 @@ impl PriorityQueue for SqliteStore {
                 .prepare_cached(&format!(
                     "UPDATE media_cache SET job_state = 'delayed', next_retry_at = ?6, \
                      retry_count = retry_count + ?7, last_error = ?8, lease_owner = NULL, \
-                     lease_expires_at = NULL WHERE {HELD}"
+                     lease_expires_at = NULL, rerun = 0 WHERE {HELD}"
                 ))?
                 .execute(params![
                     bot,
@@ -751,7 +778,7 @@ impl PriorityQueue for SqliteStore {
             let n = c
                 .prepare_cached(&format!(
                     "UPDATE media_cache SET job_state = 'dead', retry_count = retry_count + 1, \
-                     last_error = ?6, lease_owner = NULL, lease_expires_at = NULL, \
+                     last_error = ?6, lease_owner = NULL, lease_expires_at = NULL, rerun = 0, \
                      dead_seq = (SELECT coalesce(max(dead_seq), 0) + 1 FROM media_cache \
                                  WHERE job_state = 'dead') \
                      WHERE {HELD}"
@@ -769,7 +796,7 @@ impl PriorityQueue for SqliteStore {
             let n = c
                 .prepare_cached(&format!(
                     "UPDATE media_cache SET job_state = 'queued', lease_owner = NULL, \
-                     lease_expires_at = NULL WHERE {HELD}"
+                     lease_expires_at = NULL, rerun = 0 WHERE {HELD}"
                 ))?
                 .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?;
             Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
@@ -779,18 +806,7 @@ impl PriorityQueue for SqliteStore {
     }
 
     async fn promote(&self, key: &MediaKey, _now: Timestamp) -> Result<bool> {
-        let (bot, sha, kind) = key_params(key);
-        self.call("promoting a job", move |c, _| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE media_cache SET demand = 1, priority = rank_demanded \
-                     WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 \
-                     AND job_state IN ('queued', 'delayed', 'claimed')",
-                )?
-                .execute(params![bot, sha, kind])?;
-            Ok(Ok(n > 0))
-        })
-        .await
+        self.set_demand(key, true).await
     }
 
     async fn get(&self, key: &MediaKey) -> Result<Option<JobInfo>> {
@@ -896,6 +912,37 @@ impl PriorityQueue for SqliteStore {
         // Another process writing the same file is never heard, so the engine must poll
         // (`MEDIA_PREWARM_INTERVAL_MS`); its own pushes wake it directly.
         None
+    }
+
+    async fn clear_demand(&self, key: &MediaKey) -> Result<bool> {
+        self.set_demand(key, false).await
+    }
+
+    async fn record_rejection(&self, key: &MediaKey) -> Result<u32> {
+        let (bot, sha, kind) = key_params(key);
+        self.call("counting a rejected file_id", move |c, _| {
+            let n: i64 = c
+                .prepare_cached(
+                    "INSERT INTO media_rejections (bot_slug, sha256, kind, count) \
+                     VALUES (?1, ?2, ?3, 1) ON CONFLICT (bot_slug, sha256, kind) \
+                     DO UPDATE SET count = count + 1 RETURNING count",
+                )?
+                .query_row(params![bot, sha, kind], |r| r.get(0))?;
+            Ok(Ok(u32::try_from(n).unwrap_or(u32::MAX)))
+        })
+        .await
+    }
+
+    async fn clear_rejections(&self, key: &MediaKey) -> Result<()> {
+        let (bot, sha, kind) = key_params(key);
+        self.call("clearing rejections", move |c, _| {
+            c.prepare_cached(
+                "DELETE FROM media_rejections WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3",
+            )?
+            .execute(params![bot, sha, kind])?;
+            Ok(Ok(()))
+        })
+        .await
     }
 }
 

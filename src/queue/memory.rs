@@ -53,6 +53,8 @@ struct State {
     next_seq: u64,
     /// The claim-slot counter of [`pick`]: bot rotation and the aged share.
     turn: u64,
+    /// Telegram's refusals of each media's file_id, until cleared.
+    rejections: HashMap<MediaKey, u32>,
 }
 
 /// One bot's claimable jobs, by the lists of [`PriorityPolicy`].
@@ -75,6 +77,8 @@ struct Slot {
     seq: u64,
     /// The fencing token of the current lease (0 before the first claim).
     token: u64,
+    /// A push merged into the job while claimed: `complete` queues it again.
+    rerun: bool,
     last_error: Option<String>,
 }
 
@@ -199,6 +203,7 @@ impl State {
             state: JobState::Queued,
             seq,
             token: 0,
+            rerun: false,
             last_error: None,
         };
         let idx = match self.free.pop() {
@@ -362,6 +367,26 @@ impl State {
         }
     }
 
+    /// Sets the demand of the media's unfinished job; answers whether there is one.
+    fn set_demand(&mut self, key: &MediaKey, demand: bool) -> bool {
+        let Some(idx) = self.find(key) else {
+            return false;
+        };
+        let Some(slot) = self.slot_mut(idx) else {
+            return false;
+        };
+        if matches!(slot.state, JobState::Dead) {
+            return false;
+        }
+        let reindex = slot.job.demand != demand && queued(&slot.state);
+        slot.job.demand = demand;
+        if reindex {
+            // Into the bot's other list.
+            self.set_state(idx, JobState::Queued);
+        }
+        true
+    }
+
     /// The slot number of the job the lease still holds.
     fn held(&self, lease: &Lease) -> Result<u32> {
         self.find(&lease.key)
@@ -404,6 +429,7 @@ impl PriorityQueue for MemoryQueue {
                     } else {
                         let promote = job.demand && !slot.job.demand;
                         slot.job.demand |= job.demand;
+                        slot.rerun |= claimed(&slot.state);
                         if promote && queued(&slot.state) {
                             // Re-indexed under the demanded rank.
                             st.set_state(idx, JobState::Queued);
@@ -488,9 +514,25 @@ impl PriorityQueue for MemoryQueue {
     }
 
     async fn complete(&self, lease: &Lease) -> Result<()> {
-        let mut st = self.lock();
-        let idx = st.held(lease)?;
-        st.remove(idx);
+        let rerun = {
+            let mut st = self.lock();
+            let idx = st.held(lease)?;
+            match st.slot_mut(idx) {
+                Some(slot) if slot.rerun => {
+                    slot.rerun = false;
+                    slot.job.attempts = 0;
+                    st.set_state(idx, JobState::Queued);
+                    true
+                }
+                _ => {
+                    st.remove(idx);
+                    false
+                }
+            }
+        };
+        if rerun {
+            self.notify.notify_waiters();
+        }
         Ok(())
     }
 
@@ -507,6 +549,7 @@ impl PriorityQueue for MemoryQueue {
             if let Some(slot) = st.slot_mut(idx) {
                 slot.job.attempts += u32::from(count_attempt);
                 slot.last_error = Some(error.to_owned());
+                slot.rerun = false;
             }
             st.set_state(idx, JobState::Delayed { run_at });
         }
@@ -520,6 +563,7 @@ impl PriorityQueue for MemoryQueue {
         if let Some(slot) = st.slot_mut(idx) {
             slot.job.attempts += 1;
             slot.last_error = Some(error.to_owned());
+            slot.rerun = false;
         }
         st.set_state(idx, JobState::Dead);
         Ok(())
@@ -529,6 +573,9 @@ impl PriorityQueue for MemoryQueue {
         {
             let mut st = self.lock();
             let idx = st.held(lease)?;
+            if let Some(slot) = st.slot_mut(idx) {
+                slot.rerun = false;
+            }
             st.set_state(idx, JobState::Queued);
         }
         self.notify.notify_waiters();
@@ -536,22 +583,7 @@ impl PriorityQueue for MemoryQueue {
     }
 
     async fn promote(&self, key: &MediaKey, _now: Timestamp) -> Result<bool> {
-        let mut st = self.lock();
-        let Some(idx) = st.find(key) else {
-            return Ok(false);
-        };
-        let Some(slot) = st.slot_mut(idx) else {
-            return Ok(false);
-        };
-        if matches!(slot.state, JobState::Dead) {
-            return Ok(false);
-        }
-        let reindex = !slot.job.demand && queued(&slot.state);
-        slot.job.demand = true;
-        if reindex {
-            st.set_state(idx, JobState::Queued);
-        }
-        Ok(true)
+        Ok(self.lock().set_demand(key, true))
     }
 
     async fn get(&self, key: &MediaKey) -> Result<Option<JobInfo>> {
@@ -605,5 +637,21 @@ impl PriorityQueue for MemoryQueue {
 
     fn notifier(&self) -> Option<Arc<Notify>> {
         Some(self.notify.clone())
+    }
+
+    async fn clear_demand(&self, key: &MediaKey) -> Result<bool> {
+        Ok(self.lock().set_demand(key, false))
+    }
+
+    async fn record_rejection(&self, key: &MediaKey) -> Result<u32> {
+        let mut st = self.lock();
+        let n = st.rejections.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        Ok(*n)
+    }
+
+    async fn clear_rejections(&self, key: &MediaKey) -> Result<()> {
+        self.lock().rejections.remove(key);
+        Ok(())
     }
 }
