@@ -67,6 +67,8 @@ where
     clear_demand_drops_a_jobs_demand(&*new_queue().await).await;
     rejections_are_counted_until_cleared(&*new_queue().await).await;
     a_push_into_a_held_job_runs_it_again(&*new_queue().await).await;
+    demand_beats_age(&*new_queue().await).await;
+    aged_jobs_keep_a_share_under_demand(&*new_queue().await).await;
 }
 
 /// A pushed job is claimed once, with a lease for the owner, then completed and gone.
@@ -800,5 +802,66 @@ pub async fn a_push_into_a_held_job_runs_it_again(q: &dyn PriorityQueue) {
         q.get(&j.key).await.expect("get"),
         None,
         "no push during the second run: done"
+    );
+}
+
+/// A demanded job goes before a backlog older than the aging bound: a waiting send is not
+/// stuck behind it.
+pub async fn demand_beats_age(q: &dyn PriorityQueue) {
+    let policy = PriorityPolicy::default();
+    let bound = policy.aging_bound().as_secs();
+    for s in 0..10 {
+        q.push(job(MediaKind::Photo, 10, at(s)), at(s))
+            .await
+            .expect("push");
+    }
+    let late = at(bound + 20);
+    let mut wanted = job(MediaKind::Video, 40_000_000, late);
+    wanted.demand = true;
+    q.push(wanted.clone(), late).await.expect("push");
+    // At most one slot in `aged_share` goes to aged jobs first: with a share of 2 or more,
+    // the demanded job is out within two slots.
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let c = q.claim("w", &bots(), 1, LEASE, late).await.expect("claim");
+        got.push(c.jobs[0].job.key.clone());
+    }
+    assert!(
+        got.contains(&wanted.key),
+        "the demanded video beats ten aged photos"
+    );
+}
+
+/// While demand keeps coming, aged jobs still get one claim slot in
+/// [`PriorityPolicy::aged_share`]: nothing starves.
+pub async fn aged_jobs_keep_a_share_under_demand(q: &dyn PriorityQueue) {
+    let policy = PriorityPolicy::default();
+    let share = u64::from(policy.aged_share());
+    let bound = policy.aging_bound().as_secs();
+    for s in 0..10 {
+        q.push(job(MediaKind::Photo, 10, at(s)), at(s))
+            .await
+            .expect("push");
+    }
+    let late = at(bound + 20);
+    let slots = 4 * share;
+    for _ in 0..slots {
+        let mut j = job(MediaKind::Photo, 10, late);
+        j.demand = true;
+        q.push(j, late).await.expect("push");
+    }
+    let (mut aged, mut demanded) = (0u64, 0u64);
+    for _ in 0..slots {
+        let c = q.claim("w", &bots(), 1, LEASE, late).await.expect("claim");
+        if c.jobs[0].job.demand {
+            demanded += 1;
+        } else {
+            aged += 1;
+        }
+    }
+    assert_eq!(
+        aged,
+        slots / share,
+        "one slot in {share} went to aged jobs ({demanded} to demand)"
     );
 }

@@ -224,6 +224,26 @@ mod tests {
         assert!(p.rank(&earlier) < p.rank(&demanded));
     }
 
+    /// Two bots in rotation, each with demand and aged work: every fourth turn of each bot
+    /// takes aged first; an empty bot yields its slot.
+    #[test]
+    fn pick_rotates_bots_and_keeps_the_aged_share() {
+        let p = PriorityPolicy::default();
+        let mut turn = 0;
+        let got = pick(&p, 2, 8, &mut turn, |bot, branch| Some((bot, branch)));
+        let aged: Vec<_> = got.iter().filter(|g| g.1 == Branch::Aged).collect();
+        assert_eq!(got.len(), 8);
+        assert_eq!(turn, 8);
+        assert!(got.iter().step_by(2).all(|g| g.0 == 0), "{got:?}");
+        assert_eq!(aged, [&(0, Branch::Aged), &(1, Branch::Aged)], "{got:?}");
+        let got = pick(&p, 2, 3, &mut turn, |bot, branch| {
+            (bot == 1).then_some((bot, branch))
+        });
+        assert_eq!(got.len(), 3, "bot 1 takes the slots bot 0 cannot use");
+        assert!(pick(&p, 0, 3, &mut turn, |_, _| Some(())).is_empty());
+        assert!(pick(&p, 2, 3, &mut turn, |_, _| None::<()>).is_empty());
+    }
+
     #[test]
     fn size_classes() {
         assert_eq!(size_class(0), 0);
