@@ -69,6 +69,8 @@ where
     a_push_into_a_held_job_runs_it_again(&*new_queue().await).await;
     demand_beats_age(&*new_queue().await).await;
     aged_jobs_keep_a_share_under_demand(&*new_queue().await).await;
+    the_same_owner_claiming_again_is_fenced(&*new_queue().await).await;
+    a_job_pushed_again_after_complete_gets_a_larger_token(&*new_queue().await).await;
 }
 
 /// A pushed job is claimed once, with a lease for the owner, then completed and gone.
@@ -805,17 +807,20 @@ pub async fn a_push_into_a_held_job_runs_it_again(q: &dyn PriorityQueue) {
     );
 }
 
-/// A demanded job goes before a backlog older than the aging bound: a waiting send is not
-/// stuck behind it.
-pub async fn demand_beats_age(q: &dyn PriorityQueue) {
-    let policy = PriorityPolicy::default();
-    let bound = policy.aging_bound().as_secs();
+/// Pushes ten photos and answers a time by which all of them have aged.
+async fn push_aged_backlog(q: &dyn PriorityQueue) -> Timestamp {
     for s in 0..10 {
         q.push(job(MediaKind::Photo, 10, at(s)), at(s))
             .await
             .expect("push");
     }
-    let late = at(bound + 20);
+    at(PriorityPolicy::default().aging_bound().as_secs() + 20)
+}
+
+/// A demanded job goes before a backlog older than the aging bound: a waiting send is not
+/// stuck behind it.
+pub async fn demand_beats_age(q: &dyn PriorityQueue) {
+    let late = push_aged_backlog(q).await;
     let mut wanted = job(MediaKind::Video, 40_000_000, late);
     wanted.demand = true;
     q.push(wanted.clone(), late).await.expect("push");
@@ -835,15 +840,8 @@ pub async fn demand_beats_age(q: &dyn PriorityQueue) {
 /// While demand keeps coming, aged jobs still get one claim slot in
 /// [`PriorityPolicy::aged_share`]: nothing starves.
 pub async fn aged_jobs_keep_a_share_under_demand(q: &dyn PriorityQueue) {
-    let policy = PriorityPolicy::default();
-    let share = u64::from(policy.aged_share());
-    let bound = policy.aging_bound().as_secs();
-    for s in 0..10 {
-        q.push(job(MediaKind::Photo, 10, at(s)), at(s))
-            .await
-            .expect("push");
-    }
-    let late = at(bound + 20);
+    let share = u64::from(PriorityPolicy::default().aged_share());
+    let late = push_aged_backlog(q).await;
     let slots = 4 * share;
     for _ in 0..slots {
         let mut j = job(MediaKind::Photo, 10, late);
@@ -864,4 +862,53 @@ pub async fn aged_jobs_keep_a_share_under_demand(q: &dyn PriorityQueue) {
         slots / share,
         "one slot in {share} went to aged jobs ({demanded} to demand)"
     );
+}
+
+/// An owner whose lease lapsed and who claims the job again gets a new, larger token: its
+/// old lease (same owner, old token) is refused.
+pub async fn the_same_owner_claiming_again_is_fenced(q: &dyn PriorityQueue) {
+    q.push(job(MediaKind::Photo, 10, T0), T0)
+        .await
+        .expect("push");
+    let first = q
+        .claim("w", &bots(), 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    let again = q
+        .claim("w", &bots(), 1, LEASE, T0.plus(LEASE))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert!(again.lease.token > first.lease.token, "a new token");
+    assert!(
+        matches!(q.complete(&first.lease).await, Err(Error::LeaseLost { .. })),
+        "the same owner's old lease is refused"
+    );
+    q.complete(&again.lease).await.expect("the new lease holds");
+}
+
+/// A media whose job completed and is pushed again gets a larger token than before: tokens
+/// come from a queue-wide sequence, not from the job's row.
+pub async fn a_job_pushed_again_after_complete_gets_a_larger_token(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Photo, 10, T0);
+    let mut last = 0;
+    for round in 0..3 {
+        q.push(j.clone(), at(round)).await.expect("push");
+        let c = q
+            .claim("w", &bots(), 1, LEASE, at(round))
+            .await
+            .expect("claim")
+            .jobs
+            .remove(0);
+        assert!(
+            c.lease.token > last,
+            "round {round}: token {} after {last}",
+            c.lease.token
+        );
+        last = c.lease.token;
+        q.complete(&c.lease).await.expect("complete");
+    }
 }

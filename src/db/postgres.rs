@@ -628,7 +628,7 @@ impl Sql {
             claim: format!(
                 "WITH claimed AS ( \
                    UPDATE {s}.media_cache mc SET job_state = 'claimed', lease_owner = $2, \
-                     lease_expires_at = $3, fencing_token = mc.fencing_token + 1, \
+                     lease_expires_at = $3, fencing_token = nextval('{s}.fencing_seq'), \
                      updated_at = now() \
                    FROM unnest($1::bigint[]) WITH ORDINALITY AS p(id, n) WHERE mc.id = p.id \
                    RETURNING p.n, mc.id, {cols}, mc.fencing_token), \

@@ -537,12 +537,20 @@ fn claim_tx(
     let expires_at = now.plus(lease);
     let owner_arc: Arc<str> = owner.into();
     let mut jobs = Vec::with_capacity(ids.len());
+    // Tokens from the queue-wide sequence, one per job claimed.
+    let last: i64 = tx
+        .prepare_cached(
+            "UPDATE queue_sequence SET value = value + ?1 WHERE id = 1 RETURNING value",
+        )?
+        .query_row([ids.len() as i64], |r| r.get(0))?;
+    let mut next_token = last - ids.len() as i64;
     let mut stmt = tx.prepare_cached(&format!(
         "UPDATE media_cache SET job_state = 'claimed', lease_owner = ?2, lease_expires_at = ?3, \
-         fencing_token = fencing_token + 1 WHERE id = ?1 RETURNING {JOB_COLUMNS}, fencing_token"
+         fencing_token = ?4 WHERE id = ?1 RETURNING {JOB_COLUMNS}, fencing_token"
     ))?;
     for id in ids {
-        let (row, token) = stmt.query_row(params![id, owner, ms(expires_at)], |r| {
+        next_token += 1;
+        let (row, token) = stmt.query_row(params![id, owner, ms(expires_at), next_token], |r| {
             Ok((job_row(r)?, r.get::<_, i64>(12)?))
         })?;
         let row = match row {

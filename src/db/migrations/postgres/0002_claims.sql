@@ -21,3 +21,9 @@ CREATE TABLE {schema}.media_rejections (
     count    INTEGER NOT NULL,
     PRIMARY KEY (bot_slug, sha256, kind)
 );
+
+-- Fencing tokens from one queue-wide sequence: larger for every claim, even of a media whose
+-- row was deleted and pushed anew.
+CREATE SEQUENCE {schema}.fencing_seq;
+SELECT setval('{schema}.fencing_seq',
+              (SELECT coalesce(max(fencing_token), 0) + 1 FROM {schema}.media_cache), false);

@@ -20,3 +20,12 @@ CREATE TABLE media_rejections (
     count    INTEGER NOT NULL,
     PRIMARY KEY (bot_slug, sha256, kind)
 ) WITHOUT ROWID;
+
+-- Fencing tokens from one queue-wide sequence: larger for every claim, even of a media whose
+-- row was deleted and pushed anew.
+CREATE TABLE queue_sequence (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+INSERT INTO queue_sequence (id, value)
+    SELECT 1, coalesce(max(fencing_token), 0) FROM media_cache;
