@@ -306,6 +306,8 @@ mod pg {
                     PostgresStore::builder(&url)
                         .with_schema(schema)
                         .with_pool_size(8)
+                        // The suite drives time itself.
+                        .with_clock(prewarm::db::QueueClock::Caller)
                         .connect()
                         .await
                         .expect("connect"),
@@ -638,6 +640,92 @@ mod pg_durability {
         }
         assert_eq!(seen, keys, "every job was claimed exactly once");
         drop(stores);
+        drop_schema(&url, &schema).await;
+    }
+}
+
+/// The PostgreSQL queue at scale and in operation: the database's clock, query plans.
+#[cfg(feature = "postgres")]
+mod pg_queue {
+    use std::time::Duration;
+
+    use prewarm::db::PostgresStore;
+    use prewarm::{BotId, Job, MediaKey, MediaKind, PriorityQueue, Sha256, Timestamp};
+
+    use crate::support::{database_url, drop_schema, unique_schema};
+
+    fn key(bot: &BotId, i: u64, kind: MediaKind) -> MediaKey {
+        MediaKey::new(bot.clone(), Sha256::of(&i.to_le_bytes()), kind)
+    }
+
+    /// Hosts whose clocks are an hour off agree on leases and aging: both follow the
+    /// database's clock, whatever `now` they pass.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_leases_and_aging_follow_the_database_clock() {
+        let Some(url) = database_url("postgres_leases_and_aging_follow_the_database_clock") else {
+            return;
+        };
+        let schema = unique_schema("clock");
+        let q = PostgresStore::builder(&url)
+            .with_schema(&schema)
+            .connect()
+            .await
+            .expect("connect");
+        let bot = BotId::new("clock").expect("bot");
+        let lease = Duration::from_secs(30);
+        let hour = Duration::from_secs(3600);
+        let real = Timestamp::now();
+        let fast = real.plus(hour);
+        // A host an hour slow queues a video it believes two hours old, and a photo.
+        let slow = Timestamp(real.0 - 3_600_000);
+        q.push(
+            Job::new(
+                key(&bot, 1, MediaKind::Video),
+                40_000_000,
+                Timestamp(slow.0 - 7_200_000),
+            ),
+            slow,
+        )
+        .await
+        .expect("push");
+        q.push(Job::new(key(&bot, 2, MediaKind::Photo), 1_000, slow), slow)
+            .await
+            .expect("push");
+        // A host an hour fast claims: neither job has aged by the database's clock, so the
+        // photo ranks first.
+        let c = q
+            .claim("fast", std::slice::from_ref(&bot), 1, lease, fast)
+            .await
+            .expect("claim");
+        let held = c.jobs.into_iter().next().expect("a job");
+        assert_eq!(
+            held.job.key.kind,
+            MediaKind::Photo,
+            "aging counts by the database's clock, not the pusher's"
+        );
+        let expires = held.lease.expires_at.as_millis();
+        let want = real.plus(lease).as_millis();
+        assert!(
+            expires.abs_diff(want) < 10_000,
+            "the lease runs {lease:?} from the database's now ({want}), not the fast host's: {expires}"
+        );
+        // Another host two hours fast sees the lease still running.
+        let c = q
+            .claim(
+                "faster",
+                std::slice::from_ref(&bot),
+                10,
+                lease,
+                fast.plus(hour),
+            )
+            .await
+            .expect("claim");
+        assert!(
+            c.jobs.iter().all(|c| c.job.key != held.job.key),
+            "a lease is not reclaimed by a host whose clock runs ahead"
+        );
+        q.complete(&held.lease).await.expect("complete");
+        drop(q);
         drop_schema(&url, &schema).await;
     }
 }

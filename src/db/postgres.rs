@@ -34,6 +34,58 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
+/// The database server's clock in unix milliseconds, as SQL.
+const DB_NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// Which clock a [`PostgresStore`]'s leases and aging follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueClock {
+    /// The database server's clock (default), so that instances on hosts whose clocks
+    /// disagree still agree on when a lease lapses and when a job has aged. Every claim reads
+    /// it; between claims the store adds its own monotonic time to the last reading. The
+    /// `now` passed to the queue's methods, and a pushed job's `enqueued_at`, are then
+    /// replaced by this time.
+    #[default]
+    Database,
+    /// The `now` each caller passes, as the other backends do: for tests that drive time,
+    /// or hosts whose clocks are known to agree.
+    Caller,
+}
+
+/// The store's view of time (see [`QueueClock`]).
+#[derive(Debug)]
+struct Clock {
+    mode: QueueClock,
+    /// The last reading of the database's clock (unix ms) and when it was taken.
+    base: std::sync::Mutex<(i64, std::time::Instant)>,
+}
+
+impl Clock {
+    /// The time an operation called with the caller's `now` runs at.
+    fn now(&self, caller: Timestamp) -> Timestamp {
+        match self.mode {
+            QueueClock::Caller => caller,
+            QueueClock::Database => {
+                // A plain lock: two reads of a copy, never held across an await.
+                let (ms, at) = *self.base.lock().unwrap_or_else(|p| p.into_inner());
+                let elapsed = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+                ts(ms.saturating_add(elapsed))
+            }
+        }
+    }
+
+    /// The caller's time for SQL, or `None` where the database's clock rules.
+    fn param(&self, caller: Timestamp) -> Option<i64> {
+        (self.mode == QueueClock::Caller).then(|| ms(caller))
+    }
+
+    /// Records a reading of the database's clock.
+    fn set(&self, db_ms: i64) {
+        *self.base.lock().unwrap_or_else(|p| p.into_inner()) = (db_ms, std::time::Instant::now());
+    }
+}
+
 /// How often a race between a statement's snapshot and a concurrent writer is retried.
 const RACE_RETRIES: usize = 3;
 
@@ -47,6 +99,7 @@ pub struct PostgresStoreBuilder {
     policy: PriorityPolicy,
     poll_interval: Duration,
     synchronous_commit: bool,
+    clock: QueueClock,
 }
 
 impl fmt::Debug for PostgresStoreBuilder {
@@ -59,6 +112,7 @@ impl fmt::Debug for PostgresStoreBuilder {
             .field("policy", &self.policy)
             .field("poll_interval", &self.poll_interval)
             .field("synchronous_commit", &self.synchronous_commit)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -90,6 +144,12 @@ impl PostgresStoreBuilder {
     /// listening connection dropped and reconnected).
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
+        self
+    }
+
+    /// Which clock leases and aging follow (default [`QueueClock::Database`]).
+    pub fn with_clock(mut self, clock: QueueClock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -131,7 +191,11 @@ impl PostgresStoreBuilder {
                 message: "the PostgreSQL poll interval is zero, expected at least 1 ms".to_owned(),
             });
         }
-        migrate(&config, &self.schema).await?;
+        let db_now = migrate(&config, &self.schema).await?;
+        let clock = Clock {
+            mode: self.clock,
+            base: std::sync::Mutex::new((db_now, std::time::Instant::now())),
+        };
 
         let mut pooled = config.clone();
         if !self.synchronous_commit {
@@ -169,6 +233,7 @@ impl PostgresStoreBuilder {
                 Box::pin(async move { store.complete_batch(batch).await })
             }));
             Shared {
+                clock,
                 turn: AtomicU64::new(0),
                 pushes,
                 completes,
@@ -230,7 +295,8 @@ fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
     }
 }
 
-async fn migrate(config: &tokio_postgres::Config, schema: &str) -> Result<()> {
+/// Runs the migrations the schema lacks; answers the database's clock (unix ms).
+async fn migrate(config: &tokio_postgres::Config, schema: &str) -> Result<i64> {
     let (mut client, conn) = config
         .connect(NoTls)
         .await
@@ -293,7 +359,12 @@ async fn migrate(config: &tokio_postgres::Config, schema: &str) -> Result<()> {
             .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key])
             .await
             .map_err(|e| pg_err("releasing the migration lock", e))?;
-        Ok(())
+        let now: i64 = client
+            .query_one(&format!("SELECT {DB_NOW_MS}"), &[])
+            .await
+            .map_err(|e| pg_err("reading the database's clock", e))?
+            .get(0);
+        Ok(now)
     }
     .await;
     drop(client);
@@ -587,15 +658,20 @@ impl Sql {
             ),
             // Due retries and lapsed leases return to the queue; rows another claimer is
             // moving are skipped, not waited for.
+            // $1: the caller's time, or NULL for the database's clock; answers the time
+            // used.
             wake: format!(
-                "WITH d AS (UPDATE {s}.media_cache SET job_state = 'queued', next_retry_at = NULL \
+                "WITH t AS (SELECT coalesce($1::bigint, {DB_NOW_MS}) AS now), \
+                 d AS (UPDATE {s}.media_cache SET job_state = 'queued', next_retry_at = NULL \
                    WHERE id IN (SELECT id FROM {s}.media_cache WHERE job_state = 'delayed' \
-                     AND next_retry_at <= $1 FOR UPDATE SKIP LOCKED) RETURNING 1), \
+                     AND next_retry_at <= (SELECT now FROM t) FOR UPDATE SKIP LOCKED) \
+                   RETURNING 1), \
                  l AS (UPDATE {s}.media_cache SET job_state = 'queued', lease_owner = NULL, \
                    lease_expires_at = NULL \
                    WHERE id IN (SELECT id FROM {s}.media_cache WHERE job_state = 'claimed' \
-                     AND lease_expires_at <= $1 FOR UPDATE SKIP LOCKED) RETURNING 1) \
-                 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM l)"
+                     AND lease_expires_at <= (SELECT now FROM t) FOR UPDATE SKIP LOCKED) \
+                   RETURNING 1) \
+                 SELECT (SELECT now FROM t), (SELECT count(*) FROM d) + (SELECT count(*) FROM l)"
             ),
             // One bot's list per LATERAL branch, each an index range scan with its own LIMIT
             // (ix_media_cache_demanded, _aged, _fresh), locked so that concurrent claimers
@@ -765,6 +841,7 @@ pub struct PostgresStore {
 }
 
 struct Shared {
+    clock: Clock,
     /// The claim-slot counter of the priority policy (bot rotation, aged share); each
     /// instance keeps its own, which keeps the shares in sum.
     turn: AtomicU64,
@@ -832,6 +909,7 @@ impl PostgresStore {
             policy: PriorityPolicy::default(),
             poll_interval: Duration::from_secs(1),
             synchronous_commit: true,
+            clock: QueueClock::Database,
         }
     }
 
@@ -1226,7 +1304,12 @@ impl FileIdCache for PostgresStore {
 
 #[async_trait]
 impl PriorityQueue for PostgresStore {
-    async fn push(&self, job: Job, now: Timestamp) -> Result<PushOutcome> {
+    async fn push(&self, mut job: Job, now: Timestamp) -> Result<PushOutcome> {
+        let now = self.shared.clock.now(now);
+        if self.shared.clock.mode == QueueClock::Database {
+            // Aging counts from the database's clock too.
+            job.enqueued_at = now;
+        }
         let (reply, answer) = oneshot::channel();
         self.shared
             .pushes
@@ -1254,13 +1337,21 @@ impl PriorityQueue for PostgresStore {
         let sql = &self.shared.sql;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| pg_err(what, e))?;
+        let clock = &self.shared.clock;
+        let woken = tx
+            .query_one(&sql.wake, &[&clock.param(now)])
+            .await
+            .map_err(|e| pg_err("returning due jobs to the queue", e))?;
+        // The time this claim runs at: the caller's, or the database's, read just now.
+        let now_ms: i64 = woken.get(0);
+        if clock.mode == QueueClock::Database {
+            clock.set(now_ms);
+        }
+        let now = ts(now_ms);
         let expires_at = now.plus(lease);
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let cutoff = aging_cutoff(&self.shared.policy, now);
         let slugs: Vec<&str> = bots.iter().map(BotId::as_str).collect();
-        tx.query(&sql.wake, &[&ms(now)])
-            .await
-            .map_err(|e| pg_err("returning due jobs to the queue", e))?;
         let mut lists: HashMap<(usize, Branch), Vec<(i64, i64)>> = HashMap::new();
         let add = |lists: &mut HashMap<(usize, Branch), Vec<(i64, i64)>>,
                    rows: Vec<Row>,
@@ -1353,7 +1444,7 @@ impl PriorityQueue for PostgresStore {
     }
 
     async fn extend(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        let expires_at = now.plus(lease_for);
+        let expires_at = self.shared.clock.now(now).plus(lease_for);
         self.finish(
             "extending a lease",
             &self.shared.sql.extend,
@@ -1444,6 +1535,7 @@ impl PriorityQueue for PostgresStore {
     }
 
     async fn requeue_dead(&self, key: Option<&MediaKey>, now: Timestamp) -> Result<u64> {
+        let now = self.shared.clock.now(now);
         let sql = &self.shared.sql;
         let what = "requeueing dead jobs";
         let mut client = self.client().await?;

@@ -149,8 +149,13 @@ impl QueueDepth {
 /// - **Rejections.** `record_rejection` counts, per media, the times Telegram refused its
 ///   file_id when sent, whether or not the media has a job (durably in a durable backend),
 ///   until `clear_rejections`.
-/// - Times are passed in by the caller, so the queue has no clock of its own and tests can
-///   drive it.
+/// - **Time.** Times are passed in by the caller, so that tests can drive them: the memory
+///   and SQLite backends (one host) use the `now` given. A queue shared by several hosts may
+///   follow one clock of its own instead, so that hosts whose clocks disagree still agree on
+///   leases and aging: `PostgresStore` by default follows the database server's clock and then
+///   ignores `now` (and a pushed job's `enqueued_at`); the times it answers
+///   (`Lease::expires_at`, `Claim::next_due`) are on that clock. Measure a lease's remaining
+///   time from when the claim returned, not by comparing `expires_at` with a local clock.
 /// - `notifier` is a signal the queue raises when work may have become claimable through
 ///   someone else (another engine sharing the queue, another process), or `None` when it
 ///   cannot tell: the engine then polls.
