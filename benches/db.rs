@@ -4,6 +4,8 @@
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 //!   cargo bench --features sqlite,postgres --bench db
 //! ```
+//! The claim-at-scale group alone (fills 2 x 1M rows once, about a minute):
+//! `cargo bench --features sqlite,postgres --bench db -- pg_claim_scale --warm-up-time 1 --measurement-time 3`.
 //! Without `DATABASE_URL` the PostgreSQL cases are skipped with a notice. Besides criterion's
 //! groups, the run prints lookup and dispatch-delay percentiles (p50/p99) measured call by
 //! call, which criterion's means do not show.
@@ -55,16 +57,7 @@ async fn pg_store(url: &str, schema: &str) -> PostgresStore {
 }
 
 async fn pg_store_with(url: &str, schema: &str, synchronous_commit: bool) -> PostgresStore {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let conn = tokio::spawn(conn);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
-    drop(client);
-    let _ = conn.await;
+    drop_pg_schema(url, schema).await;
     PostgresStore::builder(url)
         .with_schema(schema)
         .with_pool_size(16)
@@ -293,7 +286,88 @@ fn dispatch_delay(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, queue_throughput, cache_lookup, dispatch_delay);
+#[path = "../tests/support/pg_fill.rs"]
+mod pg_fill;
+
+/// Claim cost against the queue's size and age (issue 10 item 3): 1k and 1M queued rows,
+/// all fresh (within the aging bound) or all older than it. Each sample claims up to 16 jobs
+/// of one bot (timed) and hands them back (not timed), so the queue keeps its size. The rows
+/// are filled once, with `generate_series`, before the group.
+fn claim_at_scale(c: &mut Criterion) {
+    let Some(url) = pg_url() else { return };
+    let rt = runtime();
+    let bot = BotId::new("scale").unwrap();
+    let mut group = c.benchmark_group("pg_claim_scale");
+    group.sample_size(20);
+    for (rows, label) in [(1_000i64, "1k"), (1_000_000, "1M")] {
+        for aged in [false, true] {
+            let schema = format!(
+                "bench_claim_{label}_{}",
+                if aged { "aged" } else { "fresh" }
+            )
+            .to_lowercase();
+            let q = rt.block_on(async {
+                let q = pg_store(&url, &schema).await;
+                pg_fill::fill_queue(&url, &schema, bot.as_str(), rows, aged).await;
+                q
+            });
+            let name = if aged { "aged_backlog" } else { "fresh" };
+            group.bench_function(BenchmarkId::new(name, label), |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let (q, bot) = (q.clone(), bot.clone());
+                    async move {
+                        let mut spent = Duration::ZERO;
+                        for _ in 0..iters {
+                            let now = Timestamp::now();
+                            let start = Instant::now();
+                            let claim = q
+                                .claim(
+                                    "bench",
+                                    std::slice::from_ref(&bot),
+                                    16,
+                                    Duration::from_secs(60),
+                                    now,
+                                )
+                                .await
+                                .unwrap();
+                            spent += start.elapsed();
+                            assert_eq!(claim.jobs.len(), 16, "the queue holds enough jobs");
+                            for r in join_all(claim.jobs.iter().map(|c| q.release(&c.lease))).await
+                            {
+                                r.unwrap();
+                            }
+                        }
+                        spent
+                    }
+                });
+            });
+            drop(q);
+            rt.block_on(drop_pg_schema(&url, &schema));
+        }
+    }
+    group.finish();
+}
+
+async fn drop_pg_schema(url: &str, schema: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = conn.await;
+}
+
+criterion_group!(
+    benches,
+    queue_throughput,
+    cache_lookup,
+    dispatch_delay,
+    claim_at_scale
+);
 
 fn main() {
     benches();

@@ -504,6 +504,7 @@ mod pg_durability {
         let schema = unique_schema("pushes");
         let q = PostgresStore::builder(&url)
             .with_schema(&schema)
+            .with_depth_ttl(std::time::Duration::ZERO)
             .connect()
             .await
             .expect("connect");
@@ -652,7 +653,220 @@ mod pg_queue {
     use prewarm::db::PostgresStore;
     use prewarm::{BotId, Job, MediaKey, MediaKind, PriorityQueue, Sha256, Timestamp};
 
+    use crate::support::pg_fill::fill_queue;
     use crate::support::{database_url, drop_schema, unique_schema};
+
+    /// Every statement of a claim is an index scan on a large queue: aged and fresh backlogs
+    /// of two bots, a few demanded jobs, delayed and claimed ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_claim_plans_use_the_indexes() {
+        let Some(url) = database_url("postgres_claim_plans_use_the_indexes") else {
+            return;
+        };
+        let schema = unique_schema("plans");
+        let q = PostgresStore::builder(&url)
+            .with_schema(&schema)
+            .connect()
+            .await
+            .expect("connect");
+        fill_queue(&url, &schema, "aged", 40_000, true).await;
+        fill_queue(&url, &schema, "fresh", 40_000, false).await;
+        let bots = [
+            BotId::new("aged").expect("bot"),
+            BotId::new("fresh").expect("bot"),
+        ];
+        let plans = q.explain_claim(&bots, 16).await.expect("explain");
+        let all = plans.join("\n---\n");
+        assert!(
+            !all.contains("Seq Scan on media_cache"),
+            "a claim scans the table:\n{all}"
+        );
+        for (i, index) in [
+            (0, "ix_media_cache_delayed"),
+            (0, "ix_media_cache_leases"),
+            (1, "ix_media_cache_demanded"),
+            (1, "ix_media_cache_aged"),
+            (2, "ix_media_cache_fresh"),
+            (3, "media_cache_pkey"),
+        ] {
+            assert!(
+                plans[i].contains(index),
+                "statement {i} does not use {index}:\n{}",
+                plans[i]
+            );
+        }
+        drop(q);
+        drop_schema(&url, &schema).await;
+    }
+
+    /// `depth()` is counted at most once per TTL: a store with a long TTL answers its last
+    /// count, one with none counts again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_depth_is_counted_once_per_ttl() {
+        let Some(url) = database_url("postgres_depth_is_counted_once_per_ttl") else {
+            return;
+        };
+        let schema = unique_schema("depth");
+        let open = |ttl| {
+            PostgresStore::builder(&url)
+                .with_schema(&schema)
+                .with_depth_ttl(ttl)
+                .connect()
+        };
+        let cached = open(Duration::from_secs(3600)).await.expect("connect");
+        let exact = open(Duration::ZERO).await.expect("connect");
+        let bot = BotId::new("depth").expect("bot");
+        assert_eq!(cached.depth().await.expect("depth").queued, 0);
+        let now = Timestamp::now();
+        cached
+            .push(Job::new(key(&bot, 1, MediaKind::Photo), 10, now), now)
+            .await
+            .expect("push");
+        assert_eq!(
+            cached.depth().await.expect("depth").queued,
+            0,
+            "within the TTL, the last count is answered"
+        );
+        assert_eq!(
+            exact.depth().await.expect("depth").queued,
+            1,
+            "no TTL: counted"
+        );
+        drop((cached, exact));
+        drop_schema(&url, &schema).await;
+    }
+
+    async fn admin(url: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// The pid of the connection listening on `schema`'s channel, once there is one.
+    async fn listener_pid(admin: &tokio_postgres::Client, schema: &str, not: Option<i32>) -> i32 {
+        for _ in 0..200 {
+            let rows = admin
+                .query(
+                    "SELECT pid FROM pg_stat_activity WHERE query = $1 AND pid <> $2",
+                    &[&format!("LISTEN prewarm_{schema}"), &not.unwrap_or(0)],
+                )
+                .await
+                .expect("pg_stat_activity");
+            if let Some(r) = rows.first() {
+                return r.get(0);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no connection listens for {schema} after 10 s");
+    }
+
+    /// The LISTEN connection killed by the server: the store reconnects and other
+    /// instances' pushes wake it again, with no poll fallback to hide a lost listener.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_wakeups_resume_after_the_listener_is_killed() {
+        let Some(url) = database_url("postgres_wakeups_resume_after_the_listener_is_killed") else {
+            return;
+        };
+        let schema = unique_schema("listen");
+        let open = || {
+            PostgresStore::builder(&url)
+                .with_schema(&schema)
+                .with_poll_interval(Duration::from_secs(3600))
+                .connect()
+        };
+        let listening = open().await.expect("connect");
+        let pusher = open().await.expect("connect");
+        let notify = listening.notifier().expect("a notifier");
+        let admin = admin(&url).await;
+        let bot = BotId::new("listen").expect("bot");
+        let woken_by_push = |i: u64| {
+            let (notify, pusher, bot) = (notify.clone(), pusher.clone(), bot.clone());
+            async move {
+                let woken = notify.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let now = Timestamp::now();
+                pusher
+                    .push(Job::new(key(&bot, i, MediaKind::Photo), 10, now), now)
+                    .await
+                    .expect("push");
+                tokio::time::timeout(Duration::from_secs(5), woken)
+                    .await
+                    .is_ok()
+            }
+        };
+        // Both stores listen on the channel: kill the one that is not the pusher's by
+        // killing every listener, then wait for the reconnections.
+        let first = listener_pid(&admin, &schema, None).await;
+        assert!(woken_by_push(1).await, "a push wakes the other instance");
+        let killed: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = $1",
+                &[&format!("LISTEN prewarm_{schema}")],
+            )
+            .await
+            .expect("terminate")
+            .get(0);
+        assert!(killed >= 1, "the listeners were found and killed");
+        let _ = listener_pid(&admin, &schema, Some(first)).await;
+        // Each store has one listener: wait until there are two again.
+        for _ in 0..200 {
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = $1",
+                    &[&format!("LISTEN prewarm_{schema}")],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            if n >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            woken_by_push(2).await,
+            "after the listener was killed, pushes wake the instance again"
+        );
+        drop((listening, pusher));
+        drop_schema(&url, &schema).await;
+    }
+
+    /// Several instances starting at once on a new schema: all connect, and each migration is
+    /// applied once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_migrations_run_by_several_instances_at_once() {
+        let Some(url) = database_url("postgres_migrations_run_by_several_instances_at_once") else {
+            return;
+        };
+        let schema = unique_schema("migrate");
+        let stores = futures::future::join_all((0..6).map(|_| {
+            PostgresStore::builder(&url)
+                .with_schema(&schema)
+                .with_pool_size(2)
+                .connect()
+        }))
+        .await;
+        for s in &stores {
+            assert!(s.is_ok(), "every instance connects: {s:?}");
+        }
+        let admin = admin(&url).await;
+        let versions: Vec<i32> = admin
+            .query(
+                &format!("SELECT version FROM {schema}.schema_migrations ORDER BY version"),
+                &[],
+            )
+            .await
+            .expect("schema_migrations")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, [1, 2], "each migration once");
+        drop(stores);
+        drop_schema(&url, &schema).await;
+    }
 
     fn key(bot: &BotId, i: u64, kind: MediaKind) -> MediaKey {
         MediaKey::new(bot.clone(), Sha256::of(&i.to_le_bytes()), kind)

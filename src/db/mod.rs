@@ -48,11 +48,14 @@ mod open_impl {
     }
 
     /// Opens the backend `target` names: a `postgres://` (or `postgresql://`) URL opens a
-    /// `PostgresStore` (schema `prewarm`), anything else is a file path for a `SqliteStore`.
+    /// `PostgresStore` configured by `PostgresStore::builder_from_env` (`PREWARM_DB_SCHEMA`,
+    /// default `prewarm`; pool size; connect and statement timeouts), anything else is a file
+    /// path for a `SqliteStore`.
     ///
     /// # Errors
-    /// [`Error::Config`] when the backend's feature is not enabled or `target` is empty; the
-    /// backend's error when it cannot open or migrate the database.
+    /// [`Error::Config`] when the backend's feature is not enabled, `target` is empty or a
+    /// `PREWARM_DB_*` variable is malformed; the backend's error when it cannot open or
+    /// migrate the database.
     pub async fn open(target: &str) -> Result<DurableStore> {
         let target = target.trim();
         if target.is_empty() {
@@ -63,7 +66,9 @@ mod open_impl {
         if target.starts_with("postgres://") || target.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
             {
-                let store = super::PostgresStore::builder(target).connect().await?;
+                let store = super::PostgresStore::builder_from_env(target)?
+                    .connect()
+                    .await?;
                 return Ok(DurableStore {
                     cache: Arc::new(store.clone()),
                     queue: Arc::new(store),

@@ -14,7 +14,6 @@ use tokio::task::AbortHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
 use super::{JobRow, Ranks, aging_cutoff, key_from_row, ms, ts};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
@@ -33,6 +32,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/postgres/0002_claims.sql"),
     ),
 ];
+
+/// Opening a connection fails after this long by default.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A statement is cancelled after this long by default.
+const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The database server's clock in unix milliseconds, as SQL.
 const DB_NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
@@ -100,6 +104,9 @@ pub struct PostgresStoreBuilder {
     poll_interval: Duration,
     synchronous_commit: bool,
     clock: QueueClock,
+    depth_ttl: Duration,
+    connect_timeout: Duration,
+    statement_timeout: Duration,
 }
 
 impl fmt::Debug for PostgresStoreBuilder {
@@ -113,6 +120,9 @@ impl fmt::Debug for PostgresStoreBuilder {
             .field("poll_interval", &self.poll_interval)
             .field("synchronous_commit", &self.synchronous_commit)
             .field("clock", &self.clock)
+            .field("depth_ttl", &self.depth_ttl)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -147,6 +157,31 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// How long opening a connection may take (default 10 s; zero waits as long as the
+    /// operating system does). A store whose database is unreachable fails within it instead
+    /// of hanging.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// PostgreSQL's `statement_timeout` on the store's pooled connections (default 30 s; zero
+    /// for none): a statement stuck behind a lock fails, retryable, instead of holding a
+    /// connection and a worker. Migrations are not bound by it (they wait for each other).
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// How long an answer of [`depth`](PriorityQueue::depth) is reused (default 1 s; zero
+    /// counts on every call). Metrics scrapes and dashboards polling it then cost one count per
+    /// interval per instance, whatever their rate; each count reads the jobs' partial indexes,
+    /// never the whole table.
+    pub fn with_depth_ttl(mut self, ttl: Duration) -> Self {
+        self.depth_ttl = ttl;
+        self
+    }
+
     /// Which clock leases and aging follow (default [`QueueClock::Database`]).
     pub fn with_clock(mut self, clock: QueueClock) -> Self {
         self.clock = clock;
@@ -174,12 +209,16 @@ impl PostgresStoreBuilder {
     /// [`Error::Config`] for a malformed URL or schema name, a pool size of 0, or a schema
     /// written by a newer prewarm; [`Error::Backend`] when the database cannot be reached.
     pub async fn connect(self) -> Result<PostgresStore> {
-        let config = tokio_postgres::Config::from_str(&self.url).map_err(|e| Error::Config {
-            message: format!(
-                "the PostgreSQL URL is malformed ({e}): expected \
-                 postgres://user[:password]@host[:port]/database"
-            ),
-        })?;
+        let mut config =
+            tokio_postgres::Config::from_str(&self.url).map_err(|e| Error::Config {
+                message: format!(
+                    "the PostgreSQL URL is malformed ({e}): expected \
+                     postgres://user[:password]@host[:port]/database"
+                ),
+            })?;
+        if !self.connect_timeout.is_zero() {
+            config.connect_timeout(self.connect_timeout);
+        }
         validate_schema(&self.schema)?;
         if self.pool_size == 0 {
             return Err(Error::Config {
@@ -198,8 +237,18 @@ impl PostgresStoreBuilder {
         };
 
         let mut pooled = config.clone();
+        let mut options = Vec::new();
         if !self.synchronous_commit {
-            pooled.options("-c synchronous_commit=off");
+            options.push("-c synchronous_commit=off".to_owned());
+        }
+        if !self.statement_timeout.is_zero() {
+            options.push(format!(
+                "-c statement_timeout={}",
+                self.statement_timeout.as_millis()
+            ));
+        }
+        if !options.is_empty() {
+            pooled.options(options.join(" "));
         }
         let manager = Manager::from_config(
             pooled,
@@ -234,6 +283,8 @@ impl PostgresStoreBuilder {
             }));
             Shared {
                 clock,
+                depth_cache: tokio::sync::Mutex::new(None),
+                depth_ttl: self.depth_ttl,
                 turn: AtomicU64::new(0),
                 pushes,
                 completes,
@@ -246,6 +297,19 @@ impl PostgresStoreBuilder {
             }
         });
         Ok(PostgresStore { shared })
+    }
+}
+
+/// A whole number from the environment within `min..=max`, naming the variable when not.
+fn number(env: crate::env::Lookup<'_>, name: &str, min: u64, max: u64) -> Result<Option<u64>> {
+    let Some(raw) = env(name)? else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(Error::Config {
+            message: format!("{name} is {raw:?}: expected a whole number from {min} to {max}"),
+        }),
     }
 }
 
@@ -782,9 +846,15 @@ impl Sql {
                  updated_at = now() WHERE id = $1 AND job_state = 'dead'"
             ),
             notify: "SELECT pg_notify($1::text, '')::text".to_owned(),
+            // One count per state, each over its partial index: the cost follows the jobs,
+            // not the table (whose ready rows, one per media ever warmed, are most of it).
             depth: format!(
-                "SELECT job_state, count(*) FROM {s}.media_cache WHERE job_state IS NOT NULL \
-                 GROUP BY job_state"
+                "SELECT (SELECT count(*) FROM {s}.media_cache WHERE job_state = 'queued' \
+                   AND demand) + (SELECT count(*) FROM {s}.media_cache \
+                   WHERE job_state = 'queued' AND NOT demand), \
+                 (SELECT count(*) FROM {s}.media_cache WHERE job_state = 'delayed'), \
+                 (SELECT count(*) FROM {s}.media_cache WHERE job_state = 'claimed'), \
+                 (SELECT count(*) FROM {s}.media_cache WHERE job_state = 'dead')"
             ),
             record_rejection: format!(
                 "INSERT INTO {s}.media_rejections AS r (bot_slug, sha256, kind, count) \
@@ -842,6 +912,9 @@ pub struct PostgresStore {
 
 struct Shared {
     clock: Clock,
+    /// The last `depth()` and when it was counted.
+    depth_cache: tokio::sync::Mutex<Option<(std::time::Instant, QueueDepth)>>,
+    depth_ttl: Duration,
     /// The claim-slot counter of the priority policy (bot rotation, aged share); each
     /// instance keeps its own, which keeps the shares in sum.
     turn: AtomicU64,
@@ -910,12 +983,90 @@ impl PostgresStore {
             poll_interval: Duration::from_secs(1),
             synchronous_commit: true,
             clock: QueueClock::Database,
+            depth_ttl: Duration::from_secs(1),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
         }
+    }
+
+    /// A builder for the database at `url`, configured from the environment:
+    ///
+    /// | variable | meaning | default |
+    /// |---|---|---|
+    /// | `PREWARM_DB_SCHEMA` | the schema holding the tables (see [`PostgresStoreBuilder::with_schema`]): bots that must not share a queue use different schemas | `prewarm` |
+    /// | `PREWARM_DB_POOL_SIZE` | most connections held at once, 1 to 1024 | 16 |
+    /// | `PREWARM_DB_CONNECT_TIMEOUT_MS` | how long opening a connection may take (0: no limit) | 10000 |
+    /// | `PREWARM_DB_STATEMENT_TIMEOUT_MS` | PostgreSQL's `statement_timeout` (0: none) | 30000 |
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable when one is malformed.
+    pub fn builder_from_env(url: impl Into<String>) -> Result<PostgresStoreBuilder> {
+        Self::builder_from(url, &crate::env::process)
+    }
+
+    pub(crate) fn builder_from(
+        url: impl Into<String>,
+        env: crate::env::Lookup<'_>,
+    ) -> Result<PostgresStoreBuilder> {
+        let mut b = Self::builder(url);
+        if let Some(schema) = env("PREWARM_DB_SCHEMA")? {
+            validate_schema(&schema).map_err(|e| Error::Config {
+                message: format!("PREWARM_DB_SCHEMA: {e}"),
+            })?;
+            b = b.with_schema(schema);
+        }
+        if let Some(size) = number(env, "PREWARM_DB_POOL_SIZE", 1, 1024)? {
+            b = b.with_pool_size(size as usize);
+        }
+        if let Some(ms) = number(env, "PREWARM_DB_CONNECT_TIMEOUT_MS", 0, 3_600_000)? {
+            b = b.with_connect_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = number(env, "PREWARM_DB_STATEMENT_TIMEOUT_MS", 0, 86_400_000)? {
+            b = b.with_statement_timeout(Duration::from_millis(ms));
+        }
+        Ok(b)
     }
 
     /// The schema holding the tables.
     pub fn schema(&self) -> &str {
         &self.shared.schema
+    }
+
+    /// PostgreSQL's plans for the statements a claim of up to `max` jobs for `bots` runs
+    /// (`EXPLAIN`, so nothing runs and nothing is locked), one text per statement: wake-up,
+    /// demanded and aged candidates, fresh candidates, the claim itself. For operators of a
+    /// large queue checking that every step is an index scan (`ix_media_cache_demanded`,
+    /// `_aged`, `_fresh`, `_delayed`, `_leases`), and for the crate's tests.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the database cannot be reached.
+    pub async fn explain_claim(&self, bots: &[BotId], max: usize) -> Result<Vec<String>> {
+        let what = "explaining a claim";
+        let sql = &self.shared.sql;
+        let client = self.client().await?;
+        let now = self.shared.clock.now(Timestamp::now());
+        let cutoff = aging_cutoff(&self.shared.policy, now);
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let slugs: Vec<&str> = bots.iter().map(BotId::as_str).collect();
+        let ids: Vec<i64> = (1..=limit).collect();
+        let owner = "explain";
+        let expires = ms(now);
+        let statements: [(&str, Vec<&(dyn ToSql + Sync)>); 4] = [
+            (&sql.wake, vec![&None::<i64>]),
+            (&sql.candidates, vec![&slugs, &cutoff, &limit]),
+            (&sql.candidates_fresh, vec![&slugs, &cutoff, &limit]),
+            (&sql.claim, vec![&ids, &owner, &expires]),
+        ];
+        let mut plans = Vec::with_capacity(statements.len());
+        for (statement, args) in statements {
+            let rows = client
+                .query(&format!("EXPLAIN {statement}"), &args)
+                .await
+                .map_err(|e| pg_err(what, e))?;
+            let lines: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
+            plans.push(lines.join("\n"));
+        }
+        Ok(plans)
     }
 
     async fn push_one(&self, job: Job, now: Timestamp) -> Result<PushOutcome> {
@@ -1585,20 +1736,28 @@ impl PriorityQueue for PostgresStore {
     }
 
     async fn depth(&self) -> Result<QueueDepth> {
+        // Callers arriving together share one count (the lock is held across it), and a
+        // count younger than the TTL is answered as it is.
+        let mut cached = self.shared.depth_cache.lock().await;
+        if let Some((at, depth)) = *cached
+            && at.elapsed() < self.shared.depth_ttl
+        {
+            return Ok(depth);
+        }
         let rows = self
             .query("counting jobs", &self.shared.sql.depth, &[])
             .await?;
-        let mut depth = QueueDepth::default();
-        for r in rows {
-            let n = u64::try_from(r.get::<_, i64>(1)).unwrap_or(0);
-            match r.get::<_, &str>(0) {
-                QUEUED => depth.queued = n,
-                DELAYED => depth.delayed = n,
-                CLAIMED => depth.claimed = n,
-                DEAD => depth.dead = n,
-                _ => {}
-            }
-        }
+        let n = |i| {
+            rows.first()
+                .map_or(0, |r| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0))
+        };
+        let depth = QueueDepth {
+            queued: n(0),
+            delayed: n(1),
+            claimed: n(2),
+            dead: n(3),
+        };
+        *cached = Some((std::time::Instant::now(), depth));
         Ok(depth)
     }
 
@@ -1632,5 +1791,57 @@ impl PriorityQueue for PostgresStore {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::from_pairs;
+
+    #[test]
+    fn settings_come_from_the_environment_with_defaults() {
+        let b = PostgresStore::builder_from("postgres://h/db", &from_pairs(&[])).expect("defaults");
+        assert_eq!(
+            (
+                b.schema.as_str(),
+                b.pool_size,
+                b.connect_timeout,
+                b.statement_timeout
+            ),
+            (
+                "prewarm",
+                16,
+                Duration::from_secs(10),
+                Duration::from_secs(30)
+            )
+        );
+        let env = from_pairs(&[
+            ("PREWARM_DB_SCHEMA", "bot_two"),
+            ("PREWARM_DB_POOL_SIZE", "4"),
+            ("PREWARM_DB_CONNECT_TIMEOUT_MS", "1500"),
+            ("PREWARM_DB_STATEMENT_TIMEOUT_MS", "0"),
+        ]);
+        let b = PostgresStore::builder_from("postgres://h/db", &env).expect("set");
+        assert_eq!(
+            (
+                b.schema.as_str(),
+                b.pool_size,
+                b.connect_timeout,
+                b.statement_timeout
+            ),
+            ("bot_two", 4, Duration::from_millis(1500), Duration::ZERO)
+        );
+        for (name, value, says) in [
+            ("PREWARM_DB_SCHEMA", "Bot-Two", "lowercase"),
+            ("PREWARM_DB_POOL_SIZE", "0", "from 1 to 1024"),
+            ("PREWARM_DB_CONNECT_TIMEOUT_MS", "soon", "whole number"),
+        ] {
+            let err = PostgresStore::builder_from("postgres://h/db", &from_pairs(&[(name, value)]))
+                .expect_err(name);
+            let text = err.to_string();
+            assert!(matches!(err, Error::Config { .. }), "{text}");
+            assert!(text.contains(name) && text.contains(says), "{text}");
+        }
     }
 }

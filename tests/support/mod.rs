@@ -43,6 +43,7 @@ pub async fn drop_schema(url: &str, schema: &str) {
 }
 
 pub mod child;
+pub mod pg_fill;
 
 use std::collections::HashMap;
 use std::path::Path;
