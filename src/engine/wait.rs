@@ -1,0 +1,159 @@
+//! Waiting for a media's file_id, and what to send meanwhile.
+
+use std::time::Duration;
+
+use super::{PrewarmEngine, Sendable, deadline_after, lock};
+use crate::error::{Error, Result};
+use crate::media::{FileId, Job, MediaKey};
+use crate::queue::{JobInfo, JobState};
+
+/// The longest a waiter goes between looks at the durable cache.
+const MAX_WAIT_POLL: Duration = Duration::from_secs(30);
+
+impl PrewarmEngine {
+    /// Waits until `key` has a file_id, for at most `timeout`, and answers it. While it waits,
+    /// the media's job goes ahead of every job nobody waits for; a media in the store with no
+    /// job (its file_id was evicted, say) is queued again.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] past the deadline (the warm goes on); [`Error::WarmFailed`] when the
+    /// media failed for good; [`Error::NotFound`] when it is neither cached nor stored.
+    pub async fn wait_ready(&self, key: &MediaKey, timeout: Duration) -> Result<FileId> {
+        if let Some(id) = self.lookup(key) {
+            return Ok(id);
+        }
+        let inner = &self.inner;
+        let deadline = deadline_after(timeout);
+        let mut rx = inner.flights.subscribe(key);
+        let result = async {
+            if let Some(id) = inner.cache.get(key).await? {
+                return Ok(id);
+            }
+            if !inner.queue.promote(key, inner.clock.now()).await? {
+                if let Some(JobInfo {
+                    state: JobState::Dead,
+                    last_error,
+                    ..
+                }) = inner.queue.get(key).await?
+                {
+                    return Err(dead_error(key, last_error));
+                }
+                let size = self.stored_size(key).await?;
+                let mut job = Job::new(key.clone(), size, inner.clock.now());
+                job.demand = true;
+                self.enqueue(job).await?;
+            }
+            inner.wake.notify_one();
+            let mut poll = inner.config.poll_interval;
+            loop {
+                tokio::select! {
+                    changed = rx.changed() => {
+                        let outcome = rx.borrow_and_update().clone();
+                        match outcome {
+                            Some(Ok(id)) => return Ok(id),
+                            Some(Err(reason)) => {
+                                return Err(Error::WarmFailed { key: key.clone(), reason });
+                            }
+                            None if changed.is_err() => {
+                                // Published and gone: the file_id is in the cache.
+                                rx = inner.flights.subscribe(key);
+                            }
+                            None => {}
+                        }
+                    }
+                    () = tokio::time::sleep(poll) => {
+                        // Another process may have warmed it: its workers cannot tell ours.
+                        // Each look doubles the next wait (to 30 s), so that many waiters
+                        // do not load the database.
+                        poll = (poll * 2).min(inner.config.poll_interval.max(MAX_WAIT_POLL));
+                        if let Some(id) = inner.cache.get(key).await? {
+                            return Ok(id);
+                        }
+                        if let Some(JobInfo { state: JobState::Dead, last_error, .. }) =
+                            inner.queue.get(key).await?
+                        {
+                            return Err(dead_error(key, last_error));
+                        }
+                    }
+                    () = tokio::time::sleep_until(deadline) => {
+                        return Err(Error::Timeout {
+                            what: format!("the file_id of {key}"),
+                            waited: timeout,
+                        });
+                    }
+                }
+            }
+        }
+        .await;
+        inner.flights.unsubscribe(key, rx);
+        result
+    }
+
+    /// What to send for `key` right now: its file_id when warm, or when it warms within
+    /// `wait`; otherwise its bytes, to upload directly. A media that exists is always
+    /// sendable: there is no "not ready" error.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the media is neither cached nor stored; the store's error.
+    pub async fn sendable(&self, key: &MediaKey, wait: Duration) -> Result<Sendable> {
+        match self.wait_ready(key, wait).await {
+            Ok(id) => Ok(Sendable::FileId(id)),
+            Err(e @ Error::NotFound { .. }) => Err(e),
+            Err(e) => {
+                tracing::debug!(media = %key, error = %e, "not warm in time; sending the bytes");
+                Ok(Sendable::Upload(self.source(key).await?))
+            }
+        }
+    }
+
+    /// Records a file_id obtained outside the engine (a direct upload after
+    /// [`Sendable::Upload`]): it is cached, waiters get it, and a queued warm of the media
+    /// finds it and uploads nothing.
+    ///
+    /// # Errors
+    /// The cache's error.
+    pub async fn record_file_id(&self, key: &MediaKey, file_id: FileId) -> Result<()> {
+        self.inner.cache.put(key, &file_id).await?;
+        self.inner.flights.publish(key, Ok(file_id));
+        Ok(())
+    }
+
+    /// Reports that Telegram rejected `file_id` when sending `key` ("wrong file identifier").
+    /// The file_id is invalidated (unless another was stored since) and the media re-warmed
+    /// with priority, up to the configured number of times per media.
+    ///
+    /// # Errors
+    /// [`Error::WarmFailed`] once the media's file_id was rejected more often than the
+    /// re-warm limit allows; the cache's, store's or queue's error.
+    pub async fn report_wrong_file_id(&self, key: &MediaKey, file_id: &FileId) -> Result<()> {
+        let inner = &self.inner;
+        inner.cache.invalidate(key, Some(file_id)).await?;
+        let rejected = {
+            let mut weak = lock(&inner.weak);
+            let n = weak.entry(key.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if rejected > inner.config.retry_weak_id {
+            return Err(Error::WarmFailed {
+                key: key.clone(),
+                reason: format!(
+                    "Telegram rejected its file_id {rejected} times (MEDIA_PREWARM_RETRY_WEAK_ID={})",
+                    inner.config.retry_weak_id
+                ),
+            });
+        }
+        let size = self.stored_size(key).await?;
+        let mut job = Job::new(key.clone(), size, inner.clock.now());
+        job.demand = true;
+        self.enqueue(job).await?;
+        Ok(())
+    }
+}
+
+fn dead_error(key: &MediaKey, last_error: Option<String>) -> Error {
+    Error::WarmFailed {
+        key: key.clone(),
+        reason: last_error.unwrap_or_else(|| "failed for good".to_owned()),
+    }
+}
