@@ -68,29 +68,27 @@ impl PrewarmEngine {
         let inner = &self.inner;
         self.uploader(bot)?;
         let limit = inner.config.limits.limit(kind);
-        let path = inner
-            .config
-            .spool_dir
-            .join(format!(".prewarm-spool-{:016x}", fastrand::u64(..)));
-        let spooled = spool(&path, stream, kind, limit).await;
-        let result = async {
-            let (size, sha) = spooled?;
-            inner.config.limits.check(kind, size)?;
-            let key = MediaKey::new(bot.clone(), sha, kind);
-            if inner.cache.get(&key).await?.is_some() {
-                return Ok(key);
-            }
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| Error::io("reopening the spool file", e))?;
-            let body = crate::store::file_stream(file);
-            self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
-                .await?;
-            Ok(key)
+        // Removed when this future ends, however it ends: a cancelled save leaves nothing.
+        let spool_file = SpoolFile(
+            inner
+                .config
+                .spool_dir
+                .join(format!(".prewarm-spool-{:016x}", fastrand::u64(..))),
+        );
+        let path = &spool_file.0;
+        let (size, sha) = spool(path, stream, kind, limit).await?;
+        inner.config.limits.check(kind, size)?;
+        let key = MediaKey::new(bot.clone(), sha, kind);
+        if inner.cache.get(&key).await?.is_some() {
+            return Ok(key);
         }
-        .await;
-        let _ = tokio::fs::remove_file(&path).await;
-        result
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Error::io("reopening the spool file", e))?;
+        let body = crate::store::file_stream(file);
+        self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
+            .await?;
+        Ok(key)
     }
 
     /// Stores a media's bytes at its content address and queues its warm.
@@ -144,4 +142,15 @@ where
         .map_err(|e| Error::io("writing the spool file", e))?;
     let size = hasher.len();
     Ok((size, hasher.finish()))
+}
+
+/// A spool file, removed when dropped.
+struct SpoolFile(std::path::PathBuf);
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        // One unlink: cheap enough for a drop on a runtime thread. Missing is fine (the
+        // stream failed before the file was created).
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use super::{PrewarmEngine, Sendable, deadline_after, lock};
+use std::sync::Arc;
+
+use super::flight::Receiver;
+use super::{Inner, PrewarmEngine, Sendable, deadline_after, lock};
 use crate::error::{Error, Result};
 use crate::media::{FileId, Job, MediaKey};
 use crate::queue::{JobInfo, JobState};
@@ -22,71 +25,90 @@ impl PrewarmEngine {
         if let Some(id) = self.lookup(key) {
             return Ok(id);
         }
+        if timeout.is_zero() {
+            return self.look_once(key).await;
+        }
         let inner = &self.inner;
         let deadline = deadline_after(timeout);
-        let mut rx = inner.flights.subscribe(key);
-        let result = async {
-            if let Some(id) = inner.cache.get(key).await? {
-                return Ok(id);
+        // Subscribed before the cache is read: a file_id stored after the read is published
+        // to us. Dropped with this future, however it ends (a caller's timeout included).
+        let mut waiting = Waiting::new(self.inner.clone(), key);
+        if let Some(id) = inner.cache.get(key).await? {
+            return Ok(id);
+        }
+        if !inner.queue.promote(key, inner.clock.now()).await? {
+            if let Some(JobInfo {
+                state: JobState::Dead,
+                last_error,
+                ..
+            }) = inner.queue.get(key).await?
+            {
+                return Err(dead_error(key, last_error));
             }
-            if !inner.queue.promote(key, inner.clock.now()).await? {
-                if let Some(JobInfo {
-                    state: JobState::Dead,
-                    last_error,
-                    ..
-                }) = inner.queue.get(key).await?
-                {
-                    return Err(dead_error(key, last_error));
+            let size = self.stored_size(key).await?;
+            let mut job = Job::new(key.clone(), size, inner.clock.now());
+            job.demand = true;
+            self.enqueue(job).await?;
+        }
+        waiting.demanded = true;
+        inner.wake.notify_one();
+        let mut poll = inner.config.poll_interval;
+        loop {
+            let rx = waiting.rx.as_mut().expect("held until drop");
+            tokio::select! {
+                changed = rx.changed() => {
+                    let outcome = rx.borrow_and_update().clone();
+                    match outcome {
+                        Some(Ok(id)) => return Ok(id),
+                        Some(Err(reason)) => {
+                            return Err(Error::WarmFailed { key: key.clone(), reason });
+                        }
+                        None if changed.is_err() => waiting.resubscribe(),
+                        None => {}
+                    }
                 }
-                let size = self.stored_size(key).await?;
-                let mut job = Job::new(key.clone(), size, inner.clock.now());
-                job.demand = true;
-                self.enqueue(job).await?;
-            }
-            inner.wake.notify_one();
-            let mut poll = inner.config.poll_interval;
-            loop {
-                tokio::select! {
-                    changed = rx.changed() => {
-                        let outcome = rx.borrow_and_update().clone();
-                        match outcome {
-                            Some(Ok(id)) => return Ok(id),
-                            Some(Err(reason)) => {
-                                return Err(Error::WarmFailed { key: key.clone(), reason });
-                            }
-                            None if changed.is_err() => {
-                                // Published and gone: the file_id is in the cache.
-                                rx = inner.flights.subscribe(key);
-                            }
-                            None => {}
-                        }
+                () = tokio::time::sleep(poll) => {
+                    // Another process may have warmed it: its workers cannot tell ours.
+                    // Each look doubles the next wait (to 30 s), so that many waiters
+                    // do not load the database.
+                    poll = (poll * 2).min(inner.config.poll_interval.max(MAX_WAIT_POLL));
+                    if let Some(id) = inner.cache.get(key).await? {
+                        return Ok(id);
                     }
-                    () = tokio::time::sleep(poll) => {
-                        // Another process may have warmed it: its workers cannot tell ours.
-                        // Each look doubles the next wait (to 30 s), so that many waiters
-                        // do not load the database.
-                        poll = (poll * 2).min(inner.config.poll_interval.max(MAX_WAIT_POLL));
-                        if let Some(id) = inner.cache.get(key).await? {
-                            return Ok(id);
-                        }
-                        if let Some(JobInfo { state: JobState::Dead, last_error, .. }) =
-                            inner.queue.get(key).await?
-                        {
-                            return Err(dead_error(key, last_error));
-                        }
+                    if let Some(JobInfo { state: JobState::Dead, last_error, .. }) =
+                        inner.queue.get(key).await?
+                    {
+                        return Err(dead_error(key, last_error));
                     }
-                    () = tokio::time::sleep_until(deadline) => {
-                        return Err(Error::Timeout {
-                            what: format!("the file_id of {key}"),
-                            waited: timeout,
-                        });
-                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(timed_out(key, timeout));
                 }
             }
         }
-        .await;
-        inner.flights.unsubscribe(key, rx);
-        result
+    }
+
+    /// A zero wait: one look at the cache and the queue, no demand marked (nobody will be
+    /// waiting). A stored media with no job is queued again, with no demand.
+    async fn look_once(&self, key: &MediaKey) -> Result<FileId> {
+        let inner = &self.inner;
+        if let Some(id) = inner.cache.get(key).await? {
+            return Ok(id);
+        }
+        match inner.queue.get(key).await? {
+            Some(JobInfo {
+                state: JobState::Dead,
+                last_error,
+                ..
+            }) => return Err(dead_error(key, last_error)),
+            Some(_) => {}
+            None => {
+                let size = self.stored_size(key).await?;
+                self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
+                    .await?;
+            }
+        }
+        Err(timed_out(key, Duration::ZERO))
     }
 
     /// What to send for `key` right now: its file_id when warm, or when it warms within
@@ -155,5 +177,84 @@ fn dead_error(key: &MediaKey, last_error: Option<String>) -> Error {
     Error::WarmFailed {
         key: key.clone(),
         reason: last_error.unwrap_or_else(|| "failed for good".to_owned()),
+    }
+}
+
+fn timed_out(key: &MediaKey, waited: Duration) -> Error {
+    Error::Timeout {
+        what: format!("the file_id of {key}"),
+        waited,
+    }
+}
+
+/// One waiter of a media: subscribed to its flight until dropped, however the wait ends.
+struct Waiting {
+    inner: Arc<Inner>,
+    key: MediaKey,
+    rx: Option<Receiver>,
+    /// Whether this wait marked the media's job as demanded.
+    demanded: bool,
+}
+
+impl Waiting {
+    fn new(inner: Arc<Inner>, key: &MediaKey) -> Self {
+        let rx = Some(inner.flights.subscribe(key));
+        Self {
+            inner,
+            key: key.clone(),
+            rx,
+            demanded: false,
+        }
+    }
+
+    /// A new subscription, after the flight ended without a word to us.
+    fn resubscribe(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            self.inner.flights.unsubscribe(&self.key, rx);
+        }
+        self.rx = Some(self.inner.flights.subscribe(&self.key));
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            self.inner.flights.unsubscribe(&self.key, rx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::{BotId, MediaKind, MemoryUploader, PrewarmEngine};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_wait_leaves_no_flight_entry() {
+        let bot = BotId::new("leaky").unwrap();
+        let uploader = MemoryUploader::new(bot.clone())
+            .with_latency(Duration::from_secs(60)..Duration::from_secs(60));
+        let engine = PrewarmEngine::builder()
+            .with_uploader(Arc::new(uploader))
+            .build()
+            .unwrap();
+        let running = engine.spawn();
+        let key = engine
+            .save(&bot, Bytes::from_static(b"slow media"), MediaKind::Photo)
+            .await
+            .unwrap();
+        // The caller gives up first: the wait's future is dropped mid-way.
+        let gave_up = tokio::time::timeout(
+            Duration::from_secs(1),
+            engine.wait_ready(&key, Duration::MAX),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        assert_eq!(engine.inner.flights.len(), 0, "the flight entry leaked");
+        running.shutdown().await.unwrap();
     }
 }
