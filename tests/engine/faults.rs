@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prewarm::queue::{Claim, JobInfo, Lease, PushOutcome, QueueDepth};
 use prewarm::{
-    Error, FileId, FileIdCache, Job, LruFileIdCache, MediaKey, MemoryQueue, PriorityQueue,
+    BotId, Error, FileId, FileIdCache, Job, LruFileIdCache, MediaKey, MemoryQueue, PriorityQueue,
     Timestamp,
 };
 use tokio::sync::Notify;
@@ -42,11 +42,12 @@ impl PriorityQueue for FaultyQueue {
     async fn claim(
         &self,
         owner: &str,
+        bots: &[BotId],
         max: usize,
         lease: Duration,
         now: Timestamp,
     ) -> prewarm::Result<Claim> {
-        self.inner.claim(owner, max, lease, now).await
+        self.inner.claim(owner, bots, max, lease, now).await
     }
 
     async fn extend(
@@ -109,6 +110,18 @@ impl PriorityQueue for FaultyQueue {
 
     fn notifier(&self) -> Option<Arc<Notify>> {
         self.inner.notifier()
+    }
+
+    async fn clear_demand(&self, key: &MediaKey) -> prewarm::Result<bool> {
+        self.inner.clear_demand(key).await
+    }
+
+    async fn record_rejection(&self, key: &MediaKey) -> prewarm::Result<u32> {
+        self.inner.record_rejection(key).await
+    }
+
+    async fn clear_rejections(&self, key: &MediaKey) -> prewarm::Result<()> {
+        self.inner.clear_rejections(key).await
     }
 }
 

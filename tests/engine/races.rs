@@ -220,7 +220,6 @@ async fn a_cache_put_that_fails_twice_then_succeeds_costs_one_upload() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "needs the queue's rule that a push merged into a held job runs again (branch queue)"]
 async fn a_push_merged_into_a_held_job_runs_again_after_it_completes() {
     let cache = FlakyCache::failing_puts(0);
     let uploader = MemoryUploader::new(bot());
