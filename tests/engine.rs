@@ -17,6 +17,8 @@ use tokio::time::Instant;
 mod faults;
 #[path = "engine/races.rs"]
 mod races;
+#[path = "engine/weak.rs"]
+mod weak;
 
 fn bot() -> BotId {
     BotId::new("testbot").unwrap()

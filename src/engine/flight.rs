@@ -51,6 +51,11 @@ impl Flights {
         }
     }
 
+    /// Whether anyone in this process waits for `key`.
+    pub(crate) fn is_waited(&self, key: &MediaKey) -> bool {
+        self.lock().contains_key(key)
+    }
+
     /// How many media have waiters.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

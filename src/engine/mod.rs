@@ -7,9 +7,10 @@ mod flight;
 pub mod metrics;
 mod save;
 mod wait;
+mod weak;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -117,8 +118,10 @@ pub(crate) struct Inner {
     /// When each job pushed here was pushed, for the dispatch-delay histogram.
     // std mutexes below: map updates only, never held across an `.await`.
     pushed: Mutex<HashMap<MediaKey, Instant>>,
-    /// Rejected file_ids per media, for the weak-id re-warm limit.
-    weak: Mutex<HashMap<MediaKey, u32>>,
+    /// Media whose file_id this process saw rejected: a successful send forgives them.
+    forgivable: Mutex<HashSet<MediaKey>>,
+    /// Media past the weak-id limit, with the reason: their job's next claim fails it.
+    bury: Mutex<HashMap<MediaKey, String>>,
     /// File_ids Telegram answered that the cache refused, with how often: the job's next
     /// claim stores them rather than uploading again.
     unsaved: Mutex<HashMap<MediaKey, (FileId, u32)>>,
@@ -147,7 +150,8 @@ impl Inner {
             metrics: Metrics::default(),
             instance: format!("prewarm-{}-{:08x}", std::process::id(), fastrand::u32(..)).into(),
             pushed: Mutex::default(),
-            weak: Mutex::default(),
+            forgivable: Mutex::default(),
+            bury: Mutex::default(),
             unsaved: Mutex::default(),
             running: AtomicBool::new(false),
         }
@@ -218,11 +222,20 @@ impl PrewarmEngine {
         self.inner.queue.dead(limit).await
     }
 
-    /// Requeues the dead job of `key`, or all dead jobs; answers how many.
+    /// Requeues the dead job of `key`, or all dead jobs; answers how many. Requeuing one
+    /// media forgives its rejected file_ids too (see
+    /// [`report_wrong_file_id`](Self::report_wrong_file_id)); requeuing all keeps the counts.
     ///
     /// # Errors
     /// The queue's error.
     pub async fn requeue_dead(&self, key: Option<&MediaKey>) -> Result<u64> {
+        match key {
+            Some(key) => {
+                self.inner.queue.clear_rejections(key).await?;
+                lock(&self.inner.bury).remove(key);
+            }
+            None => lock(&self.inner.bury).clear(),
+        }
         let n = self
             .inner
             .queue

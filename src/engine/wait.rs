@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use super::flight::Receiver;
-use super::{Inner, PrewarmEngine, Sendable, deadline_after, lock};
+use super::{Inner, PrewarmEngine, Sendable, deadline_after};
 use crate::error::{Error, Result};
 use crate::media::{FileId, Job, MediaKey};
 use crate::queue::{JobInfo, JobState};
@@ -59,7 +59,10 @@ impl PrewarmEngine {
                 changed = rx.changed() => {
                     let outcome = rx.borrow_and_update().clone();
                     match outcome {
-                        Some(Ok(id)) => return Ok(id),
+                        Some(Ok(id)) => {
+                            waiting.satisfied = true;
+                            return Ok(id);
+                        }
                         Some(Err(reason)) => {
                             return Err(Error::WarmFailed { key: key.clone(), reason });
                         }
@@ -73,6 +76,7 @@ impl PrewarmEngine {
                     // do not load the database.
                     poll = (poll * 2).min(inner.config.poll_interval.max(MAX_WAIT_POLL));
                     if let Some(id) = inner.cache.get(key).await? {
+                        waiting.satisfied = true;
                         return Ok(id);
                     }
                     if let Some(JobInfo { state: JobState::Dead, last_error, .. }) =
@@ -139,38 +143,6 @@ impl PrewarmEngine {
         self.inner.flights.publish(key, Ok(file_id));
         Ok(())
     }
-
-    /// Reports that Telegram rejected `file_id` when sending `key` ("wrong file identifier").
-    /// The file_id is invalidated (unless another was stored since) and the media re-warmed
-    /// with priority, up to the configured number of times per media.
-    ///
-    /// # Errors
-    /// [`Error::WarmFailed`] once the media's file_id was rejected more often than the
-    /// re-warm limit allows; the cache's, store's or queue's error.
-    pub async fn report_wrong_file_id(&self, key: &MediaKey, file_id: &FileId) -> Result<()> {
-        let inner = &self.inner;
-        inner.cache.invalidate(key, Some(file_id)).await?;
-        let rejected = {
-            let mut weak = lock(&inner.weak);
-            let n = weak.entry(key.clone()).or_default();
-            *n += 1;
-            *n
-        };
-        if rejected > inner.config.retry_weak_id {
-            return Err(Error::WarmFailed {
-                key: key.clone(),
-                reason: format!(
-                    "Telegram rejected its file_id {rejected} times (MEDIA_PREWARM_RETRY_WEAK_ID={})",
-                    inner.config.retry_weak_id
-                ),
-            });
-        }
-        let size = self.stored_size(key).await?;
-        let mut job = Job::new(key.clone(), size, inner.clock.now());
-        job.demand = true;
-        self.enqueue(job).await?;
-        Ok(())
-    }
 }
 
 fn dead_error(key: &MediaKey, last_error: Option<String>) -> Error {
@@ -194,6 +166,8 @@ struct Waiting {
     rx: Option<Receiver>,
     /// Whether this wait marked the media's job as demanded.
     demanded: bool,
+    /// Whether the wait got its file_id (the job is done: no demand to clear).
+    satisfied: bool,
 }
 
 impl Waiting {
@@ -204,6 +178,7 @@ impl Waiting {
             key: key.clone(),
             rx,
             demanded: false,
+            satisfied: false,
         }
     }
 
@@ -218,9 +193,27 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        if let Some(rx) = self.rx.take() {
-            self.inner.flights.unsubscribe(&self.key, rx);
+        let Some(rx) = self.rx.take() else { return };
+        let last = self.inner.flights.unsubscribe(&self.key, rx);
+        if !(last && self.demanded && !self.satisfied) {
+            return;
         }
+        // The last waiter here left before the warm: the job stops going ahead of others. A
+        // drop cannot wait, so a task tells the queue; it looks again first, since a waiter
+        // may have come meanwhile. (Demand is one flag per job: a waiter in another process
+        // sharing the queue loses it too, and its own wait marks it again on its next look.)
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (inner, key) = (self.inner.clone(), self.key.clone());
+        runtime.spawn(async move {
+            if inner.flights.is_waited(&key) {
+                return;
+            }
+            if let Err(e) = inner.queue.clear_demand(&key).await {
+                tracing::debug!(media = %key, error = %e, "could not clear the demand of a job nobody waits for");
+            }
+        });
     }
 }
 

@@ -322,6 +322,20 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
         inner.metrics.dispatched(pushed.elapsed());
     }
 
+    // Past the weak-id limit: dead with the reason, nothing uploaded.
+    let buried = lock(&inner.bury).remove(key);
+    if let Some(reason) = buried {
+        tracing::warn!(%reason, "the media's file_ids keep being rejected; its job is dead");
+        if settle(inner, &lease, inner.queue.fail(&lease, &reason).await) {
+            inner.metrics.failed();
+            inner.flights.publish(key, Err(reason));
+        } else {
+            // Not recorded: the job comes back when its lease lapses, and must die then.
+            lock(&inner.bury).insert(key.clone(), reason);
+        }
+        return;
+    }
+
     // A duplicate job, a file_id recorded by the bot, or another instance's warm.
     match inner.cache.get(key).await {
         Ok(Some(file_id)) => {
