@@ -7,7 +7,7 @@
 //!
 //! The engine records through the [`metrics`] facade; this example installs
 //! `metrics-exporter-prometheus` as the recorder. The configuration is
-//! [`PrewarmEngine::from_env`]'s (demo mode without `TELEGRAM_BOT_TOKEN`). Metrics served:
+//! [`PrewarmEngine::from_env`]'s, or [`PrewarmEngine::demo`]'s without `TELEGRAM_BOT_TOKEN`. Metrics served:
 //! the seed's `media_prewarm_batch_size`, `media_prewarm_active_workers`,
 //! `media_prewarm_queue_utilization` and `media_prewarm_concurrency_blocked`, plus
 //! `media_prewarm_warmed_total` (throughput), `media_prewarm_failed_total`,
@@ -48,7 +48,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .install()?;
     eprintln!("metrics on http://{addr}/metrics");
 
-    let setup = PrewarmEngine::from_env().await?;
+    let setup = if std::env::var_os("TELEGRAM_BOT_TOKEN").is_some() {
+        PrewarmEngine::from_env().await?
+    } else {
+        PrewarmEngine::demo().await?
+    };
     let running = setup.engine.spawn();
     for i in 0..20u32 {
         let mut photo = vec![0xFF, 0xD8, 0xFF, 0xE0];

@@ -1,10 +1,11 @@
 //! Saves a handful of generated media, warms them, and shows the cache-first send path.
 //!
-//! Runs with no credentials and no services: [`PrewarmEngine::from_env`] with no variables set
-//! is demo mode, where the real `TelegramUploader` talks to the crate's fake Bot API on
-//! loopback (with Telegram's size and rate limits), media go to a local folder, and the cache
-//! and queue live in memory. Set `TELEGRAM_BOT_TOKEN` and `MEDIA_WARMUP_CHAT_IDS` to warm for
-//! real.
+//! Runs with no credentials and no services: without `TELEGRAM_BOT_TOKEN` it asks for demo
+//! mode itself ([`PrewarmEngine::demo`]), where the real `TelegramUploader` talks to the
+//! crate's fake Bot API on loopback (with Telegram's size and rate limits), media go to a
+//! temporary folder, and the cache and queue live in memory. Set `TELEGRAM_BOT_TOKEN` and
+//! `MEDIA_WARMUP_CHAT_IDS` to warm for real ([`PrewarmEngine::from_env`], with the cache and
+//! queue in `./prewarm.db`).
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -17,7 +18,13 @@ use prewarm::{MediaKind, PrewarmEngine, Sendable};
 
 #[tokio::main]
 async fn main() -> prewarm::Result<()> {
-    let setup = PrewarmEngine::from_env().await?;
+    // Demo mode is never a fallback inside the crate (a production bot that lost its token must
+    // fail, not warm against a fake): this example chooses it, in the open.
+    let setup = if std::env::var_os("TELEGRAM_BOT_TOKEN").is_some() {
+        PrewarmEngine::from_env().await?
+    } else {
+        PrewarmEngine::demo().await?
+    };
     if setup.is_demo() {
         println!("demo mode: warming through the fake Bot API on loopback");
     }

@@ -6,8 +6,8 @@
 //!     cargo run --example teloxide_bot --features teloxide -- path/to/photo.jpg
 //! ```
 //!
-//! The engine is [`PrewarmEngine::from_env`]'s (set `PREWARM_DB` to keep file_ids across
-//! restarts, `R2_*` to keep media in R2). CI compiles this example; it is not run against
+//! The engine is [`PrewarmEngine::from_env`]'s (file_ids and jobs kept across restarts in
+//! `./prewarm.db`, or where `PREWARM_DB` says; `R2_*` to keep media in R2). CI compiles this example; it is not run against
 //! Telegram.
 
 use std::time::Duration;

@@ -1,15 +1,15 @@
 //! Warms every regular file under a folder and prints one JSON line of figures.
 //!
 //! ```text
-//! cargo run --release --example warm_dir -- DIR [--kind KIND] [--concurrency N] [--db PATH_OR_URL]
+//! cargo run --release --example warm_dir -- DIR [--kind KIND] [--concurrency N] [--db PATH_OR_URL] [--demo]
 //! ```
 //!
 //! The media kind of each file comes from its first bytes, then its extension (`--kind` forces
 //! one). New files are stored, then warmed; files already warm are skipped, so a second run
 //! uploads and stores nothing, and a run killed midway finishes the rest when run again. The
-//! configuration is [`PrewarmEngine::from_env`]'s: with no variables set it runs in demo mode
-//! against the crate's fake Bot API; with `TELEGRAM_BOT_TOKEN`, `MEDIA_WARMUP_CHAT_IDS` and the
-//! `R2_*` variables it warms for real. The cache and queue live in `--db` (default
+//! configuration is [`PrewarmEngine::from_env`]'s: with `TELEGRAM_BOT_TOKEN`,
+//! `MEDIA_WARMUP_CHAT_IDS` and the `R2_*` variables it warms for real; `--demo` (as
+//! `PREWARM_DEMO=1`) runs it against the crate's fake Bot API instead. The cache and queue live in `--db` (default
 //! `PREWARM_DB`, else `.prewarm/warm_dir.sqlite` in the current folder).
 //!
 //! Exit code 0 when every file is ready, 1 when any failed (each named on stderr with its
@@ -33,14 +33,17 @@ struct Args {
     kind: Option<MediaKind>,
     concurrency: Option<usize>,
     db: Option<String>,
+    demo: bool,
 }
 
-const USAGE: &str = "usage: warm_dir DIR [--kind KIND] [--concurrency N] [--db PATH_OR_URL]";
+const USAGE: &str =
+    "usage: warm_dir DIR [--kind KIND] [--concurrency N] [--db PATH_OR_URL] [--demo]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut dir = None;
     let (mut kind, mut concurrency, mut db) = (None, None, None);
+    let mut demo = false;
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
         match arg.as_str() {
@@ -63,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
                 );
             }
             "--db" => db = Some(value("--db")?),
+            "--demo" => demo = true,
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             path if dir.is_none() => dir = Some(PathBuf::from(path)),
@@ -78,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
         kind,
         concurrency,
         db,
+        demo,
     })
 }
 
@@ -101,6 +106,9 @@ fn main() -> ExitCode {
     // SAFETY: single-threaded here; no other code reads the environment concurrently.
     unsafe {
         std::env::set_var("PREWARM_DB", &db);
+        if args.demo {
+            std::env::set_var("PREWARM_DEMO", "1");
+        }
         if let Some(n) = args.concurrency {
             std::env::set_var("MEDIA_PREWARM_CONCURRENCY", n.to_string());
         }
@@ -129,9 +137,7 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     if setup.is_demo() {
-        eprintln!(
-            "warm_dir: TELEGRAM_BOT_TOKEN is not set: demo mode (the fake Bot API on loopback)"
-        );
+        eprintln!("warm_dir: demo mode (the fake Bot API on loopback)");
     }
     let engine = setup.engine.clone();
     let bot = setup.bot.clone();

@@ -3,18 +3,26 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `TELEGRAM_BOT_TOKEN` | the bot's token; unset: demo mode (below) | |
+//! | `TELEGRAM_BOT_TOKEN` | the bot's token | required, unless `PREWARM_DEMO=1` |
+//! | `PREWARM_DEMO` | `1`: demo mode (below) instead of Telegram | off |
 //! | `TELEGRAM_API_BASE` | the Bot API's base URL (a local Bot API server's lifts the size limits) | `https://api.telegram.org` |
 //! | `MEDIA_WARMUP_CHAT_IDS` | comma list of warm-up chat ids | required with a token |
 //! | `R2_ENDPOINT` or `R2_ACCOUNT_ID`, `R2_BUCKET`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY`, `R2_REGION`, `R2_PUBLIC_BASE_URL` | an R2 (or S3) bucket for the media | a local folder |
 //! | `PREWARM_MEDIA_DIR` | the local folder for media when no R2 bucket is configured | `./prewarm-media`; in demo mode a folder under the system's temporary folder |
-//! | `PREWARM_DB` | a file path (embedded SQLite) or a `postgres://` URL, for the cache and the queue; unset, a `postgres://` `DATABASE_URL` is used when the `postgres` feature is on | in memory |
+//! | `PREWARM_DB` | where the cache and the queue live: a file path (embedded SQLite), a `postgres://` URL, or `memory` (lost with the process) | `./prewarm.db` (SQLite); unset with a `postgres://` `DATABASE_URL` and the `postgres` feature, that database; in demo mode, memory |
 //! | `MEDIA_PREWARM_CONCURRENCY`, `MEDIA_PREWARM_INTERVAL_MS`, `MEDIA_PREWARM_RETRY_WEAK_ID` | see [`PrewarmEngineBuilder::from_env`] | |
 //!
-//! **Demo mode.** With `TELEGRAM_BOT_TOKEN` unset (and the `testkit` feature on), the engine
-//! talks to the crate's fake Bot API ([`FakeBotApi`](crate::testkit::FakeBotApi)) on
-//! loopback, with Telegram's real size and rate limits, and says so in a log line. Nothing
-//! leaves the machine.
+//! **Durable by default.** With no `PREWARM_DB`, queued jobs and file_ids are kept in the
+//! SQLite file `./prewarm.db` (the default `sqlite` feature), so a restart loses neither.
+//! `PREWARM_DB=memory` keeps them in memory, for tests and throw-away runs.
+//!
+//! **Demo mode, only when asked.** With `PREWARM_DEMO=1` (and the `testkit` feature), the
+//! engine talks to the crate's fake Bot API ([`FakeBotApi`](crate::testkit::FakeBotApi)) on
+//! loopback, with Telegram's real size and rate limits, and says so in a log line; nothing
+//! leaves the machine. Its cache and queue stay in memory unless `PREWARM_DB` names a place:
+//! the fake's file_ids die with it. [`PrewarmEngine::demo`] is the same from code. Without a
+//! token and without `PREWARM_DEMO=1`, [`PrewarmEngine::from_env`] fails: a production
+//! configuration that forgot its token must not look like it works.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +30,7 @@ use std::sync::Arc;
 use crate::cache::TieredCache;
 use crate::engine::{PrewarmEngine, PrewarmEngineBuilder};
 use crate::env::{self, Lookup};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::media::BotId;
 use crate::store::{FsStore, MediaStore};
 use crate::upload::{TelegramUploader, TelegramUploaderBuilder};
@@ -77,18 +85,59 @@ impl PrewarmEngine {
     pub async fn from_env() -> Result<Setup> {
         from_lookup(&env::process).await
     }
+
+    /// [`from_env`](Self::from_env) in demo mode, as with `PREWARM_DEMO=1` and whatever
+    /// `TELEGRAM_BOT_TOKEN` says: the engine warms through the crate's fake Bot API on
+    /// loopback. For examples and trials with no credentials.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> prewarm::Result<()> {
+    /// let setup = prewarm::PrewarmEngine::demo().await?;
+    /// assert!(setup.is_demo());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    #[cfg(feature = "testkit")]
+    pub async fn demo() -> Result<Setup> {
+        from_lookup(&|name: &str| match name {
+            DEMO_VAR => Ok(Some("1".to_owned())),
+            "TELEGRAM_BOT_TOKEN" => Ok(None),
+            _ => env::process(name),
+        })
+        .await
+    }
 }
+
+/// The variable that asks for demo mode.
+const DEMO_VAR: &str = "PREWARM_DEMO";
 
 pub(crate) async fn from_lookup(get: Lookup<'_>) -> Result<Setup> {
     let engine = PrewarmEngineBuilder::from_lookup(get);
-    let (telegram, demo) = match get("TELEGRAM_BOT_TOKEN")? {
-        Some(_) => (TelegramUploaderBuilder::from_lookup(get).build()?, None),
-        None => demo_uploader(get).await?,
+    let demo_asked = demo_asked(get)?;
+    let (telegram, demo) = match (get("TELEGRAM_BOT_TOKEN")?, demo_asked) {
+        (Some(_), false) => (TelegramUploaderBuilder::from_lookup(get).build()?, None),
+        (None, true) => demo_uploader(get).await?,
+        (Some(_), true) => {
+            return Err(Error::Config {
+                message: "TELEGRAM_BOT_TOKEN and PREWARM_DEMO=1 are both set: unset                           PREWARM_DEMO to warm through Telegram, or unset the token for demo mode"
+                    .to_owned(),
+            });
+        }
+        (None, false) => {
+            return Err(Error::Config {
+                message: "TELEGRAM_BOT_TOKEN is not set: set it to the token BotFather gave (and \
+                          MEDIA_WARMUP_CHAT_IDS to the warm-up chats), or set PREWARM_DEMO=1 to \
+                          run against the crate's fake Bot API on loopback (demo mode)"
+                    .to_owned(),
+            });
+        }
     };
     let bot = crate::upload::Uploader::bot(&telegram).clone();
     let mut engine = engine.with_uploader(Arc::new(telegram.clone()));
     engine = engine.with_store(store(get, demo.is_some()).await?);
-    if let Some((cache, queue)) = durable(get).await? {
+    if let Some((cache, queue)) = durable(get, demo.is_some()).await? {
         engine = engine.with_cache(cache).with_queue(queue);
     }
     let engine = engine.build()?;
@@ -99,6 +148,17 @@ pub(crate) async fn from_lookup(get: Lookup<'_>) -> Result<Setup> {
         #[cfg(feature = "testkit")]
         demo,
     })
+}
+
+/// Whether `PREWARM_DEMO` asks for demo mode.
+fn demo_asked(get: Lookup<'_>) -> Result<bool> {
+    match get(DEMO_VAR)?.as_deref() {
+        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(Error::Config {
+            message: format!("{DEMO_VAR}={other:?} is not 1 (demo mode) or 0 (Telegram)"),
+        }),
+    }
 }
 
 #[cfg(feature = "testkit")]
@@ -130,8 +190,8 @@ async fn demo_uploader(get: Lookup<'_>) -> Result<(TelegramUploader, Demo)> {
             .await?;
         tracing::warn!(
             api = %fake.base_url(),
-            "TELEGRAM_BOT_TOKEN is not set: demo mode, warming through the crate's fake Bot API \
-             on loopback (nothing is sent to Telegram)"
+            "PREWARM_DEMO=1: demo mode, warming through the crate's fake Bot API on loopback \
+             (nothing is sent to Telegram)"
         );
         let telegram = TelegramUploaderBuilder::new()
             .with_token(DEMO_TOKEN)
@@ -143,9 +203,9 @@ async fn demo_uploader(get: Lookup<'_>) -> Result<(TelegramUploader, Demo)> {
     #[cfg(not(feature = "testkit"))]
     {
         let _ = get;
-        Err(crate::error::Error::Config {
-            message: "TELEGRAM_BOT_TOKEN is not set: set it to the token BotFather gave (and \
-                      MEDIA_WARMUP_CHAT_IDS), or enable the `testkit` feature for demo mode"
+        Err(Error::Config {
+            message: "PREWARM_DEMO=1 needs the `testkit` feature (the fake Bot API): enable it in \
+                      Cargo.toml, or set TELEGRAM_BOT_TOKEN to warm through Telegram"
                 .to_owned(),
         })
     }
@@ -164,7 +224,7 @@ async fn store(get: Lookup<'_>, demo: bool) -> Result<Arc<dyn MediaStore>> {
             return Ok(Arc::new(store));
         }
         #[cfg(not(feature = "r2"))]
-        return Err(crate::error::Error::Config {
+        return Err(Error::Config {
             message: format!(
                 "{name} is set but prewarm was built without the `r2` feature: enable it in \
                  Cargo.toml, or unset the R2_* variables to keep media in a local folder"
@@ -184,20 +244,13 @@ type Durable = (
     Arc<dyn crate::queue::PriorityQueue>,
 );
 
-async fn durable(get: Lookup<'_>) -> Result<Option<Durable>> {
-    let target = match get("PREWARM_DB")? {
-        Some(t) => t,
-        // `DATABASE_URL` is often the host application's own database: taken only when it is a
-        // PostgreSQL URL and this build can use it.
-        None => match get("DATABASE_URL")? {
-            Some(url)
-                if cfg!(feature = "postgres")
-                    && (url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
-            {
-                url
-            }
-            _ => return Ok(None),
-        },
+/// The embedded database file used when `PREWARM_DB` is unset.
+const DEFAULT_DB: &str = "prewarm.db";
+
+/// The durable cache and queue `PREWARM_DB` names (`None`: in memory).
+async fn durable(get: Lookup<'_>, demo: bool) -> Result<Option<Durable>> {
+    let Some(target) = db_target(get, demo)? else {
+        return Ok(None);
     };
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     {
@@ -208,13 +261,48 @@ async fn durable(get: Lookup<'_>) -> Result<Option<Durable>> {
     #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
     {
         let _ = (target, FRONT_CAPACITY);
-        Err(crate::error::Error::Config {
-            message: "PREWARM_DB is set but prewarm was built without the `sqlite` or `postgres` \
-                      feature: enable one in Cargo.toml, or unset PREWARM_DB to keep the queue \
-                      in memory"
-                .to_owned(),
-        })
+        unreachable!("db_target names no database without a database feature")
     }
+}
+
+/// Where the cache and the queue live: a database target for [`crate::db::open`], or `None`
+/// for memory.
+fn db_target(get: Lookup<'_>, demo: bool) -> Result<Option<String>> {
+    let target = match get("PREWARM_DB")? {
+        Some(t) if t.eq_ignore_ascii_case("memory") => return Ok(None),
+        Some(t) => t,
+        // `DATABASE_URL` is often the host application's own database: taken only when it is a
+        // PostgreSQL URL and this build can use it.
+        None => match get("DATABASE_URL")? {
+            Some(url)
+                if cfg!(feature = "postgres")
+                    && (url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                url
+            }
+            // The fake's file_ids die with it: nothing worth keeping.
+            _ if demo => return Ok(None),
+            _ if cfg!(feature = "sqlite") => DEFAULT_DB.to_owned(),
+            _ => {
+                return Err(Error::Config {
+                    message: "PREWARM_DB is not set and prewarm was built without the `sqlite` \
+                              feature, so it has no default database: set PREWARM_DB to a \
+                              postgres:// URL, enable `sqlite` (a default feature), or set \
+                              PREWARM_DB=memory to keep the queue and the file_ids in memory \
+                              (lost on every restart)"
+                        .to_owned(),
+                });
+            }
+        },
+    };
+    if !cfg!(any(feature = "sqlite", feature = "postgres")) {
+        return Err(Error::Config {
+            message: "PREWARM_DB is set but prewarm was built without the `sqlite` or `postgres` \
+                      feature: enable one in Cargo.toml, or set PREWARM_DB=memory"
+                .to_owned(),
+        });
+    }
+    Ok(Some(target))
 }
 
 #[cfg(test)]
@@ -238,6 +326,7 @@ mod tests {
             ("TELEGRAM_BOT_TOKEN", "123456:secret-part-of-the-token"),
             ("MEDIA_WARMUP_CHAT_IDS", "-1001"),
             ("PREWARM_MEDIA_DIR", "target/prewarm-config-test-media"),
+            ("PREWARM_DB", "memory"),
         ];
         pairs.extend_from_slice(extra);
         pairs
@@ -320,14 +409,100 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn no_token_is_an_error_naming_the_token_and_demo_mode() {
+        let err = setup_err(&[("PREWARM_DB", "memory")]).await;
+        for needle in ["TELEGRAM_BOT_TOKEN", "PREWARM_DEMO=1"] {
+            assert!(err.contains(needle), "{needle} missing: {err}");
+        }
+        let err = setup_err(&[("PREWARM_DEMO", "0")]).await;
+        assert!(err.contains("TELEGRAM_BOT_TOKEN"), "{err}");
+        let err = setup_err(&[("PREWARM_DEMO", "maybe")]).await;
+        assert!(err.contains("PREWARM_DEMO=\"maybe\""), "{err}");
+        let err = setup_err(&with_token(&[("PREWARM_DEMO", "1")])).await;
+        assert!(
+            err.contains("both set") && !err.contains("secret-part-of-the-token"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_queue_and_cache_are_durable_unless_memory_is_asked_for() {
+        let target = |pairs: &[(&str, &str)], demo: bool| {
+            db_target(&from_pairs(pairs), demo).expect("a target")
+        };
+        #[cfg(feature = "sqlite")]
+        assert_eq!(target(&[], false).as_deref(), Some(DEFAULT_DB));
+        assert_eq!(target(&[("PREWARM_DB", "memory")], false), None);
+        assert_eq!(target(&[("PREWARM_DB", "MEMORY")], false), None);
+        assert_eq!(
+            target(&[("PREWARM_DB", "/var/lib/bot/p.db")], false).as_deref(),
+            Some("/var/lib/bot/p.db")
+        );
+        // The host's own database is not taken unless it is PostgreSQL.
+        #[cfg(feature = "sqlite")]
+        assert_eq!(
+            target(&[("DATABASE_URL", "mysql://db/app")], false).as_deref(),
+            Some(DEFAULT_DB)
+        );
+        #[cfg(feature = "postgres")]
+        assert_eq!(
+            target(&[("DATABASE_URL", "postgres://db/app")], false).as_deref(),
+            Some("postgres://db/app")
+        );
+        // Demo mode keeps the fake's file_ids in memory unless told otherwise.
+        assert_eq!(target(&[], true), None);
+        assert_eq!(
+            target(&[("PREWARM_DB", "demo.db")], true).as_deref(),
+            Some("demo.db")
+        );
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_database_file_keeps_jobs_across_a_restart() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join(DEFAULT_DB);
+        let db = db.to_str().expect("utf-8");
+        let pairs = with_token(&[("PREWARM_DB", db)]);
+        let setup = from_lookup(&from_pairs(&pairs)).await.expect("setup");
+        let key = setup
+            .engine
+            .save(
+                &setup.bot,
+                bytes::Bytes::from_static(b"%PDF-1.4 kept"),
+                crate::MediaKind::Document,
+            )
+            .await
+            .expect("save");
+        drop(setup);
+        let again = from_lookup(&from_pairs(&pairs)).await.expect("setup again");
+        let depth = again.engine.metrics().await.expect("metrics").queue;
+        assert_eq!(depth.queued, 1, "the queued job of {key} was lost");
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_database_without_write_ahead_logging_is_refused() {
+        // SQLite leaves an in-memory database in its own journal mode, silently.
+        let err = crate::db::SqliteStore::open(":memory:")
+            .await
+            .expect_err("no WAL, no store");
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        assert!(err.to_string().contains("write-ahead logging"), "{err}");
+    }
+
     #[cfg(feature = "testkit")]
     #[tokio::test]
-    async fn without_a_token_it_runs_in_demo_mode() {
+    async fn demo_mode_only_when_asked() {
         let dir = tempfile::tempdir().expect("dir");
         let media = dir.path().to_str().expect("utf-8").to_owned();
-        let setup = from_lookup(&from_pairs(&[("PREWARM_MEDIA_DIR", &media)]))
-            .await
-            .expect("demo setup");
+        let setup = from_lookup(&from_pairs(&[
+            ("PREWARM_MEDIA_DIR", &media),
+            ("PREWARM_DEMO", "1"),
+        ]))
+        .await
+        .expect("demo setup");
         assert!(setup.is_demo());
         let running = setup.engine.spawn();
         let key = setup

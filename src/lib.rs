@@ -38,8 +38,9 @@
 //! ## In a bot
 //!
 //! `PrewarmEngine::from_env` picks the parts from the environment (see the `config` module): the
-//! Telegram uploader, R2 or a local folder, SQLite or PostgreSQL. Without
-//! `TELEGRAM_BOT_TOKEN` it runs in demo mode against the crate's fake Bot API.
+//! Telegram uploader, R2 or a local folder, SQLite (`./prewarm.db` by default) or PostgreSQL.
+//! Without `TELEGRAM_BOT_TOKEN` it is an error; `PREWARM_DEMO=1` (or `PrewarmEngine::demo`)
+//! runs against the crate's fake Bot API instead.
 //!
 //! ```no_run
 //! use std::time::Duration;

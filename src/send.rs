@@ -69,8 +69,18 @@ async fn send_once(
     match engine.sendable(key, wait).await? {
         Sendable::FileId(file_id) => {
             let result = telegram.send_file_id(chat_id, key, &file_id).await;
-            if let Err(Error::WrongFileId { .. }) = &result {
-                engine.report_wrong_file_id(key, &file_id).await?;
+            match &result {
+                Err(Error::WrongFileId { .. }) => {
+                    engine.report_wrong_file_id(key, &file_id).await?;
+                }
+                Ok(_) => {
+                    // The message went out: forgetting earlier rejections can wait for the
+                    // next good send if the queue does not answer now.
+                    if let Err(e) = engine.report_sent(key).await {
+                        tracing::debug!(media = %key, error = %e, "could not forgive earlier rejections");
+                    }
+                }
+                Err(_) => {}
             }
             result
         }

@@ -13,6 +13,13 @@ use prewarm::{
 };
 use tokio::time::Instant;
 
+#[path = "engine/faults.rs"]
+mod faults;
+#[path = "engine/races.rs"]
+mod races;
+#[path = "engine/weak.rs"]
+mod weak;
+
 fn bot() -> BotId {
     BotId::new("testbot").unwrap()
 }
@@ -21,6 +28,11 @@ fn media(i: u64, len: usize) -> Bytes {
     let mut v = i.to_le_bytes().to_vec();
     v.resize(len.max(8), 0xAB);
     Bytes::from(v)
+}
+
+/// Saves `bytes` for the test bot; any error fails the test.
+async fn save(engine: &PrewarmEngine, bytes: Bytes, kind: MediaKind) -> MediaKey {
+    engine.save(&bot(), bytes, kind).await.unwrap()
 }
 
 /// Wraps an uploader and records when each upload starts.

@@ -40,8 +40,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 #[non_exhaustive]
 pub enum Durability {
     /// `synchronous=NORMAL` in WAL mode: a commit survives the process being killed
-    /// (SIGKILL, panic, OOM); the last commits before a power loss or an OS crash may be lost.
-    /// Several times faster.
+    /// (SIGKILL, panic, OOM), since it is in the operating system's cache when it returns.
+    /// On a power loss or an OS crash, the commits since the WAL was last synced to disk are
+    /// lost: SQLite syncs the WAL at each checkpoint (by default when it passes 1000 pages,
+    /// about 4 MB), so at most that many of the latest commits — saves acknowledged,
+    /// file_ids stored, jobs finished. The database stays consistent: a lost save's job is
+    /// gone with it (save it again), a lost file_id's job is warmed again. Several times
+    /// faster than [`Power`](Self::Power).
     #[default]
     Process,
     /// `synchronous=FULL`: every commit is on disk before it returns, surviving power loss.
@@ -120,10 +125,26 @@ impl SqliteStoreBuilder {
         };
         conn.busy_timeout(self.busy_timeout)
             .map_err(|e| sqlite_err("setting the busy timeout", e))?;
+        // The pragma answers the mode the file is in: SQLite keeps the old one, silently,
+        // where WAL is impossible (an in-memory database, a file system without shared
+        // memory). `Durability::Process` is only true in WAL mode: refuse to run without it.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|e| sqlite_err("switching the database to WAL", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Config {
+                message: format!(
+                    "the SQLite database {} cannot use write-ahead logging (its journal mode \
+                     stays {mode:?}), which prewarm needs for its durability: put it on a local \
+                     file system (not a network share, not :memory:)",
+                    self.path.display()
+                ),
+            });
+        }
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY;"
+            "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY;"
         ))
-        .map_err(|e| sqlite_err("switching the database to WAL", e))?;
+        .map_err(|e| sqlite_err("setting the database's durability", e))?;
         migrate(&mut conn)?;
         Ok((conn, self.policy))
     }

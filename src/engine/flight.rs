@@ -10,6 +10,9 @@ use crate::media::{FileId, MediaKey};
 /// The final outcome of warming one media: its file_id, or why it failed for good.
 pub(crate) type Outcome = Result<FileId, String>;
 
+/// A waiter's view of one media's flight.
+pub(crate) type Receiver = watch::Receiver<Option<Outcome>>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
     // A std mutex: map updates only, never held across an `.await`.
@@ -18,7 +21,7 @@ pub(crate) struct Flights {
 
 impl Flights {
     /// A receiver that sees the next final outcome for `key`.
-    pub(crate) fn subscribe(&self, key: &MediaKey) -> watch::Receiver<Option<Outcome>> {
+    pub(crate) fn subscribe(&self, key: &MediaKey) -> Receiver {
         self.lock()
             .entry(key.clone())
             .or_insert_with(|| watch::channel(None).0)
@@ -34,13 +37,29 @@ impl Flights {
         }
     }
 
-    /// Forgets `key` once its last waiter has left.
-    pub(crate) fn unsubscribe(&self, key: &MediaKey, rx: watch::Receiver<Option<Outcome>>) {
+    /// Forgets `key` once its last waiter has left; answers whether this was the last.
+    pub(crate) fn unsubscribe(&self, key: &MediaKey, rx: Receiver) -> bool {
         drop(rx);
         let mut waiting = self.lock();
-        if waiting.get(key).is_some_and(|tx| tx.receiver_count() == 0) {
-            waiting.remove(key);
+        match waiting.get(key) {
+            Some(tx) if tx.receiver_count() == 0 => {
+                waiting.remove(key);
+                true
+            }
+            Some(_) => false,
+            None => true,
         }
+    }
+
+    /// Whether anyone in this process waits for `key`.
+    pub(crate) fn is_waited(&self, key: &MediaKey) -> bool {
+        self.lock().contains_key(key)
+    }
+
+    /// How many media have waiters.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MediaKey, watch::Sender<Option<Outcome>>>> {

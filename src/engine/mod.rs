@@ -5,18 +5,18 @@ mod byte_cache;
 mod clock;
 mod flight;
 pub mod metrics;
+mod save;
+mod wait;
+mod weak;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -26,20 +26,14 @@ use self::flight::Flights;
 use self::metrics::{Metrics, MetricsSnapshot};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
-use crate::media::{
-    BotId, FileId, Job, MediaKey, MediaKind, ObjectKey, Sha256, Sha256Hasher, SizeLimits,
-};
-use crate::queue::{JobInfo, JobState, PriorityQueue, PushOutcome};
-use crate::store::{MediaStore, PutOutcome, PutPayload};
+use crate::media::{BotId, FileId, Job, MediaKey, ObjectKey, SizeLimits};
+use crate::queue::{JobInfo, PriorityQueue, PushOutcome};
+use crate::store::MediaStore;
 use crate::upload::{MediaSource, Uploader};
 
 pub use builder::PrewarmEngineBuilder;
 pub use worker::EngineTask;
 
-/// Hashing a large media takes milliseconds: do it off the async workers.
-const HASH_INLINE_MAX: usize = 256 * 1024;
-/// The longest a waiter goes between looks at the durable cache.
-const MAX_WAIT_POLL: Duration = Duration::from_secs(30);
 /// Push stamps kept for the dispatch-delay histogram, at most.
 const PUSHED_MAX: usize = 100_000;
 
@@ -124,8 +118,13 @@ pub(crate) struct Inner {
     /// When each job pushed here was pushed, for the dispatch-delay histogram.
     // std mutexes below: map updates only, never held across an `.await`.
     pushed: Mutex<HashMap<MediaKey, Instant>>,
-    /// Rejected file_ids per media, for the weak-id re-warm limit.
-    weak: Mutex<HashMap<MediaKey, u32>>,
+    /// Media whose file_id this process saw rejected: a successful send forgives them.
+    forgivable: Mutex<HashSet<MediaKey>>,
+    /// Media past the weak-id limit, with the reason: their job's next claim fails it.
+    bury: Mutex<HashMap<MediaKey, String>>,
+    /// File_ids Telegram answered that the cache refused, with how often: the job's next
+    /// claim stores them rather than uploading again.
+    unsaved: Mutex<HashMap<MediaKey, (FileId, u32)>>,
     running: AtomicBool,
 }
 
@@ -151,7 +150,9 @@ impl Inner {
             metrics: Metrics::default(),
             instance: format!("prewarm-{}-{:08x}", std::process::id(), fastrand::u32(..)).into(),
             pushed: Mutex::default(),
-            weak: Mutex::default(),
+            forgivable: Mutex::default(),
+            bury: Mutex::default(),
+            unsaved: Mutex::default(),
             running: AtomicBool::new(false),
         }
     }
@@ -167,86 +168,6 @@ impl PrewarmEngine {
     /// A builder with the defaults.
     pub fn builder() -> PrewarmEngineBuilder {
         PrewarmEngineBuilder::new()
-    }
-
-    /// Saves `bytes` as a media of `kind` for `bot`: stores them content-addressed (once, however
-    /// many times they are saved) and queues a warm unless the file_id is already cached.
-    /// Answers the media's key.
-    ///
-    /// # Errors
-    /// [`Error::EmptyMedia`] and [`Error::TooLarge`] before anything is stored;
-    /// [`Error::UnknownBot`] when no uploader serves `bot`; the store's or queue's error.
-    pub async fn save(&self, bot: &BotId, bytes: Bytes, kind: MediaKind) -> Result<MediaKey> {
-        let inner = &self.inner;
-        inner.config.limits.check(kind, bytes.len() as u64)?;
-        self.uploader(bot)?;
-        let sha = if bytes.len() <= HASH_INLINE_MAX {
-            Sha256::of(&bytes)
-        } else {
-            let b = bytes.clone();
-            tokio::task::spawn_blocking(move || Sha256::of(&b))
-                .await
-                .map_err(|e| Error::io("hashing a media", std::io::Error::other(e)))?
-        };
-        let key = MediaKey::new(bot.clone(), sha, kind);
-        if inner.cache.get(&key).await?.is_some() {
-            return Ok(key);
-        }
-        let body = futures::stream::once({
-            let bytes = bytes.clone();
-            async move { Ok(bytes) }
-        })
-        .boxed();
-        let size = bytes.len() as u64;
-        // Held before the job exists, so that its worker finds the bytes here.
-        inner.bytes.insert(sha, bytes);
-        self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
-            .await?;
-        Ok(key)
-    }
-
-    /// Saves a media from a stream, without holding it in memory: the bytes are spooled to a
-    /// temporary file while hashed, checked against the kind's limit as they arrive, then
-    /// stored. Otherwise as [`save`](Self::save).
-    ///
-    /// # Errors
-    /// As [`save`](Self::save), plus [`Error::Io`] from the stream or the spool file.
-    pub async fn save_stream<S, E>(
-        &self,
-        bot: &BotId,
-        stream: S,
-        kind: MediaKind,
-    ) -> Result<MediaKey>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let inner = &self.inner;
-        self.uploader(bot)?;
-        let limit = inner.config.limits.limit(kind);
-        let path = inner
-            .config
-            .spool_dir
-            .join(format!(".prewarm-spool-{:016x}", fastrand::u64(..)));
-        let spooled = spool(&path, stream, kind, limit).await;
-        let result = async {
-            let (size, sha) = spooled?;
-            inner.config.limits.check(kind, size)?;
-            let key = MediaKey::new(bot.clone(), sha, kind);
-            if inner.cache.get(&key).await?.is_some() {
-                return Ok(key);
-            }
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| Error::io("reopening the spool file", e))?;
-            let body = crate::store::file_stream(file);
-            self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
-                .await?;
-            Ok(key)
-        }
-        .await;
-        let _ = tokio::fs::remove_file(&path).await;
-        result
     }
 
     /// Queues a warm of a media already in the store (saved earlier, perhaps for another bot
@@ -293,145 +214,6 @@ impl PrewarmEngine {
         Ok(found)
     }
 
-    /// Waits until `key` has a file_id, for at most `timeout`, and answers it. While it waits,
-    /// the media's job goes ahead of every job nobody waits for; a media in the store with no
-    /// job (its file_id was evicted, say) is queued again.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] past the deadline (the warm goes on); [`Error::WarmFailed`] when the
-    /// media failed for good; [`Error::NotFound`] when it is neither cached nor stored.
-    pub async fn wait_ready(&self, key: &MediaKey, timeout: Duration) -> Result<FileId> {
-        if let Some(id) = self.lookup(key) {
-            return Ok(id);
-        }
-        let inner = &self.inner;
-        let deadline = deadline_after(timeout);
-        let mut rx = inner.flights.subscribe(key);
-        let result = async {
-            if let Some(id) = inner.cache.get(key).await? {
-                return Ok(id);
-            }
-            if !inner.queue.promote(key, inner.clock.now()).await? {
-                if let Some(JobInfo {
-                    state: JobState::Dead,
-                    last_error,
-                    ..
-                }) = inner.queue.get(key).await?
-                {
-                    return Err(dead_error(key, last_error));
-                }
-                let size = self.stored_size(key).await?;
-                let mut job = Job::new(key.clone(), size, inner.clock.now());
-                job.demand = true;
-                self.enqueue(job).await?;
-            }
-            inner.wake.notify_one();
-            let mut poll = inner.config.poll_interval;
-            loop {
-                tokio::select! {
-                    changed = rx.changed() => {
-                        let outcome = rx.borrow_and_update().clone();
-                        match outcome {
-                            Some(Ok(id)) => return Ok(id),
-                            Some(Err(reason)) => {
-                                return Err(Error::WarmFailed { key: key.clone(), reason });
-                            }
-                            None if changed.is_err() => {
-                                // Published and gone: the file_id is in the cache.
-                                rx = inner.flights.subscribe(key);
-                            }
-                            None => {}
-                        }
-                    }
-                    () = tokio::time::sleep(poll) => {
-                        // Another process may have warmed it: its workers cannot tell ours.
-                        // Each look doubles the next wait (to 30 s), so that many waiters
-                        // do not load the database.
-                        poll = (poll * 2).min(inner.config.poll_interval.max(MAX_WAIT_POLL));
-                        if let Some(id) = inner.cache.get(key).await? {
-                            return Ok(id);
-                        }
-                        if let Some(JobInfo { state: JobState::Dead, last_error, .. }) =
-                            inner.queue.get(key).await?
-                        {
-                            return Err(dead_error(key, last_error));
-                        }
-                    }
-                    () = tokio::time::sleep_until(deadline) => {
-                        return Err(Error::Timeout {
-                            what: format!("the file_id of {key}"),
-                            waited: timeout,
-                        });
-                    }
-                }
-            }
-        }
-        .await;
-        inner.flights.unsubscribe(key, rx);
-        result
-    }
-
-    /// What to send for `key` right now: its file_id when warm, or when it warms within
-    /// `wait`; otherwise its bytes, to upload directly. A media that exists is always
-    /// sendable: there is no "not ready" error.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] when the media is neither cached nor stored; the store's error.
-    pub async fn sendable(&self, key: &MediaKey, wait: Duration) -> Result<Sendable> {
-        match self.wait_ready(key, wait).await {
-            Ok(id) => Ok(Sendable::FileId(id)),
-            Err(e @ Error::NotFound { .. }) => Err(e),
-            Err(e) => {
-                tracing::debug!(media = %key, error = %e, "not warm in time; sending the bytes");
-                Ok(Sendable::Upload(self.source(key).await?))
-            }
-        }
-    }
-
-    /// Records a file_id obtained outside the engine (a direct upload after
-    /// [`Sendable::Upload`]): it is cached, waiters get it, and a queued warm of the media
-    /// finds it and uploads nothing.
-    ///
-    /// # Errors
-    /// The cache's error.
-    pub async fn record_file_id(&self, key: &MediaKey, file_id: FileId) -> Result<()> {
-        self.inner.cache.put(key, &file_id).await?;
-        self.inner.flights.publish(key, Ok(file_id));
-        Ok(())
-    }
-
-    /// Reports that Telegram rejected `file_id` when sending `key` ("wrong file identifier").
-    /// The file_id is invalidated (unless another was stored since) and the media re-warmed
-    /// with priority, up to the configured number of times per media.
-    ///
-    /// # Errors
-    /// [`Error::WarmFailed`] once the media's file_id was rejected more often than the
-    /// re-warm limit allows; the cache's, store's or queue's error.
-    pub async fn report_wrong_file_id(&self, key: &MediaKey, file_id: &FileId) -> Result<()> {
-        let inner = &self.inner;
-        inner.cache.invalidate(key, Some(file_id)).await?;
-        let rejected = {
-            let mut weak = lock(&inner.weak);
-            let n = weak.entry(key.clone()).or_default();
-            *n += 1;
-            *n
-        };
-        if rejected > inner.config.retry_weak_id {
-            return Err(Error::WarmFailed {
-                key: key.clone(),
-                reason: format!(
-                    "Telegram rejected its file_id {rejected} times (MEDIA_PREWARM_RETRY_WEAK_ID={})",
-                    inner.config.retry_weak_id
-                ),
-            });
-        }
-        let size = self.stored_size(key).await?;
-        let mut job = Job::new(key.clone(), size, inner.clock.now());
-        job.demand = true;
-        self.enqueue(job).await?;
-        Ok(())
-    }
-
     /// Dead jobs with their last errors, oldest first.
     ///
     /// # Errors
@@ -440,11 +222,20 @@ impl PrewarmEngine {
         self.inner.queue.dead(limit).await
     }
 
-    /// Requeues the dead job of `key`, or all dead jobs; answers how many.
+    /// Requeues the dead job of `key`, or all dead jobs; answers how many. Requeuing one
+    /// media forgives its rejected file_ids too (see
+    /// [`report_wrong_file_id`](Self::report_wrong_file_id)); requeuing all keeps the counts.
     ///
     /// # Errors
     /// The queue's error.
     pub async fn requeue_dead(&self, key: Option<&MediaKey>) -> Result<u64> {
+        match key {
+            Some(key) => {
+                self.inner.queue.clear_rejections(key).await?;
+                lock(&self.inner.bury).remove(key);
+            }
+            None => lock(&self.inner.bury).clear(),
+        }
         let n = self
             .inner
             .queue
@@ -487,18 +278,6 @@ impl PrewarmEngine {
             self.stored_size(key).await?;
         }
         Ok(self.inner.source(key).await)
-    }
-
-    /// Stores a media's bytes at its content address and queues its warm.
-    async fn store_and_enqueue(&self, key: &MediaKey, payload: PutPayload) -> Result<()> {
-        let inner = &self.inner;
-        let size = payload.len();
-        if inner.store.put(&key.object_key(), payload).await? == PutOutcome::Created {
-            inner.metrics.stored(size);
-        }
-        self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
-            .await?;
-        Ok(())
     }
 
     async fn enqueue(&self, job: Job) -> Result<PushOutcome> {
@@ -553,53 +332,6 @@ pub(crate) fn deadline_after(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
-fn dead_error(key: &MediaKey, last_error: Option<String>) -> Error {
-    Error::WarmFailed {
-        key: key.clone(),
-        reason: last_error.unwrap_or_else(|| "failed for good".to_owned()),
-    }
-}
-
-/// Writes `stream` to `path`, hashing it, and fails as soon as it passes `limit` bytes.
-async fn spool<S, E>(
-    path: &std::path::Path,
-    stream: S,
-    kind: MediaKind,
-    limit: u64,
-) -> Result<(u64, Sha256)>
-where
-    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| Error::io(format!("creating spool file {}", path.display()), e))?;
-    let mut hasher = Sha256Hasher::new();
-    let mut stream = std::pin::pin!(stream.map_err(|e| std::io::Error::other(e.into())));
-    while let Some(chunk) = stream
-        .try_next()
-        .await
-        .map_err(|e| Error::io("reading the media stream", e))?
-    {
-        hasher.update(&chunk);
-        if hasher.len() > limit {
-            return Err(Error::TooLarge {
-                kind,
-                size: hasher.len(),
-                limit,
-            });
-        }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| Error::io("writing the spool file", e))?;
-    }
-    file.flush()
-        .await
-        .map_err(|e| Error::io("writing the spool file", e))?;
-    let size = hasher.len();
-    Ok((size, hasher.finish()))
 }
 
 impl fmt::Debug for PrewarmEngine {

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::{Inner, PrewarmEngine, lock};
 use crate::error::{Error, Result};
-use crate::media::{BotId, MediaKey};
+use crate::media::{BotId, FileId, MediaKey};
 use crate::queue::{Claimed, Lease};
 use crate::upload::{UploadRequest, Uploaded};
 
@@ -275,18 +275,33 @@ impl Dispatcher {
             self.tasks.abort_all();
             while self.tasks.join_next().await.is_some() {}
             let leases: Vec<Lease> = lock(&self.held).drain().map(|(_, l)| l).collect();
-            for lease in leases {
-                match inner.queue.release(&lease).await {
+            // Bounded: past a lease the jobs return by themselves anyway, so a queue that does
+            // not answer cannot hold the host's shutdown.
+            let releases = futures::future::join_all(leases.iter().map(|lease| async move {
+                match inner.queue.release(lease).await {
                     Ok(()) => tracing::info!(media = %lease.key, "returned to the queue"),
                     Err(e) => {
                         tracing::warn!(media = %lease.key, error = %e, "could not return the job; its lease will lapse")
                     }
                 }
+            }));
+            if tokio::time::timeout(release_deadline(inner.config.lease), releases)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the queue did not take the jobs back in time; their leases will lapse"
+                );
             }
         }
         inner.metrics.workers(0, inner.config.concurrency);
         tracing::info!("prewarm engine stopped");
     }
+}
+
+/// How long shutdown waits for the queue to take back the jobs it still holds.
+pub(crate) fn release_deadline(lease: Duration) -> Duration {
+    lease.min(Duration::from_secs(5))
 }
 
 /// Backoff after the `attempt`-th failure: `base * 2^(attempt-1)` capped at `max`, of which
@@ -305,6 +320,20 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
     let key = &job.key;
     if let Some(pushed) = lock(&inner.pushed).remove(key) {
         inner.metrics.dispatched(pushed.elapsed());
+    }
+
+    // Past the weak-id limit: dead with the reason, nothing uploaded.
+    let buried = lock(&inner.bury).remove(key);
+    if let Some(reason) = buried {
+        tracing::warn!(%reason, "the media's file_ids keep being rejected; its job is dead");
+        if settle(inner, &lease, inner.queue.fail(&lease, &reason).await) {
+            inner.metrics.failed();
+            inner.flights.publish(key, Err(reason));
+        } else {
+            // Not recorded: the job comes back when its lease lapses, and must die then.
+            lock(&inner.bury).insert(key.clone(), reason);
+        }
+        return;
     }
 
     // A duplicate job, a file_id recorded by the bot, or another instance's warm.
@@ -333,6 +362,13 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
         return;
     };
 
+    // Telegram answered a file_id that this engine could not store: store it now, upload
+    // nothing.
+    let unsaved = lock(&inner.unsaved).get(key).map(|(id, _)| id.clone());
+    if let Some(file_id) = unsaved {
+        return record(inner, &job, &lease, file_id).await;
+    }
+
     let source = inner.source(key).await;
     let request = UploadRequest {
         key: key.clone(),
@@ -345,59 +381,106 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
         None => return, // lost the lease: another worker owns the job now
     };
     match result {
-        Ok(Uploaded { file_id, .. }) => {
-            if let Err(e) = inner.cache.put(key, &file_id).await {
-                return failed(inner, &job, &lease, e).await;
-            }
-            // Stored before the queue hears of it: a job claimed after this sees the file_id.
-            if settle(inner, &lease, inner.queue.complete(&lease).await) {
-                let now = inner.clock.now();
-                inner.metrics.warmed(now.since(job.enqueued_at));
-                tracing::info!(file_id = %file_id, "warmed");
-                inner.flights.publish(key, Ok(file_id));
-            }
-        }
+        Ok(Uploaded { file_id, .. }) => record(inner, &job, &lease, file_id).await,
         Err(e) => failed(inner, &job, &lease, e).await,
     }
 }
 
-/// Runs `upload`, extending the lease every half lease (and again soon after an extension
-/// fails, while the lease still runs). Answers the upload's result with the lease as it
-/// stands then, or `None` if the lease is lost.
-async fn keep_lease<F>(
+/// Stores the file_id an upload answered, then finishes the job. When the cache refuses it,
+/// the file_id is kept in memory and the job retried later without counting an attempt: the
+/// retry stores it and uploads nothing, so a file_id Telegram returned is never dropped for a
+/// cache error (it is lost only if this process ends first).
+async fn record(inner: &Inner, job: &crate::media::Job, lease: &Lease, file_id: FileId) {
+    let key = &job.key;
+    if let Err(e) = inner.cache.put(key, &file_id).await {
+        let failures = {
+            let mut unsaved = lock(&inner.unsaved);
+            let entry = unsaved
+                .entry(key.clone())
+                .or_insert_with(|| (file_id.clone(), 0));
+            entry.0 = file_id.clone();
+            entry.1 += 1;
+            entry.1
+        };
+        let wait = backoff(
+            failures,
+            inner.config.backoff_base,
+            inner.config.backoff_max,
+        );
+        tracing::warn!(error = %e, failures, retry_in = ?wait, "could not store the file_id; keeping it to store later");
+        // Waiters here need not wait for the cache.
+        inner.flights.publish(key, Ok(file_id));
+        let message = format!("storing the file_id failed: {e}");
+        let run_at = inner.clock.now().plus(wait);
+        let result = inner.queue.retry(lease, run_at, false, &message).await;
+        settle(inner, lease, result);
+        return;
+    }
+    lock(&inner.unsaved).remove(key);
+    // Stored before the queue hears of it: a job claimed after this sees the file_id.
+    if settle(inner, lease, inner.queue.complete(lease).await) {
+        let now = inner.clock.now();
+        inner.metrics.warmed(now.since(job.enqueued_at));
+        tracing::info!(file_id = %file_id, "warmed");
+        inner.flights.publish(key, Ok(file_id));
+    }
+}
+
+/// Runs `upload` while keeping its lease: an extension comes half a lease before the lease
+/// lapses (so the first is timed from the claim, not from the upload's start), and again
+/// soon after an extension fails. Answers the upload's result with the lease as it stands
+/// then, or `None` when the lease is lost, or is about to lapse with no extension granted:
+/// the upload is then dropped before the queue can hand the job to another worker, so that
+/// one media is never uploaded by two workers at once.
+async fn keep_lease<F, T>(
     inner: &Inner,
     held: &Mutex<HashMap<MediaKey, Lease>>,
     mut lease: Lease,
-    upload: F,
-) -> Option<(Result<Uploaded>, Lease)>
+    work: F,
+) -> Option<(T, Lease)>
 where
-    F: Future<Output = Result<Uploaded>>,
+    F: Future<Output = T>,
 {
-    let mut upload = std::pin::pin!(upload);
-    let every = inner.config.lease / 2;
-    let mut wait = every;
+    let mut work = std::pin::pin!(work);
+    let half = inner.config.lease / 2;
+    let retry_every = (inner.config.lease / 16).max(Duration::from_millis(50));
+    let mut next = inner.clock.instant_at(lease.expires_at) - half;
     loop {
+        let expires = inner.clock.instant_at(lease.expires_at);
+        // Stop with a margin: the queue's clock (another process's, with a shared database)
+        // may run a little ahead of ours.
+        let give_up = expires - lease_margin(inner.config.lease);
         tokio::select! {
-            result = &mut upload => return Some((result, lease)),
-            () = tokio::time::sleep(wait) => {
+            biased;
+            result = &mut work => return Some((result, lease)),
+            () = tokio::time::sleep_until(give_up) => {
+                tracing::warn!("the lease could not be extended and is about to lapse; dropping this attempt");
+                return None;
+            }
+            () = tokio::time::sleep_until(next) => {
                 match inner.queue.extend(&lease, inner.config.lease, inner.clock.now()).await {
                     Ok(extended) => {
                         lock(held).insert(lease.key.clone(), extended.clone());
                         lease = extended;
-                        wait = every;
+                        next = inner.clock.instant_at(lease.expires_at) - half;
                     }
                     Err(Error::LeaseLost { .. }) => {
                         tracing::warn!("lease lost during the upload; dropping this attempt");
                         return None;
                     }
                     Err(e) => {
-                        wait = (every / 8).max(Duration::from_millis(50));
-                        tracing::warn!(error = %e, retry_in = ?wait, "could not extend the lease");
+                        next = tokio::time::Instant::now() + retry_every;
+                        tracing::warn!(error = %e, retry_in = ?retry_every, "could not extend the lease");
                     }
                 }
             }
         }
     }
+}
+
+/// How long before its lease lapses an attempt that could not extend it stops.
+fn lease_margin(lease: Duration) -> Duration {
+    (lease / 8).max(Duration::from_millis(100))
 }
 
 /// Settles a failed attempt: a rate limit waits exactly as asked without counting an attempt,

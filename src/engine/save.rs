@@ -1,0 +1,156 @@
+//! Saving media: hashed once, off the runtime's threads, stored, queued.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+
+use super::PrewarmEngine;
+use crate::error::{Error, Result};
+use crate::media::{BotId, Job, MediaKey, MediaKind, Sha256, Sha256Hasher};
+use crate::store::{PutOutcome, PutPayload};
+
+/// Hashing a large media takes milliseconds: do it off the async workers.
+const HASH_INLINE_MAX: usize = 256 * 1024;
+
+impl PrewarmEngine {
+    /// Saves `bytes` as a media of `kind` for `bot`: stores them content-addressed (once, however
+    /// many times they are saved) and queues a warm unless the file_id is already cached.
+    /// Answers the media's key.
+    ///
+    /// # Errors
+    /// [`Error::EmptyMedia`] and [`Error::TooLarge`] before anything is stored;
+    /// [`Error::UnknownBot`] when no uploader serves `bot`; the store's or queue's error.
+    pub async fn save(&self, bot: &BotId, bytes: Bytes, kind: MediaKind) -> Result<MediaKey> {
+        let inner = &self.inner;
+        inner.config.limits.check(kind, bytes.len() as u64)?;
+        self.uploader(bot)?;
+        let sha = if bytes.len() <= HASH_INLINE_MAX {
+            Sha256::of(&bytes)
+        } else {
+            let b = bytes.clone();
+            tokio::task::spawn_blocking(move || Sha256::of(&b))
+                .await
+                .map_err(|e| Error::io("hashing a media", std::io::Error::other(e)))?
+        };
+        let key = MediaKey::new(bot.clone(), sha, kind);
+        if inner.cache.get(&key).await?.is_some() {
+            return Ok(key);
+        }
+        let body = futures::stream::once({
+            let bytes = bytes.clone();
+            async move { Ok(bytes) }
+        })
+        .boxed();
+        let size = bytes.len() as u64;
+        // Held before the job exists, so that its worker finds the bytes here.
+        inner.bytes.insert(sha, bytes);
+        self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
+            .await?;
+        Ok(key)
+    }
+
+    /// Saves a media from a stream, without holding it in memory: the bytes are spooled to a
+    /// temporary file while hashed, checked against the kind's limit as they arrive, then
+    /// stored. Otherwise as [`save`](Self::save).
+    ///
+    /// # Errors
+    /// As [`save`](Self::save), plus [`Error::Io`] from the stream or the spool file.
+    pub async fn save_stream<S, E>(
+        &self,
+        bot: &BotId,
+        stream: S,
+        kind: MediaKind,
+    ) -> Result<MediaKey>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = &self.inner;
+        self.uploader(bot)?;
+        let limit = inner.config.limits.limit(kind);
+        // Removed when this future ends, however it ends: a cancelled save leaves nothing.
+        let spool_file = SpoolFile(
+            inner
+                .config
+                .spool_dir
+                .join(format!(".prewarm-spool-{:016x}", fastrand::u64(..))),
+        );
+        let path = &spool_file.0;
+        let (size, sha) = spool(path, stream, kind, limit).await?;
+        inner.config.limits.check(kind, size)?;
+        let key = MediaKey::new(bot.clone(), sha, kind);
+        if inner.cache.get(&key).await?.is_some() {
+            return Ok(key);
+        }
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Error::io("reopening the spool file", e))?;
+        let body = crate::store::file_stream(file);
+        self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
+            .await?;
+        Ok(key)
+    }
+
+    /// Stores a media's bytes at its content address and queues its warm.
+    async fn store_and_enqueue(&self, key: &MediaKey, payload: PutPayload) -> Result<()> {
+        let inner = &self.inner;
+        let size = payload.len();
+        if inner.store.put(&key.object_key(), payload).await? == PutOutcome::Created {
+            inner.metrics.stored(size);
+        }
+        self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Writes `stream` to `path`, hashing it, and fails as soon as it passes `limit` bytes.
+async fn spool<S, E>(
+    path: &std::path::Path,
+    stream: S,
+    kind: MediaKind,
+    limit: u64,
+) -> Result<(u64, Sha256)>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| Error::io(format!("creating spool file {}", path.display()), e))?;
+    let mut hasher = Sha256Hasher::new();
+    let mut stream = std::pin::pin!(stream.map_err(|e| std::io::Error::other(e.into())));
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| Error::io("reading the media stream", e))?
+    {
+        hasher.update(&chunk);
+        if hasher.len() > limit {
+            return Err(Error::TooLarge {
+                kind,
+                size: hasher.len(),
+                limit,
+            });
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| Error::io("writing the spool file", e))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| Error::io("writing the spool file", e))?;
+    let size = hasher.len();
+    Ok((size, hasher.finish()))
+}
+
+/// A spool file, removed when dropped.
+struct SpoolFile(std::path::PathBuf);
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        // One unlink: cheap enough for a drop on a runtime thread. Missing is fine (the
+        // stream failed before the file was created).
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
