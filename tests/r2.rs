@@ -178,7 +178,7 @@ async fn presigned_url_works_with_plain_get_and_refuses_tampering_and_expiry() {
     let http = reqwest::Client::new();
 
     let url = store
-        .url(&key, Duration::from_secs(300))
+        .url(&key, Duration::from_secs(300), None)
         .await
         .expect("url")
         .expect("a presigned URL");
@@ -203,7 +203,7 @@ async fn presigned_url_works_with_plain_get_and_refuses_tampering_and_expiry() {
         .build()
         .expect("store");
     let old = past
-        .url(&key, Duration::from_secs(60))
+        .url(&key, Duration::from_secs(60), None)
         .await
         .expect("url")
         .expect("url");
@@ -211,7 +211,7 @@ async fn presigned_url_works_with_plain_get_and_refuses_tampering_and_expiry() {
 
     // Expiry bounds are checked.
     for bad in [Duration::ZERO, Duration::from_secs(7 * 86_400 + 1)] {
-        let err = store.url(&key, bad).await.expect_err("bad expiry");
+        let err = store.url(&key, bad, None).await.expect_err("bad expiry");
         assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
     }
 }
@@ -228,17 +228,34 @@ impl PopLastHex for String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn public_base_url_is_used_when_set() {
+async fn public_base_url_is_used_when_set_and_fresh_on_every_call() {
     let store = builder("127.0.0.1:9".parse().unwrap())
         .with_public_base_url("https://cdn.example.com/")
         .build()
         .expect("store");
     let key = ObjectKey::new("a b/ü.jpg").unwrap();
-    let url = store.url(&key, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(
-        url.as_deref(),
-        Some("https://cdn.example.com/a%20b/%C3%BC.jpg")
+    let url = |ct| {
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            store
+                .url(&key, Duration::from_secs(60), ct)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let first = url(None).await;
+    assert!(
+        first.starts_with("https://cdn.example.com/a%20b/%C3%BC.jpg?x-prewarm-fresh="),
+        "{first}"
     );
+    // Telegram caches a URL's outcome (a failed fetch too) for days: never the same twice.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..100 {
+        assert!(seen.insert(url(Some("image/jpeg")).await));
+    }
+    assert!(!seen.contains(&first));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +278,7 @@ async fn keys_with_spaces_unicode_and_reserved_characters() {
             .unwrap_or_else(|e| panic!("put {name:?}: {e}"));
         assert_eq!(store.get_bytes(&key).await.expect("get"), data, "{name:?}");
         let url = store
-            .url(&key, Duration::from_secs(60))
+            .url(&key, Duration::from_secs(60), None)
             .await
             .unwrap()
             .unwrap();

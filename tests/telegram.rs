@@ -911,8 +911,9 @@ impl prewarm::MediaStore for SlowStore {
         &self,
         key: &prewarm::ObjectKey,
         expires_in: Duration,
+        content_type: Option<&str>,
     ) -> prewarm::Result<Option<String>> {
-        self.inner.url(key, expires_in).await
+        self.inner.url(key, expires_in, content_type).await
     }
 }
 

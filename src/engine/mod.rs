@@ -493,6 +493,7 @@ impl PrewarmEngine {
     async fn store_and_enqueue(&self, key: &MediaKey, payload: PutPayload) -> Result<()> {
         let inner = &self.inner;
         let size = payload.len();
+        let payload = payload.with_sniffed_content_type(key.kind).await;
         if inner.store.put(&key.object_key(), payload).await? == PutOutcome::Created {
             inner.metrics.stored(size);
         }
@@ -537,7 +538,7 @@ impl Inner {
     }
 
     async fn store_source(&self, object: &ObjectKey) -> MediaSource {
-        let url = match self.store.url(object, self.config.url_ttl).await {
+        let url = match self.store.url(object, self.config.url_ttl, None).await {
             Ok(url) => url,
             Err(e) => {
                 tracing::debug!(object = %object, error = %e, "no URL for the object; uploaders will stream it");
@@ -545,6 +546,7 @@ impl Inner {
             }
         };
         MediaSource::from_store(self.store.clone(), object.clone(), url)
+            .with_url_ttl(self.config.url_ttl)
     }
 }
 

@@ -16,6 +16,17 @@ use super::sigv4::{
 use crate::error::{Error, Result};
 use crate::store::{ByteStream, PutOutcome, PutPayload, verified};
 
+/// The query parameter that makes each object URL unique.
+const FRESH_PARAM: &str = "x-prewarm-fresh";
+
+/// The `Content-Type` to store a payload with.
+pub(super) fn stored_type(payload: &PutPayload) -> String {
+    payload
+        .content_type()
+        .unwrap_or("application/octet-stream")
+        .to_owned()
+}
+
 /// When and how often to retry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RetryPolicy {
@@ -76,6 +87,8 @@ pub(crate) struct Client {
     retry: RetryPolicy,
     pub(super) multipart_threshold: u64,
     pub(super) part_size: u64,
+    /// The next [`fresh_token`](Client::fresh_token).
+    fresh: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Client {
@@ -165,6 +178,8 @@ impl Failure {
                     || matches!(
                         code.as_str(),
                         "SlowDown"
+                            // A conditional write raced another one: S3 asks to try again.
+                            | "ConditionalRequestConflict"
                             | "InternalError"
                             | "ServiceUnavailable"
                             | "RequestTimeout"
@@ -342,6 +357,9 @@ impl Client {
             retry: c.retry,
             multipart_threshold: c.multipart_threshold,
             part_size: c.part_size,
+            // A random start in the low 48 bits: unique within a client, unlikely to meet
+            // another client's, and short in the URL.
+            fresh: std::sync::atomic::AtomicU64::new(fastrand::u64(..1 << 48) << 8),
         }
     }
 
@@ -548,20 +566,27 @@ impl Client {
 
     // ---- operations ----
 
-    pub(crate) async fn head(&self, key: &str) -> Result<u64> {
+    pub(crate) async fn head(&self, key: &str) -> Result<Meta> {
         let resp = self
             .send_ok(&self.simple(Method::HEAD, key, "HEAD"))
             .await?;
-        content_length(&resp).ok_or_else(|| Error::Backend {
+        let size = content_length(&resp).ok_or_else(|| Error::Backend {
             backend: "r2",
             message: format!("HEAD {key}: the answer has no Content-Length"),
             retryable: false,
+        })?;
+        Ok(Meta {
+            size,
+            content_type: content_type(&resp),
         })
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<(u64, ByteStream)> {
+    pub(crate) async fn get(&self, key: &str) -> Result<(Meta, ByteStream)> {
         let resp = self.send_ok(&self.simple(Method::GET, key, "GET")).await?;
-        let size = content_length(&resp).unwrap_or(0);
+        let meta = Meta {
+            size: content_length(&resp).unwrap_or(0),
+            content_type: content_type(&resp),
+        };
         let base = self.base.clone();
         let bucket = self.bucket.clone();
         let key = key.to_owned();
@@ -577,7 +602,7 @@ impl Client {
                 ),
             })
             .boxed();
-        Ok((size, body))
+        Ok((meta, body))
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
@@ -591,19 +616,43 @@ impl Client {
         }
     }
 
-    pub(crate) fn url(&self, key: &str, expires_in: Duration) -> Result<String> {
+    /// A URL for GET of `key`, fresh on every call: Telegram caches what it fetched from a
+    /// URL, a failure too, for days, so a retry must not reuse one. Both kinds carry a
+    /// signed-in, never-repeated `x-prewarm-fresh` query parameter (S3 and R2 ignore `x-`
+    /// query parameters they do not know); a presigned one also asks the server to answer
+    /// with `content_type` (`response-content-type`), whatever the object was stored with.
+    ///
+    /// A public base URL has no signature, so it cannot set the served type: objects served
+    /// that way need their type stored at put. Behind a CDN each fresh URL is a cache miss
+    /// that reads the bucket once (a CDN that ignores query strings serves its cached copy,
+    /// which is right too: objects are content-addressed and never change).
+    pub(crate) fn url(
+        &self,
+        key: &str,
+        expires_in: Duration,
+        content_type: Option<&str>,
+    ) -> Result<String> {
+        let fresh = self.fresh_token();
         if let Some(base) = &self.public_base_url {
-            return Ok(format!("{base}/{}", uri_encode(key, true)));
+            return Ok(format!(
+                "{base}/{}?{FRESH_PARAM}={fresh}",
+                uri_encode(key, true)
+            ));
         }
         let path = s3_canonical_uri(&self.object_path(key));
         let time = self.now()?;
+        let mut query: Vec<(&str, &str)> = vec![(FRESH_PARAM, &fresh)];
+        if let Some(ct) = content_type {
+            query.push(("response-content-type", ct));
+        }
+        query.sort_unstable();
         let (query, _) = self
             .signer
             .presign(
                 &SignableRequest {
                     method: "GET",
                     canonical_uri: &path,
-                    query: &[],
+                    query: &query,
                     headers: &[("host", &self.host)],
                     payload_hash: UNSIGNED_PAYLOAD,
                 },
@@ -617,17 +666,26 @@ impl Client {
         Ok(format!("{}{path}?{query}", self.base))
     }
 
+    /// A token no earlier call of this client answered: a counter, after a random start so
+    /// that clients (and processes) do not share values.
+    fn fresh_token(&self) -> String {
+        let n = self
+            .fresh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{n:x}")
+    }
+
+    /// Stores `payload` in one round trip when the object is new: a PUT with
+    /// `If-None-Match: *`, whose 412 means the object is there already (R2 and S3 both
+    /// evaluate the condition atomically, so two writers racing on one key both succeed, one
+    /// with `AlreadyExists`). Larger payloads go by multipart upload, conditional the same way.
     pub(crate) async fn put(&self, key: &str, payload: PutPayload) -> Result<PutOutcome> {
-        match self.head(key).await {
-            Ok(_) => return Ok(PutOutcome::AlreadyExists),
-            Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
         if payload.len() > self.multipart_threshold {
             return super::multipart::upload(self, key, payload).await;
         }
         let sha = payload.sha256().to_hex();
         let len = payload.len();
+        let content_type = stored_type(&payload);
         // At most the threshold in memory, so that a retry can resend the body.
         let chunks: Vec<Bytes> = verified(payload).try_collect().await?;
         let op = Op {
@@ -635,8 +693,7 @@ impl Client {
             key,
             query: Vec::new(),
             headers: vec![
-                ("content-type", "application/octet-stream".to_owned()),
-                // Idempotent even when another writer raced us past the HEAD.
+                ("content-type", content_type),
                 ("if-none-match", "*".to_owned()),
             ],
             body: Body::Chunks {
@@ -664,6 +721,29 @@ impl Client {
             what,
         }
     }
+}
+
+/// What a HEAD or GET says of an object.
+pub(crate) struct Meta {
+    pub(crate) size: u64,
+    pub(crate) content_type: Option<String>,
+}
+
+impl Meta {
+    pub(crate) fn into_meta(self, key: &crate::media::ObjectKey) -> crate::store::ObjectMeta {
+        crate::store::ObjectMeta {
+            key: key.clone(),
+            size: self.size,
+            content_type: self.content_type,
+        }
+    }
+}
+
+fn content_type(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn content_length(resp: &reqwest::Response) -> Option<u64> {
