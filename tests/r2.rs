@@ -643,9 +643,20 @@ async fn rate_limit_with_retry_after_is_typed() {
         body: b"<Error><Code>SlowDown</Code></Error>".to_vec(),
     })
     .await;
-    let store = builder(server.addr).with_max_attempts(2).build().unwrap();
-    let err = store.get(&key()).await.expect_err("429");
+    // The backoff is capped at 50 ms, yet the server's 7 s are not cut to it: a retry that
+    // soon would only be refused again. 7 s do not fit in the 5 s of retry time, so the
+    // caller gets the wait at once, after one request.
+    let store = builder(server.addr)
+        .with_max_attempts(2)
+        .with_max_retry_time(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(4), store.get(&key()))
+        .await
+        .expect("no wait past the retry time")
+        .expect_err("429");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err:?}");
+    assert_eq!(server.seen().len(), 1, "no early retry inside Retry-After");
 }
 
 #[tokio::test]

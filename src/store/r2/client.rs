@@ -33,6 +33,8 @@ pub(crate) struct RetryPolicy {
     pub(crate) max_attempts: u32,
     pub(crate) base_delay: Duration,
     pub(crate) max_delay: Duration,
+    /// The longest a request may take over all its attempts and waits.
+    pub(crate) max_elapsed: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -41,6 +43,7 @@ impl Default for RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
+            max_elapsed: Duration::from_secs(60),
         }
     }
 }
@@ -48,7 +51,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Full jitter (<https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>):
     /// a uniform wait in `0..=min(max, base * 2^(attempt-1))`, so that clients that failed
-    /// together do not retry together.
+    /// together do not retry together. A server's `Retry-After` is honoured as sent: retrying
+    /// sooner would only be refused again.
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self
             .base_delay
@@ -56,9 +60,23 @@ impl RetryPolicy {
             .min(self.max_delay);
         let jittered = exp.mul_f64(fastrand::f64());
         match retry_after {
-            Some(ra) => ra.min(self.max_delay).max(jittered),
+            Some(ra) => ra.max(jittered),
             None => jittered,
         }
+    }
+
+    /// The wait before the next attempt, or `None` when it would take the request past
+    /// [`max_elapsed`](Self::max_elapsed): then the failure goes to the caller, a 429 as
+    /// [`Error::RateLimited`] with the server's wait, which the engine's queue honours
+    /// without holding a worker.
+    fn wait(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        elapsed: Duration,
+    ) -> Option<Duration> {
+        let wait = self.backoff(attempt, retry_after);
+        (elapsed.saturating_add(wait) <= self.max_elapsed).then_some(wait)
     }
 }
 
@@ -499,7 +517,16 @@ impl Client {
             let wait = if skewed {
                 Duration::ZERO // the clock was corrected from the answer: re-sign now
             } else {
-                self.retry.backoff(attempt, failure.retry_after())
+                match self
+                    .retry
+                    .wait(attempt, failure.retry_after(), started.elapsed())
+                {
+                    Some(wait) => wait,
+                    None => {
+                        tracing::debug!(op = op.what, key = op.key, attempts = attempt, retry_after = ?failure.retry_after(), "S3 request out of retry time: {failure:?}");
+                        return Ok(Err(failure));
+                    }
+                }
             };
             tracing::debug!(
                 op = op.what,
@@ -532,12 +559,16 @@ impl Client {
 
     async fn failure_from(&self, resp: reqwest::Response, local: std::time::SystemTime) -> Failure {
         let status = resp.status();
+        // Seconds, or an HTTP date (RFC 9110 section 10.2.3).
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| match v.trim().parse::<u64>() {
+                Ok(secs) => Some(Duration::from_secs(secs)),
+                Err(_) => parse_http_date(v.trim())
+                    .map(|at| at.duration_since(local).unwrap_or(Duration::ZERO)),
+            });
         // Error bodies are small XML documents; read at most 64 KiB of one.
         let mut body = Vec::new();
         let mut stream = resp.bytes_stream();
@@ -780,11 +811,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retry_after_is_honoured_as_sent_within_the_total_time() {
+        let p = RetryPolicy {
+            max_elapsed: Duration::from_secs(30),
+            ..RetryPolicy::default()
+        };
+        // Longer than max_delay (5 s): waited as sent, not cut.
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(12)), Duration::ZERO),
+            Some(Duration::from_secs(12))
+        );
+        // Past the total time: the caller gets the failure now instead.
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(12)), Duration::from_secs(20)),
+            None
+        );
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(3600)), Duration::ZERO),
+            None
+        );
+    }
+
+    #[test]
     fn backoff_is_bounded_and_jittered() {
         let p = RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
+            max_elapsed: Duration::from_secs(60),
         };
         for attempt in 1..10 {
             let d = p.backoff(attempt, None);
@@ -794,7 +848,7 @@ mod tests {
         }
         assert_eq!(
             p.backoff(1, Some(Duration::from_secs(60))),
-            Duration::from_secs(1)
+            Duration::from_secs(60)
         );
         assert!(p.backoff(1, Some(Duration::from_millis(500))) >= Duration::from_millis(500));
     }
