@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prewarm::testkit::{FakeBotApi, FakeLimits, Latency};
+use prewarm::testkit::{FakeBotApi, FakeLimits, FakeRate, Latency};
 use prewarm::upload::{Rate, RateLimits};
 use prewarm::{MediaKind, PrewarmEngine, TelegramUploader, Uploader};
 
@@ -29,7 +29,10 @@ async fn main() -> prewarm::Result<()> {
         let fake = FakeBotApi::builder()
             .with_bot(TOKEN)
             .with_chats(ids.iter().copied())
-            .with_limits(FakeLimits::telegram().with_group_chat(group.with_burst(3)))
+            .with_limits(
+                FakeLimits::telegram()
+                    .with_group_chat(FakeRate::new(20, Duration::from_secs(6)).with_burst(3)),
+            )
             .with_latency(Latency::uniform(
                 Duration::from_millis(50)..Duration::from_millis(150),
             ))

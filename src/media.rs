@@ -13,6 +13,8 @@ use sha2::Digest;
 
 use crate::error::{Error, Result};
 
+pub(crate) mod format;
+
 /// A megabyte in the Bot API's limits ("10 MB", "50 MB"). We take the decimal, smaller value,
 /// so that whatever we accept Telegram accepts too.
 const MB: u64 = 1000 * 1000;

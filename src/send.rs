@@ -100,16 +100,9 @@ async fn send_once(
     }
 }
 
-/// The size of a source: known when its bytes are in memory; otherwise they are read into
-/// memory once (a direct send happens only while the media is not warm yet).
+/// The size of a source, without reading it: from memory, or the store's `head` (a media of
+/// up to 2 GB with a local Bot API server never passes through memory whole).
 async fn sized(source: MediaSource) -> Result<(u64, MediaSource)> {
-    if let Some(bytes) = source.bytes() {
-        return Ok((bytes.len() as u64, source));
-    }
-    let url = source.url().map(str::to_owned);
-    let bytes = source.read_all().await?;
-    Ok((
-        bytes.len() as u64,
-        MediaSource::from_bytes(bytes).with_url(url),
-    ))
+    let size = source.size().await?;
+    Ok((size, source))
 }

@@ -5,84 +5,21 @@
 //!
 //! `cargo test --features r2,conformance --test r2`
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{StreamExt, stream};
-use prewarm::store::{MediaStore, MediaStoreExt, PutOutcome, PutPayload, R2StoreBuilder};
+use prewarm::store::{MediaStore, MediaStoreExt, PutOutcome, PutPayload};
 use prewarm::{Error, ObjectKey, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
-const AKID: &str = "AKIDPREWARMTEST";
-const SECRET: &str = "s3cr3t/Key+WithReserved=chars";
-const BUCKET: &str = "media";
-const MIB: usize = 1024 * 1024;
+#[path = "r2/conditional.rs"]
+mod conditional;
+#[path = "r2/servers.rs"]
+mod servers;
 
-/// An s3s-fs server on 127.0.0.1:0 with signature checking, serving a temp directory.
-struct S3Server {
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn s3_server() -> S3Server {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder as ConnBuilder;
-    use s3s::auth::SimpleAuth;
-    use s3s::service::S3ServiceBuilder;
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir(dir.path().join(BUCKET)).expect("bucket dir");
-    let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
-    let mut b = S3ServiceBuilder::new(fs);
-    b.set_auth(SimpleAuth::from_single(AKID, SECRET));
-    let service = b.build();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let http = ConnBuilder::new(TokioExecutor::new());
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let conn = http
-                .serve_connection(TokioIo::new(socket), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-    });
-    S3Server {
-        addr,
-        _dir: dir,
-        task,
-    }
-}
-
-fn builder(addr: SocketAddr) -> R2StoreBuilder {
-    R2StoreBuilder::new()
-        .with_endpoint(format!("http://{addr}"))
-        .with_bucket(BUCKET)
-        .with_credentials(AKID, SECRET)
-        .with_backoff(Duration::from_millis(5), Duration::from_millis(50))
-}
-
-fn random_bytes(len: usize) -> Bytes {
-    let mut rng = fastrand::Rng::with_seed(len as u64);
-    let mut v = vec![0u8; len];
-    rng.fill(&mut v);
-    Bytes::from(v)
-}
+use servers::*;
 
 #[cfg(feature = "conformance")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +115,7 @@ async fn presigned_url_works_with_plain_get_and_refuses_tampering_and_expiry() {
     let http = reqwest::Client::new();
 
     let url = store
-        .url(&key, Duration::from_secs(300))
+        .url(&key, Duration::from_secs(300), None)
         .await
         .expect("url")
         .expect("a presigned URL");
@@ -203,7 +140,7 @@ async fn presigned_url_works_with_plain_get_and_refuses_tampering_and_expiry() {
         .build()
         .expect("store");
     let old = past
-        .url(&key, Duration::from_secs(60))
+        .url(&key, Duration::from_secs(60), None)
         .await
         .expect("url")
         .expect("url");
@@ -211,7 +148,7 @@ async fn presigned_url_works_with_plain_get_and_refuses_tampering_and_expiry() {
 
     // Expiry bounds are checked.
     for bad in [Duration::ZERO, Duration::from_secs(7 * 86_400 + 1)] {
-        let err = store.url(&key, bad).await.expect_err("bad expiry");
+        let err = store.url(&key, bad, None).await.expect_err("bad expiry");
         assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
     }
 }
@@ -228,17 +165,34 @@ impl PopLastHex for String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn public_base_url_is_used_when_set() {
+async fn public_base_url_is_used_when_set_and_fresh_on_every_call() {
     let store = builder("127.0.0.1:9".parse().unwrap())
         .with_public_base_url("https://cdn.example.com/")
         .build()
         .expect("store");
     let key = ObjectKey::new("a b/ü.jpg").unwrap();
-    let url = store.url(&key, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(
-        url.as_deref(),
-        Some("https://cdn.example.com/a%20b/%C3%BC.jpg")
+    let url = |ct| {
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            store
+                .url(&key, Duration::from_secs(60), ct)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let first = url(None).await;
+    assert!(
+        first.starts_with("https://cdn.example.com/a%20b/%C3%BC.jpg?x-prewarm-fresh="),
+        "{first}"
     );
+    // Telegram caches a URL's outcome (a failed fetch too) for days: never the same twice.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..100 {
+        assert!(seen.insert(url(Some("image/jpeg")).await));
+    }
+    assert!(!seen.contains(&first));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +215,7 @@ async fn keys_with_spaces_unicode_and_reserved_characters() {
             .unwrap_or_else(|e| panic!("put {name:?}: {e}"));
         assert_eq!(store.get_bytes(&key).await.expect("get"), data, "{name:?}");
         let url = store
-            .url(&key, Duration::from_secs(60))
+            .url(&key, Duration::from_secs(60), None)
             .await
             .unwrap()
             .unwrap();
@@ -378,203 +332,6 @@ async fn streams_a_50_mb_object() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// The fault server.
-
-/// One request as the fault server read it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body_len: usize,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// What the fault server does with a request.
-enum Reply {
-    Full {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    },
-    /// Headers announcing `announced` bytes, then `sent` bytes, then a TCP reset.
-    ResetMidBody { announced: usize, sent: usize },
-    /// No answer for this long, then a close.
-    Stall(Duration),
-}
-
-fn reply(status: u16, body: &str) -> Reply {
-    Reply::Full {
-        status,
-        headers: Vec::new(),
-        body: body.as_bytes().to_vec(),
-    }
-}
-
-fn s3_error(status: u16, code: &str) -> Reply {
-    reply(
-        status,
-        &format!(
-            "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
-        ),
-    )
-}
-
-type Handler = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
-
-struct FaultServer {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FaultServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FaultServer {
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn fault_server(
-    handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
-) -> FaultServer {
-    let handler: Handler = Arc::new(handler);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let seen2 = seen.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((sock, _)) = listener.accept().await else {
-                continue;
-            };
-            let handler = handler.clone();
-            let seen = seen2.clone();
-            tokio::spawn(async move {
-                let _ = serve_one(sock, handler, seen).await;
-            });
-        }
-    });
-    FaultServer { addr, seen, task }
-}
-
-/// Reads one request (head and a Content-Length body), answers, closes.
-async fn serve_one(
-    mut sock: TcpStream,
-    handler: Handler,
-    seen: Arc<Mutex<Vec<Seen>>>,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 64 * 1024];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = sock.read(&mut tmp).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default().to_owned();
-    let target = first.next().unwrap_or_default().to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let mut req = Seen {
-        method,
-        target,
-        headers,
-        body_len: 0,
-    };
-    let chunked = req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"));
-    if chunked {
-        // R2 refuses chunked uploads with 501; so does this server.
-        seen.lock().unwrap().push(req);
-        let body = "<Error><Code>NotImplemented</Code><Message>chunked</Message></Error>";
-        let resp = format!(
-            "HTTP/1.1 501 Not Implemented\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        sock.write_all(resp.as_bytes()).await?;
-        return Ok(());
-    }
-    let len: usize = req
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut have = buf.len() - head_end;
-    while have < len {
-        let n = sock.read(&mut tmp).await?;
-        if n == 0 {
-            break;
-        }
-        have += n;
-    }
-    req.body_len = have;
-    let n = {
-        let mut s = seen.lock().unwrap();
-        s.push(req.clone());
-        s.len()
-    };
-    match handler(&req, n) {
-        Reply::Full {
-            status,
-            headers,
-            body,
-        } => {
-            let mut resp = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
-            if !headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            {
-                resp.push_str(&format!("Content-Length: {}\r\n", body.len()));
-            }
-            for (k, v) in headers {
-                resp.push_str(&format!("{k}: {v}\r\n"));
-            }
-            resp.push_str("\r\n");
-            sock.write_all(resp.as_bytes()).await?;
-            if req.method != "HEAD" {
-                sock.write_all(&body).await?;
-            }
-        }
-        Reply::Stall(d) => tokio::time::sleep(d).await,
-        Reply::ResetMidBody { announced, sent } => {
-            let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\n\r\n");
-            sock.write_all(resp.as_bytes()).await?;
-            sock.write_all(&vec![b'x'; sent]).await?;
-            sock.flush().await?;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            // SO_LINGER 0: closing sends a RST, not a FIN (the close does not block then).
-            #[allow(deprecated)]
-            sock.set_linger(Some(Duration::ZERO))?;
-            drop(sock);
-        }
-    }
-    Ok(())
-}
-
 fn key() -> ObjectKey {
     ObjectKey::new("media/ab/object").unwrap()
 }
@@ -626,9 +383,20 @@ async fn rate_limit_with_retry_after_is_typed() {
         body: b"<Error><Code>SlowDown</Code></Error>".to_vec(),
     })
     .await;
-    let store = builder(server.addr).with_max_attempts(2).build().unwrap();
-    let err = store.get(&key()).await.expect_err("429");
+    // The backoff is capped at 50 ms, yet the server's 7 s are not cut to it: a retry that
+    // soon would only be refused again. 7 s do not fit in the 5 s of retry time, so the
+    // caller gets the wait at once, after one request.
+    let store = builder(server.addr)
+        .with_max_attempts(2)
+        .with_max_retry_time(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(4), store.get(&key()))
+        .await
+        .expect("no wait past the retry time")
+        .expect_err("429");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err:?}");
+    assert_eq!(server.seen().len(), 1, "no early retry inside Retry-After");
 }
 
 #[tokio::test]

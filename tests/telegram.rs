@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use prewarm::testkit::{FakeBotApi, FakeLimits, Faults, Latency};
+use prewarm::testkit::{FakeBotApi, FakeLimits, FakeRate, Faults, Latency};
 use prewarm::upload::{MediaSource, Rate, RateLimits, UploadRequest};
 use prewarm::{
     BotId, Error, FileId, MediaKey, MediaKind, PrewarmEngine, Sha256, SizeLimits, TelegramUploader,
@@ -367,8 +367,8 @@ async fn a_429_storm_pauses_only_its_chat() {
     let (a, b, c) = (-1001, -1002, -1003);
     // Chat A allows 2 sends a second; the uploader tries 10: A gets 429s.
     let limits = FakeLimits::off()
-        .with_group_chat(Rate::new(100, Duration::from_secs(1)).with_burst(10))
-        .with_chat(a, Rate::new(2, Duration::from_secs(1)));
+        .with_group_chat(FakeRate::new(100, Duration::from_secs(1)).with_burst(10))
+        .with_chat(a, FakeRate::new(2, Duration::from_secs(1)));
     let fake = fake(limits, &[a, b, c]).await;
     let rates = RateLimits::default()
         .with_bot(Rate::new(1000, Duration::from_secs(1)).with_burst(100))
@@ -545,9 +545,9 @@ async fn five_hundred_media_through_the_engine_with_faults_and_limits() {
         .with_chats(chats)
         .with_limits(
             FakeLimits::off()
-                .with_bot(Rate::new(400, Duration::from_secs(1)).with_burst(40))
+                .with_bot(FakeRate::new(400, Duration::from_secs(1)).with_burst(40))
                 // A little under the uploader's rate for chats, so that 429s happen.
-                .with_group_chat(Rate::new(45, Duration::from_secs(1)).with_burst(2)),
+                .with_group_chat(FakeRate::new(45, Duration::from_secs(1)).with_burst(2)),
         )
         .with_faults(Faults::none().with_server_errors(0.05).with_resets(0.01))
         .with_latency(Latency::uniform(ms(1)..ms(4)).with_tail(0.02, ms(20)..ms(40)))
@@ -760,7 +760,7 @@ async fn albums_warm_photos_and_videos_in_one_call() {
 
 #[tokio::test]
 async fn an_album_over_the_limit_gets_a_400_retry_after_and_is_honoured() {
-    let limits = FakeLimits::off().with_chat(CHAT, Rate::new(1, Duration::from_secs(1)));
+    let limits = FakeLimits::off().with_chat(CHAT, FakeRate::new(1, Duration::from_secs(1)));
     let fake = fake(limits, &[CHAT]).await;
     let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
     let bot = up.bot().clone();
@@ -846,7 +846,7 @@ async fn the_fake_counts_a_request_when_it_arrives_not_after_its_latency() {
     let fake = FakeBotApi::builder()
         .with_bot(TOKEN)
         .with_chats([chat])
-        .with_limits(FakeLimits::off().with_chat(chat, Rate::new(1, Duration::from_secs(60))))
+        .with_limits(FakeLimits::off().with_chat(chat, FakeRate::new(1, Duration::from_secs(60))))
         .with_latency(Latency::fixed(ms(400)))
         .start()
         .await
@@ -911,8 +911,9 @@ impl prewarm::MediaStore for SlowStore {
         &self,
         key: &prewarm::ObjectKey,
         expires_in: Duration,
+        content_type: Option<&str>,
     ) -> prewarm::Result<Option<String>> {
-        self.inner.url(key, expires_in).await
+        self.inner.url(key, expires_in, content_type).await
     }
 }
 

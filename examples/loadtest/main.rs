@@ -409,6 +409,7 @@ impl MediaStore for LoadStore {
             meta: ObjectMeta {
                 key: key.clone(),
                 size: s.size,
+                content_type: Some(content_type(s.kind).to_owned()),
             },
             body: tracked(body, self.open.clone(), self.max_open.clone()),
         })
@@ -419,6 +420,7 @@ impl MediaStore for LoadStore {
         Ok(ObjectMeta {
             key: key.clone(),
             size: s.size,
+            content_type: Some(content_type(s.kind).to_owned()),
         })
     }
 
@@ -427,7 +429,12 @@ impl MediaStore for LoadStore {
         Ok(())
     }
 
-    async fn url(&self, key: &ObjectKey, _expires_in: Duration) -> prewarm::Result<Option<String>> {
+    async fn url(
+        &self,
+        key: &ObjectKey,
+        _expires_in: Duration,
+        _content_type: Option<&str>,
+    ) -> prewarm::Result<Option<String>> {
         let Some(base) = &self.url_base else {
             return Ok(None);
         };

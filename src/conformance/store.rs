@@ -187,7 +187,7 @@ pub async fn concurrent_puts_of_one_key_agree(store: &dyn MediaStore) {
 pub async fn url_is_optional_but_never_an_error(store: &dyn MediaStore) {
     let (key, _) = store.put_bytes(random_bytes(64)).await.expect("put");
     let url = store
-        .url(&key, std::time::Duration::from_secs(60))
+        .url(&key, std::time::Duration::from_secs(60), None)
         .await
         .expect("url");
     if let Some(url) = url {

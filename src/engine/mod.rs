@@ -316,7 +316,7 @@ impl Inner {
     }
 
     async fn store_source(&self, object: &ObjectKey) -> MediaSource {
-        let url = match self.store.url(object, self.config.url_ttl).await {
+        let url = match self.store.url(object, self.config.url_ttl, None).await {
             Ok(url) => url,
             Err(e) => {
                 tracing::debug!(object = %object, error = %e, "no URL for the object; uploaders will stream it");
@@ -324,6 +324,7 @@ impl Inner {
             }
         };
         MediaSource::from_store(self.store.clone(), object.clone(), url)
+            .with_url_ttl(self.config.url_ttl)
     }
 }
 

@@ -95,6 +95,7 @@ impl PrewarmEngine {
     async fn store_and_enqueue(&self, key: &MediaKey, payload: PutPayload) -> Result<()> {
         let inner = &self.inner;
         let size = payload.len();
+        let payload = payload.with_sniffed_content_type(key.kind).await;
         if inner.store.put(&key.object_key(), payload).await? == PutOutcome::Created {
             inner.metrics.stored(size);
         }

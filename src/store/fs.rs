@@ -12,15 +12,18 @@ use crate::media::ObjectKey;
 
 /// The folder under the root where puts write before they publish.
 const TMP_DIR: &str = ".prewarm-tmp";
+/// The folder under the root holding each object's content type, at the object's key.
+const TYPE_DIR: &str = ".prewarm-types";
 
 /// A [`MediaStore`] in a local directory: the embedded default for one machine.
 ///
 /// Each object is a file at `root/<key>`. A put writes a temporary file under
 /// `root/.prewarm-tmp/`, syncs it, and publishes it with a hard link, which fails rather than
 /// replace an existing object: readers never see a partial file, and a crash mid-put leaves
-/// only a temporary file, removed on the next start. Keys are validated by [`ObjectKey`] (no
-/// `..`, no absolute paths) and may not enter the temporary folder, so no key reaches outside
-/// the root.
+/// only a temporary file, removed on the next start. An object's content type, when the put
+/// gave one, is a small file at the same key under `root/.prewarm-types/`, written before the
+/// object is published. Keys are validated by [`ObjectKey`] (no `..`, no absolute paths) and
+/// may not enter either folder, so no key reaches outside the root.
 ///
 /// # Clone
 /// Clones use the same directory.
@@ -64,15 +67,28 @@ impl FsStore {
 
     fn path(&self, key: &ObjectKey) -> Result<PathBuf> {
         let key_str = key.as_str();
-        if key_str == TMP_DIR || key_str.starts_with(&format!("{TMP_DIR}/")) {
+        let first = key_str.split('/').next().unwrap_or("");
+        if first == TMP_DIR || first == TYPE_DIR {
             return Err(Error::InvalidKey {
                 key: key_str.to_owned(),
-                reason: "enters the store's temporary folder",
+                reason: "enters one of the store's own folders (.prewarm-tmp, .prewarm-types)",
             });
         }
-        Ok(key_str
-            .split('/')
-            .fold(self.root.clone(), |p, seg| p.join(seg)))
+        Ok(under(&self.root, key))
+    }
+
+    fn type_path(&self, key: &ObjectKey) -> PathBuf {
+        under(&self.root.join(TYPE_DIR), key)
+    }
+
+    /// The content type stored with `key`, if any.
+    async fn content_type(&self, key: &ObjectKey) -> Result<Option<String>> {
+        let path = self.type_path(key);
+        match tokio::fs::read_to_string(&path).await {
+            Ok(t) => Ok(Some(t.trim().to_owned()).filter(|t| !t.is_empty())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
     }
 
     fn not_found(key: &ObjectKey) -> Error {
@@ -94,6 +110,12 @@ impl MediaStore for FsStore {
             fastrand::u64(..),
             fastrand::u64(..)
         ));
+        if let Some(content_type) = payload.content_type() {
+            // Before the object is visible, so that a visible object has its type. A crash
+            // in between leaves a type file for no object, which the next put overwrites.
+            let type_path = self.type_path(key);
+            write_small(&type_path, content_type.as_bytes()).await?;
+        }
         let written = write_file(&tmp, verified(payload)).await;
         let outcome = match written {
             Ok(()) => publish(&tmp, &path).await,
@@ -122,6 +144,7 @@ impl MediaStore for FsStore {
             meta: ObjectMeta {
                 key: key.clone(),
                 size,
+                content_type: self.content_type(key).await?,
             },
             body,
         })
@@ -133,6 +156,7 @@ impl MediaStore for FsStore {
             Ok(m) if m.is_file() => Ok(ObjectMeta {
                 key: key.clone(),
                 size: m.len(),
+                content_type: self.content_type(key).await?,
             }),
             Ok(_) => Err(Self::not_found(key)),
             Err(e) if e.kind() == ErrorKind::NotFound => Err(Self::not_found(key)),
@@ -145,16 +169,45 @@ impl MediaStore for FsStore {
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         let path = self.path(key)?;
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
-        }
+        remove(&path).await?;
+        remove(&self.type_path(key)).await
     }
 
-    async fn url(&self, _key: &ObjectKey, _expires_in: Duration) -> Result<Option<String>> {
+    async fn url(
+        &self,
+        _key: &ObjectKey,
+        _expires_in: Duration,
+        _content_type: Option<&str>,
+    ) -> Result<Option<String>> {
         Ok(None)
     }
+}
+
+/// `root/<key>`, one path segment per key segment.
+fn under(root: &Path, key: &ObjectKey) -> PathBuf {
+    key.as_str()
+        .split('/')
+        .fold(root.to_path_buf(), |p, seg| p.join(seg))
+}
+
+async fn remove(path: &Path) -> Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+/// Writes a small file whole, creating its folder.
+async fn write_small(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
+    tokio::fs::write(path, bytes)
+        .await
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 async fn write_file(tmp: &Path, mut body: super::ByteStream) -> Result<()> {

@@ -30,7 +30,24 @@ use crate::media::ObjectKey;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     // A std mutex: held only for a map lookup or insert, never across an `.await`.
-    objects: Arc<Mutex<HashMap<ObjectKey, Bytes>>>,
+    objects: Arc<Mutex<HashMap<ObjectKey, Object>>>,
+}
+
+/// One stored object: its bytes and the content type it was put with.
+#[derive(Debug, Clone)]
+struct Object {
+    bytes: Bytes,
+    content_type: Option<String>,
+}
+
+impl Object {
+    fn meta(&self, key: &ObjectKey) -> ObjectMeta {
+        ObjectMeta {
+            key: key.clone(),
+            size: self.bytes.len() as u64,
+            content_type: self.content_type.clone(),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -49,7 +66,7 @@ impl MemoryStore {
         self.lock().is_empty()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<ObjectKey, Bytes>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ObjectKey, Object>> {
         // Each critical section is one map call: a poisoned lock holds a consistent map.
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -68,6 +85,7 @@ impl MediaStore for MemoryStore {
             return Ok(PutOutcome::AlreadyExists);
         }
         let mut buf = BytesMut::with_capacity(usize::try_from(payload.len()).unwrap_or(0));
+        let content_type = payload.content_type().map(str::to_owned);
         let mut body = verified(payload);
         while let Some(chunk) = body.try_next().await? {
             buf.extend_from_slice(&chunk);
@@ -76,35 +94,35 @@ impl MediaStore for MemoryStore {
         if objects.contains_key(key) {
             return Ok(PutOutcome::AlreadyExists);
         }
-        objects.insert(key.clone(), buf.freeze());
+        objects.insert(
+            key.clone(),
+            Object {
+                bytes: buf.freeze(),
+                content_type,
+            },
+        );
         Ok(PutOutcome::Created)
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<GetResult> {
-        let bytes = self
+        let object = self
             .lock()
             .get(key)
             .cloned()
             .ok_or_else(|| Self::not_found(key))?;
+        let meta = object.meta(key);
+        let bytes = object.bytes;
         Ok(GetResult {
-            meta: ObjectMeta {
-                key: key.clone(),
-                size: bytes.len() as u64,
-            },
+            meta,
             body: stream::once(async move { Ok(bytes) }).boxed(),
         })
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
-        let size = self
-            .lock()
+        self.lock()
             .get(key)
-            .map(Bytes::len)
-            .ok_or_else(|| Self::not_found(key))?;
-        Ok(ObjectMeta {
-            key: key.clone(),
-            size: size as u64,
-        })
+            .map(|o| o.meta(key))
+            .ok_or_else(|| Self::not_found(key))
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
@@ -112,7 +130,12 @@ impl MediaStore for MemoryStore {
         Ok(())
     }
 
-    async fn url(&self, _key: &ObjectKey, _expires_in: Duration) -> Result<Option<String>> {
+    async fn url(
+        &self,
+        _key: &ObjectKey,
+        _expires_in: Duration,
+        _content_type: Option<&str>,
+    ) -> Result<Option<String>> {
         Ok(None)
     }
 }

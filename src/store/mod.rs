@@ -17,7 +17,8 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
-use crate::media::{ObjectKey, Sha256};
+use crate::media::format::{OCTET_STREAM, content_type};
+use crate::media::{MediaKind, ObjectKey, Sha256};
 
 pub use fs::FsStore;
 pub use memory::MemoryStore;
@@ -38,6 +39,7 @@ pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 pub struct PutPayload {
     len: u64,
     sha256: Sha256,
+    content_type: Option<String>,
     body: ByteStream,
 }
 
@@ -48,6 +50,7 @@ impl PutPayload {
         Self {
             len: bytes.len() as u64,
             sha256,
+            content_type: None,
             body: stream::once(async move { Ok(bytes) }).boxed(),
         }
     }
@@ -56,7 +59,46 @@ impl PutPayload {
     /// file, say). A store checks both as the bytes pass and fails the put on a mismatch,
     /// leaving nothing behind.
     pub fn from_stream(len: u64, sha256: Sha256, body: ByteStream) -> Self {
-        Self { len, sha256, body }
+        Self {
+            len,
+            sha256,
+            content_type: None,
+            body,
+        }
+    }
+
+    /// The MIME type to store the object with, which the store serves on its URLs (Telegram
+    /// checks it when it fetches a media by URL). Without one the object is stored as
+    /// `application/octet-stream`.
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// Names the content type from the payload's first bytes and `kind` (see
+    /// [`with_content_type`](Self::with_content_type)), unless one is set already:
+    /// `image/png`, `audio/ogg`, `application/pdf`, ..., or `application/octet-stream` for a
+    /// format it does not know. It awaits the body's first chunk and puts it back in front
+    /// (an error in its place is kept for the store to see).
+    pub async fn with_sniffed_content_type(mut self, kind: MediaKind) -> Self {
+        if self.content_type.is_some() {
+            return self;
+        }
+        let first = self.body.next().await;
+        let content_type = match &first {
+            Some(Ok(chunk)) => content_type(kind, chunk),
+            _ => OCTET_STREAM,
+        };
+        let rest = std::mem::replace(&mut self.body, stream::empty().boxed());
+        self.body = stream::iter(first).chain(rest).boxed();
+        self.content_type = Some(content_type.to_owned());
+        self
+    }
+
+    /// The MIME type given with [`with_content_type`](Self::with_content_type), if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
     }
 
     /// The length in bytes.
@@ -85,6 +127,7 @@ impl Debug for PutPayload {
         f.debug_struct("PutPayload")
             .field("len", &self.len)
             .field("sha256", &self.sha256)
+            .field("content_type", &self.content_type)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +148,8 @@ pub struct ObjectMeta {
     pub key: ObjectKey,
     /// Its size in bytes.
     pub size: u64,
+    /// The MIME type it was stored with, when the store knows one.
+    pub content_type: Option<String>,
 }
 
 /// An object being read: its metadata and a stream of its bytes.
@@ -148,9 +193,13 @@ impl GetResult {
 ///   [`Error::InvalidInput`].
 /// - `get` streams the bytes; `head` and `get` of a missing key answer [`Error::NotFound`].
 /// - `delete` of a missing key succeeds.
+/// - `put` keeps the payload's content type, `head` and `get` report it in [`ObjectMeta`].
 /// - `url` answers a URL from which anyone holding it can GET the object until `expires_in`
 ///   has passed (a presigned or public URL), or `None` when the store has no such URL (local
-///   stores). Telegram fetches media from it.
+///   stores). Telegram fetches media from it, and caches what it fetched (a failure too) by
+///   URL for days, so every call answers a URL never answered before. The URL serves
+///   `content_type` when one is given (whatever the object was stored with: objects stored
+///   without a type serve the right one too), else the stored type.
 /// - Errors name the problem and carry no secret.
 #[async_trait]
 pub trait MediaStore: Send + Sync + Debug + 'static {
@@ -166,8 +215,14 @@ pub trait MediaStore: Send + Sync + Debug + 'static {
     /// Removes the object at `key`, if any.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
 
-    /// A URL Telegram can fetch the object from, valid for `expires_in`, if the store has one.
-    async fn url(&self, key: &ObjectKey, expires_in: Duration) -> Result<Option<String>>;
+    /// A fresh URL Telegram can fetch the object from, valid for `expires_in`, serving
+    /// `content_type` when given, if the store has URLs.
+    async fn url(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        content_type: Option<&str>,
+    ) -> Result<Option<String>>;
 }
 
 /// Convenience methods on every [`MediaStore`].
@@ -210,7 +265,9 @@ impl<T: MediaStore + ?Sized> MediaStoreExt for T {}
 /// Wraps a payload's body so that it fails unless exactly `len` bytes with digest `sha256`
 /// pass through. Stores use it to refuse a payload that lies about itself.
 pub(crate) fn verified(payload: PutPayload) -> ByteStream {
-    let PutPayload { len, sha256, body } = payload;
+    let PutPayload {
+        len, sha256, body, ..
+    } = payload;
     let mut hasher = crate::media::Sha256Hasher::new();
     let mut body = body;
     let mut done = false;

@@ -9,14 +9,21 @@
 //! - file_ids belong to the bot token that obtained them, and to one media type;
 //! - a photo comes back in several sizes, smallest first; an animation fills both
 //!   `animation` and `document`, with distinct file_ids;
-//! - size limits: 10 MB photos and 50 MB other files by upload (413 over 50 MB), 5 MB photos
-//!   and 20 MB others by URL; documents by URL only as PDF, ZIP or GIF; no video notes by
-//!   URL; a URL's outcome is cached, as Telegram does;
+//! - its own table of Telegram's numbers and rules (`rules.rs`), shared with nothing in the
+//!   client it tests: 10 MB photos and 50 MB other files by upload (413 over 50 MB), 5 MB
+//!   photos and 20 MB others by URL; by URL it really fetches the file over HTTP and reads
+//!   the served `Content-Type`, which must suit the method (documents only as PDF, ZIP or
+//!   GIF, voice only as audio/ogg, stickers only as WEBP, no video notes) or the send is
+//!   answered "wrong type of the web page content"; a voice note over 1 MB by URL arrives as
+//!   a document; a URL's outcome is cached, as Telegram does;
+//! - chats that refuse the bot ([`ChatProblem`]: no administrator rights in a channel, not a
+//!   member, kicked, no right to send photos), with Telegram's answers;
 //! - the real error texts (`"Bad Request: chat not found"`, `"Unauthorized"`,
 //!   `"Too Many Requests: retry after N"`, ...);
 //! - rate limits per bot and per chat: over them it answers 429 with `retry_after` (in
 //!   `parameters` and the `Retry-After` header) and bans the chat (or the bot) for that long;
-//!   every request that arrives inside a ban is counted as a **violation**. A request is
+//!   every request that arrives inside a ban is counted as a **violation** and prolongs the
+//!   ban, as Telegram does ([`FakeLimits`], [`FakeRate`]: 20 in any minute for a group). A request is
 //!   counted when it arrives (its body read), in order of arrival, and takes its
 //!   [`Latency`] after that.
 //!
@@ -58,6 +65,9 @@
 //! # Ok(()) }
 //! ```
 
+mod limits;
+mod rules;
+mod send;
 mod server;
 
 use std::collections::HashMap;
@@ -74,93 +84,9 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::media::{MediaKind, Sha256};
-use crate::upload::Rate;
 
-/// The rate limits the fake enforces.
-///
-/// ```
-/// use std::time::Duration;
-/// use prewarm::testkit::FakeLimits;
-/// use prewarm::upload::Rate;
-///
-/// // Telegram's own, but ten times faster, so that tests run quickly.
-/// let fast = FakeLimits::telegram()
-///     .with_private_chat(Rate::new(10, Duration::from_secs(1)).with_burst(3))
-///     .with_chat(-100_7, Rate::new(2, Duration::from_secs(1)));
-/// # let _ = fast;
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FakeLimits {
-    bot: Option<Rate>,
-    private_chat: Option<Rate>,
-    group_chat: Option<Rate>,
-    per_chat: HashMap<i64, Rate>,
-}
-
-impl FakeLimits {
-    /// Telegram's published limits: 30 sends a second per bot, one a second per private chat
-    /// (bursts of 3), 20 a minute per group or channel.
-    pub fn telegram() -> Self {
-        Self {
-            bot: Some(Rate::new(30, Duration::from_secs(1)).with_burst(30)),
-            private_chat: Some(Rate::new(1, Duration::from_secs(1)).with_burst(3)),
-            group_chat: Some(Rate::new(20, Duration::from_secs(60)).with_burst(3)),
-            per_chat: HashMap::new(),
-        }
-    }
-
-    /// No rate limits at all.
-    pub fn off() -> Self {
-        Self {
-            bot: None,
-            private_chat: None,
-            group_chat: None,
-            per_chat: HashMap::new(),
-        }
-    }
-
-    /// The bot-wide rate (`None`: unlimited).
-    #[must_use]
-    pub fn with_bot(mut self, rate: impl Into<Option<Rate>>) -> Self {
-        self.bot = rate.into();
-        self
-    }
-
-    /// The rate of every private chat (positive ids).
-    #[must_use]
-    pub fn with_private_chat(mut self, rate: impl Into<Option<Rate>>) -> Self {
-        self.private_chat = rate.into();
-        self
-    }
-
-    /// The rate of every group or channel (negative ids).
-    #[must_use]
-    pub fn with_group_chat(mut self, rate: impl Into<Option<Rate>>) -> Self {
-        self.group_chat = rate.into();
-        self
-    }
-
-    /// A rate for one chat, overriding the general one.
-    #[must_use]
-    pub fn with_chat(mut self, chat: i64, rate: Rate) -> Self {
-        self.per_chat.insert(chat, rate);
-        self
-    }
-
-    fn chat(&self, chat: i64) -> Option<Rate> {
-        self.per_chat.get(&chat).copied().or(if chat < 0 {
-            self.group_chat
-        } else {
-            self.private_chat
-        })
-    }
-}
-
-impl Default for FakeLimits {
-    fn default() -> Self {
-        Self::telegram()
-    }
-}
+pub use limits::{FakeLimits, FakeRate};
+pub use rules::ChatProblem;
 
 /// Faults injected into requests. Each request draws independently; faults hit after the
 /// request's body (and any URL) is read, so an upload that fails this way was received.
@@ -351,6 +277,7 @@ pub struct FakeBotApiBuilder {
     limits: FakeLimits,
     faults: Faults,
     latency: Latency,
+    chat_problems: HashMap<i64, ChatProblem>,
 }
 
 impl FakeBotApiBuilder {
@@ -363,6 +290,14 @@ impl FakeBotApiBuilder {
     /// The chats that exist; sends elsewhere get "chat not found".
     pub fn with_chats(mut self, chats: impl IntoIterator<Item = i64>) -> Self {
         self.chats.extend(chats);
+        self
+    }
+
+    /// Makes `chat` (which must also be one of [`with_chats`](Self::with_chats)) refuse the
+    /// bot's sends as Telegram does for `problem`: a channel without administrator rights,
+    /// a group the bot was kicked from, ...
+    pub fn with_chat_problem(mut self, chat: i64, problem: ChatProblem) -> Self {
+        self.chat_problems.insert(chat, problem);
         self
     }
 
@@ -391,8 +326,7 @@ impl FakeBotApiBuilder {
     pub async fn start(self) -> Result<FakeBotApi> {
         let mut bots = HashMap::new();
         for token in &self.tokens {
-            let id = crate::media::BotId::from_token(token)?;
-            bots.insert(token.clone(), id.as_str().to_owned());
+            bots.insert(token.clone(), bot_id_of(token)?);
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -414,6 +348,7 @@ impl FakeBotApiBuilder {
             self.latency,
             fetcher,
         ));
+        shared.lock().chat_problems = self.chat_problems;
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, shared.clone(), stopped));
         Ok(FakeBotApi {
@@ -467,6 +402,15 @@ impl FakeBotApi {
     /// Replaces the faults injected from now on.
     pub fn set_faults(&self, faults: Faults) {
         self.shared.lock().faults = faults;
+    }
+
+    /// Sets (or, with `None`, clears) the problem `chat` refuses sends with from now on.
+    pub fn set_chat_problem(&self, chat: i64, problem: Option<ChatProblem>) {
+        let mut state = self.shared.lock();
+        match problem {
+            Some(p) => state.chat_problems.insert(chat, p),
+            None => state.chat_problems.remove(&chat),
+        };
     }
 
     /// Replaces the rate limits enforced from now on (bans already given stay).
@@ -531,6 +475,22 @@ impl Drop for FakeBotApi {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// The bot's numeric id: the digits before the token's `:`, as Telegram's tokens are made
+/// (<https://core.telegram.org/bots/api#authorizing-your-bot>: "123456:ABC-DEF1234...").
+fn bot_id_of(token: &str) -> Result<String> {
+    match token.split_once(':') {
+        Some((id, secret))
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !secret.is_empty() =>
+        {
+            Ok(id.to_owned())
+        }
+        _ => Err(Error::Config {
+            message: "a fake bot token must look like <digits>:<secret>, as BotFather's do"
+                .to_owned(),
+        }),
     }
 }
 

@@ -6,6 +6,7 @@ mod telegram;
 
 use std::fmt::{self, Debug};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,18 +18,31 @@ use crate::store::{ByteStream, MediaStore};
 
 pub use memory::{MemoryUploader, MemoryUploaderStats};
 #[cfg(feature = "telegram")]
-pub use telegram::{Rate, RateLimits, SentMessage, TelegramUploader, TelegramUploaderBuilder};
+pub use telegram::{
+    Rate, RateLimits, SentMessage, TelegramUploader, TelegramUploaderBuilder, UploaderStats,
+};
 
 /// Where an uploader can get a media's bytes: from memory, from a URL the service can fetch
 /// itself, or as a stream opened on demand. An uploader picks what suits it (a URL first where
 /// the service allows it, the bytes otherwise) and may open the stream more than once, for a
 /// retry or a fallback.
+///
+/// A source over a store that has URLs mints a fresh one for each attempt
+/// ([`fresh_url`](Self::fresh_url)): Telegram caches what it fetched from a URL, a failed
+/// fetch too, for days.
 #[derive(Clone)]
 pub struct MediaSource {
     bytes: Option<Bytes>,
     url: Option<String>,
     store: Option<(Arc<dyn MediaStore>, crate::media::ObjectKey)>,
+    /// Whether the store answers URLs (it answered one when the source was made).
+    store_urls: bool,
+    url_ttl: Duration,
+    content_type: Option<String>,
 }
+
+/// How long a URL minted by [`MediaSource::fresh_url`] stays valid unless set otherwise.
+const DEFAULT_URL_TTL: Duration = Duration::from_secs(600);
 
 impl MediaSource {
     /// A source holding the bytes in memory.
@@ -37,11 +51,14 @@ impl MediaSource {
             bytes: Some(bytes),
             url: None,
             store: None,
+            store_urls: false,
+            url_ttl: DEFAULT_URL_TTL,
+            content_type: None,
         }
     }
 
     /// A source reading the object at `key` from `store`, with a URL for it if the store has
-    /// one.
+    /// one (then [`fresh_url`](Self::fresh_url) asks the store for a new one each time).
     pub fn from_store(
         store: Arc<dyn MediaStore>,
         key: crate::media::ObjectKey,
@@ -49,12 +66,94 @@ impl MediaSource {
     ) -> Self {
         Self {
             bytes: None,
+            store_urls: url.is_some(),
             url,
             store: Some((store, key)),
+            url_ttl: DEFAULT_URL_TTL,
+            content_type: None,
         }
     }
 
-    /// Adds a URL the service can fetch the bytes from.
+    /// How long the URLs [`fresh_url`](Self::fresh_url) mints stay valid (default 10 minutes).
+    #[must_use]
+    pub fn with_url_ttl(mut self, ttl: Duration) -> Self {
+        self.url_ttl = ttl;
+        self
+    }
+
+    /// The media's MIME type, when the caller knows it (else [`content_type`](Self::content_type)
+    /// asks the store).
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// A URL for one attempt to fetch the bytes, serving `content_type` where the store can
+    /// set it: a new one from the store on every call when the source reads a store with
+    /// URLs, else the URL given with [`with_url`](Self::with_url), if any.
+    ///
+    /// # Errors
+    /// The store's error minting the URL.
+    pub async fn fresh_url(&self, content_type: Option<&str>) -> Result<Option<String>> {
+        match &self.store {
+            Some((store, key)) if self.store_urls => {
+                store.url(key, self.url_ttl, content_type).await
+            }
+            _ => Ok(self.url.clone()),
+        }
+    }
+
+    /// The media's MIME type, as a media of `kind`: the one given with
+    /// [`with_content_type`](Self::with_content_type), else the one the store keeps for the
+    /// object (one `head`), else sniffed from the first bytes (for objects stored without a
+    /// type: the first chunk of a `get`, the rest left unread); `None` when the format is
+    /// unknown.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn content_type(&self, kind: crate::media::MediaKind) -> Result<Option<String>> {
+        use crate::media::format::{OCTET_STREAM, content_type};
+        if let Some(ct) = &self.content_type {
+            return Ok(Some(ct.clone()));
+        }
+        let first = match (&self.bytes, &self.store) {
+            (Some(bytes), _) => bytes.clone(),
+            (None, Some((store, key))) => {
+                if let Some(ct) = store.head(key).await?.content_type
+                    && ct != OCTET_STREAM
+                {
+                    return Ok(Some(ct));
+                }
+                let mut body = store.get(key).await?.body;
+                futures::TryStreamExt::try_next(&mut body)
+                    .await?
+                    .unwrap_or_default()
+            }
+            (None, None) => return Ok(None),
+        };
+        let sniffed = content_type(kind, &first);
+        Ok((sniffed != OCTET_STREAM).then(|| sniffed.to_owned()))
+    }
+
+    /// The size in bytes, without reading them: from memory, else the store's `head`.
+    ///
+    /// # Errors
+    /// As [`MediaSource::open`].
+    pub async fn size(&self) -> Result<u64> {
+        if let Some(bytes) = &self.bytes {
+            return Ok(bytes.len() as u64);
+        }
+        match &self.store {
+            Some((store, key)) => Ok(store.head(key).await?.size),
+            None => Err(crate::Error::NotFound {
+                what: "the media's bytes (the source has no bytes and no store)".to_owned(),
+            }),
+        }
+    }
+
+    /// Adds a URL the service can fetch the bytes from (used as is on every attempt; a
+    /// source over a store mints its own).
     #[must_use]
     pub fn with_url(mut self, url: Option<String>) -> Self {
         self.url = url;
@@ -114,6 +213,8 @@ impl Debug for MediaSource {
             .field("bytes", &self.bytes.as_ref().map(Bytes::len))
             .field("url", &self.url.as_ref().map(|_| "<url>"))
             .field("store_key", &self.store.as_ref().map(|(_, k)| k))
+            .field("store_urls", &self.store_urls)
+            .field("content_type", &self.content_type)
             .finish()
     }
 }

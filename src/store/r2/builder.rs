@@ -82,7 +82,8 @@ impl Default for R2StoreBuilder {
 
 impl R2StoreBuilder {
     /// A builder with the defaults: region `auto`, 10 s connect and 30 s read timeouts,
-    /// multipart above 8 MiB in 8 MiB parts, 4 attempts with backoff from 100 ms to 5 s.
+    /// multipart above 8 MiB in 8 MiB parts, 4 attempts with backoff from 100 ms to 5 s within
+    /// 60 s in all.
     pub fn new() -> Self {
         Self {
             endpoint: None,
@@ -212,10 +213,19 @@ impl R2StoreBuilder {
     }
 
     /// The backoff between attempts: `base * 2^n` capped at `max`, with full jitter
-    /// (defaults 100 ms and 5 s). A server's `Retry-After` is honoured up to `max`.
+    /// (defaults 100 ms and 5 s). A server's `Retry-After` is honoured as sent, within
+    /// [`with_max_retry_time`](Self::with_max_retry_time).
     pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
         self.retry.base_delay = base;
         self.retry.max_delay = max;
+        self
+    }
+
+    /// The longest one request may take over all its attempts and waits (default 60 s). A
+    /// wait that would pass it is not taken: the request fails then, a 429 or `SlowDown`
+    /// with [`Error::RateLimited`](crate::Error::RateLimited) carrying the server's wait.
+    pub fn with_max_retry_time(mut self, total: Duration) -> Self {
+        self.retry.max_elapsed = total;
         self
     }
 

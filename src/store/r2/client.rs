@@ -16,12 +16,25 @@ use super::sigv4::{
 use crate::error::{Error, Result};
 use crate::store::{ByteStream, PutOutcome, PutPayload, verified};
 
+/// The query parameter that makes each object URL unique.
+const FRESH_PARAM: &str = "x-prewarm-fresh";
+
+/// The `Content-Type` to store a payload with.
+pub(super) fn stored_type(payload: &PutPayload) -> String {
+    payload
+        .content_type()
+        .unwrap_or("application/octet-stream")
+        .to_owned()
+}
+
 /// When and how often to retry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RetryPolicy {
     pub(crate) max_attempts: u32,
     pub(crate) base_delay: Duration,
     pub(crate) max_delay: Duration,
+    /// The longest a request may take over all its attempts and waits.
+    pub(crate) max_elapsed: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -30,6 +43,7 @@ impl Default for RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
+            max_elapsed: Duration::from_secs(60),
         }
     }
 }
@@ -37,7 +51,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Full jitter (<https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>):
     /// a uniform wait in `0..=min(max, base * 2^(attempt-1))`, so that clients that failed
-    /// together do not retry together.
+    /// together do not retry together. A server's `Retry-After` is honoured as sent: retrying
+    /// sooner would only be refused again.
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self
             .base_delay
@@ -45,9 +60,23 @@ impl RetryPolicy {
             .min(self.max_delay);
         let jittered = exp.mul_f64(fastrand::f64());
         match retry_after {
-            Some(ra) => ra.min(self.max_delay).max(jittered),
+            Some(ra) => ra.max(jittered),
             None => jittered,
         }
+    }
+
+    /// The wait before the next attempt, or `None` when it would take the request past
+    /// [`max_elapsed`](Self::max_elapsed): then the failure goes to the caller, a 429 as
+    /// [`Error::RateLimited`] with the server's wait, which the engine's queue honours
+    /// without holding a worker.
+    fn wait(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        elapsed: Duration,
+    ) -> Option<Duration> {
+        let wait = self.backoff(attempt, retry_after);
+        (elapsed.saturating_add(wait) <= self.max_elapsed).then_some(wait)
     }
 }
 
@@ -76,6 +105,8 @@ pub(crate) struct Client {
     retry: RetryPolicy,
     pub(super) multipart_threshold: u64,
     pub(super) part_size: u64,
+    /// The next [`fresh_token`](Client::fresh_token).
+    fresh: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Client {
@@ -165,6 +196,8 @@ impl Failure {
                     || matches!(
                         code.as_str(),
                         "SlowDown"
+                            // A conditional write raced another one: S3 asks to try again.
+                            | "ConditionalRequestConflict"
                             | "InternalError"
                             | "ServiceUnavailable"
                             | "RequestTimeout"
@@ -342,6 +375,9 @@ impl Client {
             retry: c.retry,
             multipart_threshold: c.multipart_threshold,
             part_size: c.part_size,
+            // A random start in the low 48 bits: unique within a client, unlikely to meet
+            // another client's, and short in the URL.
+            fresh: std::sync::atomic::AtomicU64::new(fastrand::u64(..1 << 48) << 8),
         }
     }
 
@@ -481,7 +517,16 @@ impl Client {
             let wait = if skewed {
                 Duration::ZERO // the clock was corrected from the answer: re-sign now
             } else {
-                self.retry.backoff(attempt, failure.retry_after())
+                match self
+                    .retry
+                    .wait(attempt, failure.retry_after(), started.elapsed())
+                {
+                    Some(wait) => wait,
+                    None => {
+                        tracing::debug!(op = op.what, key = op.key, attempts = attempt, retry_after = ?failure.retry_after(), "S3 request out of retry time: {failure:?}");
+                        return Ok(Err(failure));
+                    }
+                }
             };
             tracing::debug!(
                 op = op.what,
@@ -514,12 +559,16 @@ impl Client {
 
     async fn failure_from(&self, resp: reqwest::Response, local: std::time::SystemTime) -> Failure {
         let status = resp.status();
+        // Seconds, or an HTTP date (RFC 9110 section 10.2.3).
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| match v.trim().parse::<u64>() {
+                Ok(secs) => Some(Duration::from_secs(secs)),
+                Err(_) => parse_http_date(v.trim())
+                    .map(|at| at.duration_since(local).unwrap_or(Duration::ZERO)),
+            });
         // Error bodies are small XML documents; read at most 64 KiB of one.
         let mut body = Vec::new();
         let mut stream = resp.bytes_stream();
@@ -548,20 +597,27 @@ impl Client {
 
     // ---- operations ----
 
-    pub(crate) async fn head(&self, key: &str) -> Result<u64> {
+    pub(crate) async fn head(&self, key: &str) -> Result<Meta> {
         let resp = self
             .send_ok(&self.simple(Method::HEAD, key, "HEAD"))
             .await?;
-        content_length(&resp).ok_or_else(|| Error::Backend {
+        let size = content_length(&resp).ok_or_else(|| Error::Backend {
             backend: "r2",
             message: format!("HEAD {key}: the answer has no Content-Length"),
             retryable: false,
+        })?;
+        Ok(Meta {
+            size,
+            content_type: content_type(&resp),
         })
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<(u64, ByteStream)> {
+    pub(crate) async fn get(&self, key: &str) -> Result<(Meta, ByteStream)> {
         let resp = self.send_ok(&self.simple(Method::GET, key, "GET")).await?;
-        let size = content_length(&resp).unwrap_or(0);
+        let meta = Meta {
+            size: content_length(&resp).unwrap_or(0),
+            content_type: content_type(&resp),
+        };
         let base = self.base.clone();
         let bucket = self.bucket.clone();
         let key = key.to_owned();
@@ -577,7 +633,7 @@ impl Client {
                 ),
             })
             .boxed();
-        Ok((size, body))
+        Ok((meta, body))
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
@@ -591,19 +647,43 @@ impl Client {
         }
     }
 
-    pub(crate) fn url(&self, key: &str, expires_in: Duration) -> Result<String> {
+    /// A URL for GET of `key`, fresh on every call: Telegram caches what it fetched from a
+    /// URL, a failure too, for days, so a retry must not reuse one. Both kinds carry a
+    /// signed-in, never-repeated `x-prewarm-fresh` query parameter (S3 and R2 ignore `x-`
+    /// query parameters they do not know); a presigned one also asks the server to answer
+    /// with `content_type` (`response-content-type`), whatever the object was stored with.
+    ///
+    /// A public base URL has no signature, so it cannot set the served type: objects served
+    /// that way need their type stored at put. Behind a CDN each fresh URL is a cache miss
+    /// that reads the bucket once (a CDN that ignores query strings serves its cached copy,
+    /// which is right too: objects are content-addressed and never change).
+    pub(crate) fn url(
+        &self,
+        key: &str,
+        expires_in: Duration,
+        content_type: Option<&str>,
+    ) -> Result<String> {
+        let fresh = self.fresh_token();
         if let Some(base) = &self.public_base_url {
-            return Ok(format!("{base}/{}", uri_encode(key, true)));
+            return Ok(format!(
+                "{base}/{}?{FRESH_PARAM}={fresh}",
+                uri_encode(key, true)
+            ));
         }
         let path = s3_canonical_uri(&self.object_path(key));
         let time = self.now()?;
+        let mut query: Vec<(&str, &str)> = vec![(FRESH_PARAM, &fresh)];
+        if let Some(ct) = content_type {
+            query.push(("response-content-type", ct));
+        }
+        query.sort_unstable();
         let (query, _) = self
             .signer
             .presign(
                 &SignableRequest {
                     method: "GET",
                     canonical_uri: &path,
-                    query: &[],
+                    query: &query,
                     headers: &[("host", &self.host)],
                     payload_hash: UNSIGNED_PAYLOAD,
                 },
@@ -617,17 +697,26 @@ impl Client {
         Ok(format!("{}{path}?{query}", self.base))
     }
 
+    /// A token no earlier call of this client answered: a counter, after a random start so
+    /// that clients (and processes) do not share values.
+    fn fresh_token(&self) -> String {
+        let n = self
+            .fresh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{n:x}")
+    }
+
+    /// Stores `payload` in one round trip when the object is new: a PUT with
+    /// `If-None-Match: *`, whose 412 means the object is there already (R2 and S3 both
+    /// evaluate the condition atomically, so two writers racing on one key both succeed, one
+    /// with `AlreadyExists`). Larger payloads go by multipart upload, conditional the same way.
     pub(crate) async fn put(&self, key: &str, payload: PutPayload) -> Result<PutOutcome> {
-        match self.head(key).await {
-            Ok(_) => return Ok(PutOutcome::AlreadyExists),
-            Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
         if payload.len() > self.multipart_threshold {
             return super::multipart::upload(self, key, payload).await;
         }
         let sha = payload.sha256().to_hex();
         let len = payload.len();
+        let content_type = stored_type(&payload);
         // At most the threshold in memory, so that a retry can resend the body.
         let chunks: Vec<Bytes> = verified(payload).try_collect().await?;
         let op = Op {
@@ -635,8 +724,7 @@ impl Client {
             key,
             query: Vec::new(),
             headers: vec![
-                ("content-type", "application/octet-stream".to_owned()),
-                // Idempotent even when another writer raced us past the HEAD.
+                ("content-type", content_type),
                 ("if-none-match", "*".to_owned()),
             ],
             body: Body::Chunks {
@@ -664,6 +752,29 @@ impl Client {
             what,
         }
     }
+}
+
+/// What a HEAD or GET says of an object.
+pub(crate) struct Meta {
+    pub(crate) size: u64,
+    pub(crate) content_type: Option<String>,
+}
+
+impl Meta {
+    pub(crate) fn into_meta(self, key: &crate::media::ObjectKey) -> crate::store::ObjectMeta {
+        crate::store::ObjectMeta {
+            key: key.clone(),
+            size: self.size,
+            content_type: self.content_type,
+        }
+    }
+}
+
+fn content_type(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn content_length(resp: &reqwest::Response) -> Option<u64> {
@@ -700,11 +811,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retry_after_is_honoured_as_sent_within_the_total_time() {
+        let p = RetryPolicy {
+            max_elapsed: Duration::from_secs(30),
+            ..RetryPolicy::default()
+        };
+        // Longer than max_delay (5 s): waited as sent, not cut.
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(12)), Duration::ZERO),
+            Some(Duration::from_secs(12))
+        );
+        // Past the total time: the caller gets the failure now instead.
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(12)), Duration::from_secs(20)),
+            None
+        );
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(3600)), Duration::ZERO),
+            None
+        );
+    }
+
+    #[test]
     fn backoff_is_bounded_and_jittered() {
         let p = RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
+            max_elapsed: Duration::from_secs(60),
         };
         for attempt in 1..10 {
             let d = p.backoff(attempt, None);
@@ -714,7 +848,7 @@ mod tests {
         }
         assert_eq!(
             p.backoff(1, Some(Duration::from_secs(60))),
-            Duration::from_secs(1)
+            Duration::from_secs(60)
         );
         assert!(p.backoff(1, Some(Duration::from_millis(500))) >= Duration::from_millis(500));
     }

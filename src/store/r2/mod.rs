@@ -26,9 +26,11 @@ use crate::media::ObjectKey;
 ///
 /// Objects are addressed path-style (`<endpoint>/<bucket>/<key>`). Every request is signed
 /// with AWS Signature Version 4; the signing key is derived once per UTC day. Puts are
-/// idempotent (a `HEAD`, then `If-None-Match: *`), sign the payload's SHA-256 (never the CRC32
-/// checksum headers that break R2 uploads), and switch to a multipart upload above a
-/// threshold, holding at most one part in memory. Gets stream. Transient failures (5xx, 429,
+/// idempotent in one round trip (`If-None-Match: *`, a 412 meaning the object is there),
+/// store the payload's content type, sign the payload's SHA-256 (never the CRC32 checksum
+/// headers that break R2 uploads), and switch to a multipart upload above a threshold,
+/// holding at most one part in memory. URLs are fresh on every call and presigned ones serve
+/// the content type asked for. Gets stream. Transient failures (5xx, 429,
 /// `SlowDown`, `InternalError`, connection errors, timeouts) are retried with exponential
 /// backoff and jitter, re-signed each time; refused credentials are not.
 ///
@@ -45,7 +47,7 @@ use crate::media::ObjectKey;
 /// // R2_ACCOUNT_ID (or R2_ENDPOINT), R2_BUCKET, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY
 /// let store = R2Store::from_env()?.build()?;
 /// let (key, _) = store.put_bytes(Bytes::from_static(b"GIF89a...")).await?;
-/// let url = store.url(&key, Duration::from_secs(600)).await?;
+/// let url = store.url(&key, Duration::from_secs(600), Some("image/gif")).await?;
 /// println!("Telegram can fetch {url:?}");
 /// # Ok(()) }
 /// ```
@@ -81,30 +83,30 @@ impl MediaStore for R2Store {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<GetResult> {
-        let (size, body) = self.client.get(key.as_str()).await?;
+        let (meta, body) = self.client.get(key.as_str()).await?;
         Ok(GetResult {
-            meta: ObjectMeta {
-                key: key.clone(),
-                size,
-            },
+            meta: meta.into_meta(key),
             body,
         })
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
-        let size = self.client.head(key.as_str()).await?;
-        Ok(ObjectMeta {
-            key: key.clone(),
-            size,
-        })
+        Ok(self.client.head(key.as_str()).await?.into_meta(key))
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.client.delete(key.as_str()).await
     }
 
-    async fn url(&self, key: &ObjectKey, expires_in: Duration) -> Result<Option<String>> {
-        self.client.url(key.as_str(), expires_in).map(Some)
+    async fn url(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        content_type: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.client
+            .url(key.as_str(), expires_in, content_type)
+            .map(Some)
     }
 }
 

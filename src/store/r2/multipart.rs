@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 
-use super::client::{Body, Client, Failure, Op, xml_escape, xml_tag};
+use super::client::{Body, Client, Failure, Op, stored_type, xml_escape, xml_tag};
 use super::sigv4::{hex, sha256_hex};
 use crate::error::{Error, Result};
 use crate::store::{PutOutcome, PutPayload, verified};
@@ -26,10 +26,18 @@ pub(super) fn part_size_for(len: u64, configured: u64) -> u64 {
     configured.max(needed.div_ceil(MIB) * MIB)
 }
 
+/// Uploads `payload` in parts. Conditional at both ends, as R2 documents
+/// (<https://developers.cloudflare.com/r2/api/s3/conditional-operations/>: CreateMultipartUpload
+/// and CompleteMultipartUpload accept `If-None-Match`): R2 refuses the create with 412 when
+/// the object exists, before any part moves; a server that evaluates the condition only at
+/// complete (S3) answers 412 there, and the parts are aborted.
 pub(super) async fn upload(client: &Client, key: &str, payload: PutPayload) -> Result<PutOutcome> {
     let len = payload.len();
     let part_size = part_size_for(len, client.part_size);
-    let upload_id = create(client, key).await?;
+    let upload_id = match create(client, key, stored_type(&payload)).await? {
+        Some(id) => id,
+        None => return Ok(PutOutcome::AlreadyExists),
+    };
     match upload_parts(client, key, &upload_id, payload, part_size).await {
         Ok(parts) => match complete(client, key, &upload_id, &parts).await {
             Ok(outcome) => {
@@ -50,22 +58,32 @@ pub(super) async fn upload(client: &Client, key: &str, payload: PutPayload) -> R
     }
 }
 
-async fn create(client: &Client, key: &str) -> Result<String> {
+/// Starts an upload; `None` when the server says the object exists already.
+async fn create(client: &Client, key: &str, content_type: String) -> Result<Option<String>> {
     let op = Op {
         query: vec![("uploads", String::new())],
-        headers: vec![("content-type", "application/octet-stream".to_owned())],
+        headers: vec![
+            ("content-type", content_type),
+            ("if-none-match", "*".to_owned()),
+        ],
         ..client.simple(Method::POST, key, "CreateMultipartUpload")
     };
-    let resp = client.send_ok(&op).await?;
+    let resp = match client.send(&op).await? {
+        Ok(r) => r,
+        Err(f) if f.is_status(StatusCode::PRECONDITION_FAILED) => return Ok(None),
+        Err(f) => return Err(f.into_error(client, "CreateMultipartUpload", key)),
+    };
     let text = resp
         .text()
         .await
         .map_err(|e| Failure::transport(e).into_error(client, "CreateMultipartUpload", key))?;
-    xml_tag(&text, "UploadId").ok_or_else(|| Error::Backend {
-        backend: "r2",
-        message: format!("CreateMultipartUpload {key}: the answer has no UploadId"),
-        retryable: true,
-    })
+    xml_tag(&text, "UploadId")
+        .map(Some)
+        .ok_or_else(|| Error::Backend {
+            backend: "r2",
+            message: format!("CreateMultipartUpload {key}: the answer has no UploadId"),
+            retryable: true,
+        })
 }
 
 /// Reads the payload part by part and uploads each; answers the ETags in order.

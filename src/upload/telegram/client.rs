@@ -319,6 +319,10 @@ fn scrub_error(token: &Token, e: ApiError) -> ApiError {
             code,
             description: token.scrub(&description),
         },
+        ApiError::ChatMigrated { to, description } => ApiError::ChatMigrated {
+            to,
+            description: token.scrub(&description),
+        },
         ApiError::Unauthorized { description } => ApiError::Unauthorized {
             description: token.scrub(&description),
         },

@@ -1,9 +1,11 @@
 //! [`TelegramUploader`]: warms media through the Telegram Bot API.
 
 mod client;
+mod pool;
 mod ratelimit;
 mod reply;
 mod sniff;
+mod stats;
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,14 +16,16 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use self::client::{Client, Input, Token};
+use self::pool::Bench;
 use self::ratelimit::{Denied, Limiter};
 use self::reply::{ApiError, Message};
-use self::sniff::Format;
 use super::{MediaSource, UploadRequest, Uploaded, Uploader};
 use crate::error::{Error, Result};
+use crate::media::format::Format;
 use crate::media::{BotId, FileId, MediaKey, MediaKind, SizeLimits};
 
 pub use ratelimit::{Rate, RateLimits};
+pub use stats::UploaderStats;
 
 /// The public Bot API.
 const PUBLIC_API: &str = "https://api.telegram.org";
@@ -65,6 +69,8 @@ struct Inner {
     limiter: Limiter,
     delete_warmup: bool,
     urls: bool,
+    bench: Bench,
+    stats: stats::Counters,
 }
 
 /// A message sent by [`TelegramUploader::send_file_id`] or [`TelegramUploader::send_upload`].
@@ -93,6 +99,12 @@ impl TelegramUploader {
     /// The warm-up chats.
     pub fn warmup_chats(&self) -> &[i64] {
         &self.inner.chats
+    }
+
+    /// How media went out so far: by URL, by upload, and how often a URL Telegram could not
+    /// use fell back to an upload.
+    pub fn stats(&self) -> UploaderStats {
+        self.inner.stats.snapshot()
     }
 
     /// Calls `getMe`: checks that Telegram accepts the token. Answers the bot's user object.
@@ -157,7 +169,7 @@ impl TelegramUploader {
     /// As [`Uploader::upload`].
     pub async fn send_upload(&self, chat_id: i64, request: UploadRequest) -> Result<SentMessage> {
         self.check_bot(&request.key)?;
-        let (chat, message) = self.inner.deliver(&request, &[chat_id]).await?;
+        let (chat, message) = self.inner.deliver(&request, &[chat_id], false).await?;
         let mut sent = self.inner.sent(request.key.kind, &message)?;
         sent.chat_id = chat;
         Ok(sent)
@@ -194,18 +206,22 @@ impl TelegramUploader {
             }
             inner.limits.check(r.key.kind, r.size)?;
         }
-        let mut urls = inner.urls;
+        let mut url_types = Vec::with_capacity(requests.len());
+        for r in &requests {
+            url_types.push(inner.url_type(r).await);
+        }
         loop {
-            let permit = inner.acquire(&inner.chats, None).await?;
+            let targets = inner.bench.usable(&inner.chats).map_err(no_chat_left)?;
+            let permit = inner.acquire(&targets, None).await?;
             let chat = permit.chat;
             inner.limiter.charge(chat, requests.len() as u32 - 1);
             let mut items = Vec::with_capacity(requests.len());
             let mut any_url = false;
-            for r in &requests {
-                let url = r
-                    .source
-                    .url()
-                    .filter(|_| urls && r.size <= r.key.kind.url_limit());
+            for (r, mime) in requests.iter().zip(&url_types) {
+                let url = match mime {
+                    Some(mime) => r.source.fresh_url(Some(mime)).await.ok().flatten(),
+                    None => None,
+                };
                 let input = match url {
                     Some(url) => {
                         any_url = true;
@@ -218,6 +234,9 @@ impl TelegramUploader {
             match inner.client.send_media_group(chat, items).await {
                 Ok(messages) => {
                     drop(permit);
+                    for _ in &messages {
+                        inner.stats.sent(any_url);
+                    }
                     if messages.len() != requests.len() {
                         return Err(Error::Unavailable {
                             message: format!(
@@ -248,8 +267,9 @@ impl TelegramUploader {
                 Err(
                     ApiError::UrlRefused { description } | ApiError::WrongFileId { description },
                 ) if any_url => {
-                    tracing::debug!(chat, %description, "Telegram could not use a URL; uploading the album");
-                    urls = false;
+                    tracing::info!(chat, %description, "Telegram could not use a URL; uploading the album");
+                    inner.stats.url_fallback();
+                    url_types.iter_mut().for_each(|t| *t = None);
                 }
                 Err(ApiError::RateLimited {
                     retry_after,
@@ -260,8 +280,12 @@ impl TelegramUploader {
                     tracing::info!(chat, ?retry_after, bot_paused, %description, "album rate limited by Telegram");
                     return Err(Error::RateLimited { retry_after });
                 }
-                Err(ApiError::ChatUnusable { code, description }) if inner.chats.len() > 1 => {
-                    tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it leaves the pool");
+                Err(ApiError::ChatUnusable { code, description }) => {
+                    tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it sits out of the pool for {:?}", pool::BENCH_FOR);
+                    inner.bench.bench(chat, description);
+                }
+                Err(ApiError::ChatMigrated { to, description }) => {
+                    tracing::error!(chat, to, %description, "a warm-up chat became a supergroup: put {to} in MEDIA_WARMUP_CHAT_IDS in place of {chat}");
                     inner
                         .limiter
                         .disable(chat, format!("chat {chat}: {description}"));
@@ -299,41 +323,66 @@ impl Inner {
         }
     }
 
-    /// Sends `request` to one of `chats`: by URL when allowed, else multipart; moves to
-    /// another chat on a 429 or an unusable chat. Answers the chat used and the message.
-    async fn deliver(&self, request: &UploadRequest, chats: &[i64]) -> Result<(i64, Message)> {
+    /// Sends `request` to one of `chats`: by URL when Telegram's rules allow it (a fresh URL
+    /// on every attempt), else multipart; moves to another chat on a 429, and, when `chats`
+    /// is the warm-up pool, away from a chat Telegram refuses (which sits out a while).
+    /// Answers the chat used and the message.
+    async fn deliver(
+        &self,
+        request: &UploadRequest,
+        chats: &[i64],
+        pool: bool,
+    ) -> Result<(i64, Message)> {
         let kind = request.key.kind;
         self.limits.check(kind, request.size)?;
-        let known = request.source.bytes().and_then(|b| Format::of(b));
-        let mut url = request.source.url().filter(|_| {
-            self.urls && request.size <= kind.url_limit() && sniff::url_allowed(kind, known)
-        });
+        let mut url_type = self.url_type(request).await;
         // Each chat may be tried twice (a 429, then again once its pause passes), plus the
-        // URL fallback; beyond that the engine's queue waits better than a held worker.
+        // URL fallback; beyond that the engine's queue waits better than a held worker. A
+        // refused chat leaves the pool, so refusals end by themselves.
         let max_tries = 2 * chats.len() + 2;
         let mut tries = 0;
         let mut wait = None;
         loop {
             tries += 1;
+            let targets = if pool {
+                self.bench.usable(chats).map_err(no_chat_left)?
+            } else {
+                chats.to_vec()
+            };
             // The stream is opened (the store's first byte awaited) before the permit is
             // taken, so that the request leaves when the limiter counts it: Telegram counts
             // it when it arrives, and a store's latency in between would shift it out of the
             // limiter's schedule.
+            let url = match url_type {
+                Some(mime) => match request.source.fresh_url(Some(mime)).await {
+                    Ok(url) => url,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no URL for the media; uploading the bytes");
+                        None
+                    }
+                },
+                None => None,
+            };
             let input = match url {
-                Some(url) => Input::Url(url.to_owned()),
+                Some(url) => Input::Url(url),
                 None => upload_input(kind, request.size, &request.source).await?,
             };
-            let permit = self.acquire(chats, wait).await?;
+            let permit = self.acquire(&targets, wait).await?;
             let chat = permit.chat;
             let by_url = matches!(input, Input::Url(_));
             let result = self.client.send_media(kind, chat, input).await;
             match result {
-                Ok(message) => return Ok((chat, message)),
+                Ok(message) => {
+                    self.stats.sent(by_url);
+                    return Ok((chat, message));
+                }
                 Err(
                     ApiError::UrlRefused { description } | ApiError::WrongFileId { description },
                 ) if by_url => {
-                    tracing::debug!(chat, %description, "Telegram could not use the URL; uploading the bytes");
-                    url = None;
+                    tracing::info!(chat, %kind, %description, "Telegram could not use the URL; uploading the bytes");
+                    self.stats.url_fallback();
+                    url_type = None;
+                    tries -= 1;
                 }
                 Err(ApiError::RateLimited {
                     retry_after,
@@ -351,15 +400,43 @@ impl Inner {
                     // queue holds the job for that long.
                     wait = Some(retry_after);
                 }
-                Err(ApiError::ChatUnusable { code, description })
-                    if chats.len() > 1 && tries < max_tries =>
-                {
-                    tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it leaves the pool");
+                Err(ApiError::ChatUnusable { code, description }) if pool => {
+                    tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it sits out of the pool for {:?}", pool::BENCH_FOR);
+                    self.bench.bench(chat, description);
+                    tries -= 1;
+                }
+                Err(ApiError::ChatMigrated { to, description }) if pool => {
+                    tracing::error!(chat, to, %description, "a warm-up chat became a supergroup: put {to} in MEDIA_WARMUP_CHAT_IDS in place of {chat}");
                     self.limiter
                         .disable(chat, format!("chat {chat}: {description}"));
+                    tries -= 1;
                 }
                 Err(e) => return Err(self.error(e, Some((kind, request.size)))),
             }
+        }
+    }
+
+    /// The MIME type to have Telegram fetch `request` by URL with, or `None` when it must be
+    /// uploaded: no URL, URL uploads off, or a kind, format or size Telegram does not take by
+    /// URL ([`sniff::url_refusal`]).
+    async fn url_type(&self, request: &UploadRequest) -> Option<&'static str> {
+        if !self.urls || request.source.url().is_none() {
+            return None;
+        }
+        let kind = request.key.kind;
+        let format = match request.source.content_type(kind).await {
+            Ok(ct) => ct.as_deref().and_then(Format::of_mime),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot tell the media's type; uploading it");
+                None
+            }
+        };
+        match sniff::url_refusal(kind, format, request.size) {
+            Some(why) => {
+                tracing::debug!(%kind, %why, "not by URL");
+                None
+            }
+            None => format.map(|f| f.mime(kind)),
         }
     }
 
@@ -414,6 +491,9 @@ impl Inner {
             | ApiError::Rejected { code, description } => Error::Rejected {
                 message: format!("Telegram answered {code}: {description}"),
             },
+            ApiError::ChatMigrated { description, .. } => Error::Rejected {
+                message: format!("Telegram answered 400: {description}"),
+            },
             ApiError::UrlRefused { description } | ApiError::WrongFileId { description } => {
                 Error::Rejected {
                     message: format!("Telegram answered 400: {description}"),
@@ -423,6 +503,16 @@ impl Inner {
                 message: description,
             },
         }
+    }
+}
+
+/// The error when every warm-up chat sits out: it names each chat and why.
+fn no_chat_left(reasons: String) -> Error {
+    Error::Rejected {
+        message: format!(
+            "no usable warm-up chat left ({reasons}): check MEDIA_WARMUP_CHAT_IDS, add the bot \
+             to each chat, and in a channel make it an administrator allowed to post messages"
+        ),
     }
 }
 
@@ -452,7 +542,7 @@ impl Uploader for TelegramUploader {
     async fn upload(&self, request: UploadRequest) -> Result<Uploaded> {
         let inner = &self.inner;
         self.check_bot(&request.key)?;
-        let (chat, message) = inner.deliver(&request, &inner.chats).await?;
+        let (chat, message) = inner.deliver(&request, &inner.chats, true).await?;
         let sent = inner.sent(request.key.kind, &message)?;
         if inner.delete_warmup {
             // The file_id outlives the message; a failed delete only leaves a message behind.
@@ -711,6 +801,8 @@ impl TelegramUploaderBuilder {
                 limiter: Limiter::new(self.rate_limits),
                 delete_warmup: self.delete_warmup,
                 urls: self.urls,
+                bench: Bench::default(),
+                stats: stats::Counters::default(),
             }),
         })
     }

@@ -110,6 +110,8 @@ pub(crate) enum ApiError {
     WrongFileId { description: String },
     /// A problem with the chat itself (missing, bot removed, no rights): try another chat.
     ChatUnusable { code: u16, description: String },
+    /// The group became a supergroup with another id: the old id never works again.
+    ChatMigrated { to: i64, description: String },
     /// 401: the token is wrong or revoked.
     Unauthorized { description: String },
     /// 413: the body is too large for the server.
@@ -163,31 +165,26 @@ impl ApiError {
                 description,
             };
         }
-        if let Some(migrated) = envelope.parameters.and_then(|p| p.migrate_to_chat_id) {
-            return ApiError::ChatUnusable {
-                code,
-                description: format!("{description} (the group moved to chat {migrated})"),
+        if let Some(to) = envelope.parameters.and_then(|p| p.migrate_to_chat_id) {
+            return ApiError::ChatMigrated {
+                to,
+                description: format!("{description} (the group moved to chat {to})"),
             };
         }
-        match code {
-            401 => ApiError::Unauthorized { description },
-            413 => ApiError::TooLarge { description },
-            500..=599 => ApiError::Unavailable { description },
-            400 | 403 if is_chat_problem(&lower) || code == 403 => {
+        let meaning = DESCRIPTIONS
+            .iter()
+            .find(|(text, _)| lower.contains(text))
+            .map(|(_, m)| *m);
+        match (code, meaning) {
+            (401, _) => ApiError::Unauthorized { description },
+            (413, _) => ApiError::TooLarge { description },
+            (500..=599, _) => ApiError::Unavailable { description },
+            // Any 403 is about the chat or the bot's place in it.
+            (400 | 403, Some(Meaning::Chat)) | (403, _) => {
                 ApiError::ChatUnusable { code, description }
             }
-            400 if lower.contains("failed to get http url content")
-                || lower.contains("wrong type of the web page content")
-                || lower.contains("wrong http url") =>
-            {
-                ApiError::UrlRefused { description }
-            }
-            400 if lower.contains("wrong file identifier")
-                || lower.contains("wrong remote file identifier")
-                || lower.contains("file reference") =>
-            {
-                ApiError::WrongFileId { description }
-            }
+            (400, Some(Meaning::Url)) => ApiError::UrlRefused { description },
+            (400, Some(Meaning::FileId)) => ApiError::WrongFileId { description },
             _ if (400..500).contains(&code) => ApiError::Rejected { code, description },
             _ => ApiError::Unavailable { description },
         }
@@ -200,6 +197,7 @@ impl ApiError {
             | ApiError::UrlRefused { description }
             | ApiError::WrongFileId { description }
             | ApiError::ChatUnusable { description, .. }
+            | ApiError::ChatMigrated { description, .. }
             | ApiError::Unauthorized { description }
             | ApiError::TooLarge { description }
             | ApiError::Rejected { description, .. }
@@ -208,22 +206,73 @@ impl ApiError {
     }
 }
 
-fn is_chat_problem(lower: &str) -> bool {
-    [
-        "chat not found",
-        "bot was kicked",
-        "bot was blocked",
-        "bot is not a member",
-        "not enough rights",
-        "have no rights",
-        "chat_write_forbidden",
-        "group chat was upgraded",
-        "user is deactivated",
-        "peer_id_invalid",
-    ]
-    .iter()
-    .any(|p| lower.contains(p))
+/// What an error description means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meaning {
+    /// The chat cannot take the send: another chat can.
+    Chat,
+    /// Telegram could not use the URL: upload the bytes instead.
+    Url,
+    /// The file_id is not (or no longer) usable.
+    FileId,
 }
+
+/// Telegram's error descriptions that change what we do, as lowercase fragments (Telegram's
+/// capitalisation varies between versions), the first match winning. Each full text is the
+/// one Telegram sends, and the comment says where it is recorded: the Bot API server's own
+/// rewriting of MTProto errors (tdlib/telegram-bot-api, `Client::fail_query_with_error`),
+/// the error tables of teloxide (`teloxide-core/src/errors.rs`) and telebot (`errors.go`),
+/// and bot authors' reports. Any other 4xx is refused as is, 5xx retried.
+const DESCRIPTIONS: &[(&str, Meaning)] = &[
+    // 400 "Bad Request: chat not found" (teloxide ChatNotFound).
+    ("chat not found", Meaning::Chat),
+    // 403 "Forbidden: bot was kicked from the group chat", "... from the supergroup chat",
+    // "... from the channel chat" (teloxide BotKicked, BotKickedFromSupergroup; telebot).
+    ("bot was kicked", Meaning::Chat),
+    // 403 "Forbidden: bot was blocked by the user" (teloxide BotBlocked).
+    ("bot was blocked", Meaning::Chat),
+    // 403 "Forbidden: bot is not a member of the channel chat", "... of the supergroup chat"
+    // (teloxide BotKickedFromChannel-like reports; telebot).
+    ("bot is not a member", Meaning::Chat),
+    // 400 "Bad Request: need administrator rights in the channel chat" (teloxide issue #450:
+    // a bot in a channel without the "Post messages" right).
+    ("need administrator rights", Meaning::Chat),
+    // 400 "Bad Request: not enough rights to send photos to the chat" (and "... text
+    // messages", "... videos", "... documents": teloxide NotEnoughRightsToPostMessages).
+    ("not enough rights", Meaning::Chat),
+    // 400 "Bad Request: have no rights to send a message" (teloxide).
+    ("have no rights", Meaning::Chat),
+    // 403 "Forbidden: CHAT_WRITE_FORBIDDEN", 400 "Bad Request: CHAT_ADMIN_REQUIRED" (MTProto
+    // names passed through by the Bot API server).
+    ("chat_write_forbidden", Meaning::Chat),
+    ("chat_admin_required", Meaning::Chat),
+    // 400 "Bad Request: group chat was upgraded to a supergroup chat" (teloxide
+    // GroupChatUpgraded; the reply also carries `migrate_to_chat_id`).
+    ("group chat was upgraded", Meaning::Chat),
+    // 403 "Forbidden: user is deactivated" (teloxide UserDeactivated).
+    ("user is deactivated", Meaning::Chat),
+    // 403 "Forbidden: bot can't initiate conversation with a user" (teloxide).
+    ("can't initiate conversation", Meaning::Chat),
+    // 400 "Bad Request: PEER_ID_INVALID".
+    ("peer_id_invalid", Meaning::Chat),
+    // 400 "Bad Request: failed to get HTTP URL content" (telegram-bot-api's text for
+    // WEBPAGE_CURL_FAILED: unreachable, non-2xx, too large, timed out).
+    ("failed to get http url content", Meaning::Url),
+    // 400 "Bad Request: wrong type of the web page content" (WEBPAGE_MEDIA_EMPTY: served
+    // with a type the method does not take).
+    ("wrong type of the web page content", Meaning::Url),
+    // 400 "Bad Request: wrong HTTP URL specified" (EXTERNAL_URL_INVALID).
+    ("wrong http url", Meaning::Url),
+    // 400 "Bad Request: wrong file identifier/HTTP URL specified" (MEDIA_EMPTY): a file_id
+    // Telegram does not know, or a URL it cannot use for this method; the caller knows which
+    // it sent.
+    ("wrong file identifier", Meaning::FileId),
+    // 400 "Bad Request: wrong remote file identifier specified: ..." (teloxide
+    // WrongFileIdOrUrl kin; telebot ErrWrongRemoteFileID).
+    ("wrong remote file id", Meaning::FileId),
+    // 400 "Bad Request: FILE_REFERENCE_EXPIRED" and kin.
+    ("file reference", Meaning::FileId),
+];
 
 /// "Too Many Requests: retry after 17" gives 17 s.
 pub(crate) fn retry_after_in_text(text: &str) -> Option<Duration> {

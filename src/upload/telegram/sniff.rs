@@ -1,76 +1,27 @@
-//! Naming a media for a multipart part, from its first bytes: Telegram goes by the filename
-//! and MIME type, and some kinds may travel by URL only in some formats.
+//! Telegram's rules for a media's format: the name and MIME type of a multipart part, and
+//! which kinds may travel by URL in which formats.
+//!
+//! <https://core.telegram.org/bots/api#sending-files>: "When sending by URL the target file
+//! must have the correct MIME type (e.g., audio/mpeg for sendAudio, etc.)"; "5 MB max size
+//! for photos and 20 MB max for other types of content"; "In sendDocument, sending by URL
+//! will currently only work for GIF, PDF and ZIP files"; "To use sendVoice, the file must have
+//! the type audio/ogg and be no more than 1MB in size. 1-20MB voice notes will be sent as
+//! files"; "Other configurations may work but we can't guarantee that they will".
+//! <https://core.telegram.org/bots/api#sendvideonote>: "Sending video notes by a URL is
+//! currently unsupported". <https://core.telegram.org/bots/api#sendsticker>: a static .WEBP
+//! by URL; animated and video stickers only by upload or file_id.
 
 use crate::media::MediaKind;
+use crate::media::format::Format;
 
-/// A file format recognised from its magic bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
-    Jpeg,
-    Png,
-    Gif,
-    Webp,
-    Pdf,
-    Zip,
-    Mp4,
-    Webm,
-    Ogg,
-    Mp3,
-    /// gzip: an animated sticker (TGS) is gzipped Lottie JSON.
-    Gzip,
-}
+/// The largest voice note Telegram takes by URL as a voice message (1 MB).
+const VOICE_URL_LIMIT: u64 = 1000 * 1000;
 
-impl Format {
-    pub(crate) fn of(head: &[u8]) -> Option<Format> {
-        let at = |i: usize, magic: &[u8]| head.get(i..i + magic.len()) == Some(magic);
-        Some(if at(0, &[0xff, 0xd8, 0xff]) {
-            Format::Jpeg
-        } else if at(0, b"\x89PNG") {
-            Format::Png
-        } else if at(0, b"GIF8") {
-            Format::Gif
-        } else if at(0, b"RIFF") && at(8, b"WEBP") {
-            Format::Webp
-        } else if at(0, b"%PDF") {
-            Format::Pdf
-        } else if at(0, b"PK\x03\x04") {
-            Format::Zip
-        } else if at(4, b"ftyp") {
-            Format::Mp4
-        } else if at(0, &[0x1a, 0x45, 0xdf, 0xa3]) {
-            Format::Webm
-        } else if at(0, b"OggS") {
-            Format::Ogg
-        } else if at(0, b"ID3") || at(0, &[0xff, 0xfb]) || at(0, &[0xff, 0xf3]) {
-            Format::Mp3
-        } else if at(0, &[0x1f, 0x8b]) {
-            Format::Gzip
-        } else {
-            return None;
-        })
-    }
-
-    fn mime_and_ext(self) -> (&'static str, &'static str) {
-        match self {
-            Format::Jpeg => ("image/jpeg", "jpg"),
-            Format::Png => ("image/png", "png"),
-            Format::Gif => ("image/gif", "gif"),
-            Format::Webp => ("image/webp", "webp"),
-            Format::Pdf => ("application/pdf", "pdf"),
-            Format::Zip => ("application/zip", "zip"),
-            Format::Mp4 => ("video/mp4", "mp4"),
-            Format::Webm => ("video/webm", "webm"),
-            Format::Ogg => ("audio/ogg", "ogg"),
-            Format::Mp3 => ("audio/mpeg", "mp3"),
-            Format::Gzip => ("application/x-tgsticker", "tgs"),
-        }
-    }
-}
-
-/// The filename and MIME type of a part carrying `kind` whose bytes start with `head`.
+/// The filename and MIME type of a part carrying `kind` whose bytes start with `head`. An
+/// unknown format is named after the kind: Telegram reads an uploaded file's bytes.
 pub(crate) fn name(kind: MediaKind, head: &[u8]) -> (String, &'static str) {
     let (mime, ext) = match Format::of(head) {
-        Some(format) => format.mime_and_ext(),
+        Some(format) => (format.mime(kind), format.ext()),
         None => match kind {
             MediaKind::Photo => ("image/jpeg", "jpg"),
             MediaKind::Video | MediaKind::Animation | MediaKind::VideoNote => ("video/mp4", "mp4"),
@@ -83,16 +34,37 @@ pub(crate) fn name(kind: MediaKind, head: &[u8]) -> (String, &'static str) {
     (format!("{kind}.{ext}"), mime)
 }
 
-/// Whether Telegram takes `kind` by URL, given what the bytes look like (`None`: unknown).
-/// Never video notes; documents only as PDF, ZIP or GIF; stickers only as static WEBP.
-/// <https://core.telegram.org/bots/api#sending-files>
-pub(crate) fn url_allowed(kind: MediaKind, format: Option<Format>) -> bool {
-    match kind {
-        MediaKind::VideoNote => false,
-        MediaKind::Document => matches!(format, Some(Format::Pdf | Format::Zip | Format::Gif)),
-        MediaKind::Sticker => format == Some(Format::Webp),
-        _ => true,
+/// Why Telegram would not take `kind` by URL in `format` (`None`: unknown) at `size` bytes,
+/// or `None` when it would. An unknown format is never sent by URL: the URL would serve a
+/// type Telegram refuses.
+pub(crate) fn url_refusal(kind: MediaKind, format: Option<Format>, size: u64) -> Option<String> {
+    use Format::*;
+    if size > kind.url_limit() {
+        return Some(format!(
+            "{size} bytes is over the {} bytes Telegram fetches by URL for a {kind}",
+            kind.url_limit()
+        ));
     }
+    let Some(format) = format else {
+        return Some(format!("the {kind}'s format is unknown"));
+    };
+    let ok = match kind {
+        MediaKind::VideoNote => return Some("video notes never go by URL".to_owned()),
+        MediaKind::Photo => matches!(format, Jpeg | Png | Gif | Webp),
+        MediaKind::Video => format == Mp4,
+        MediaKind::Animation => matches!(format, Gif | Mp4),
+        MediaKind::Document => matches!(format, Pdf | Zip | Gif),
+        MediaKind::Audio => matches!(format, Mp3 | Mp4),
+        MediaKind::Voice if size > VOICE_URL_LIMIT => {
+            return Some(format!(
+                "a voice note of {size} bytes would arrive as a document (over 1 MB by URL)"
+            ));
+        }
+        MediaKind::Voice => format == Ogg,
+        // Animated (TGS, gzip) and video (WEBM) stickers only by upload.
+        MediaKind::Sticker => format == Webp,
+    };
+    (!ok).then(|| format!("Telegram takes no {kind} by URL as {}", format.mime(kind)))
 }
 
 #[cfg(test)]
@@ -113,16 +85,34 @@ mod tests {
             name(MediaKind::Voice, b"??"),
             ("voice.ogg".into(), "audio/ogg")
         );
-        assert_eq!(Format::of(b"\0\0\0\x18ftypmp42"), Some(Format::Mp4));
     }
 
     #[test]
-    fn url_rules() {
-        assert!(!url_allowed(MediaKind::VideoNote, Some(Format::Mp4)));
-        assert!(url_allowed(MediaKind::Document, Some(Format::Pdf)));
-        assert!(!url_allowed(MediaKind::Document, Some(Format::Mp4)));
-        assert!(!url_allowed(MediaKind::Document, None));
-        assert!(!url_allowed(MediaKind::Sticker, Some(Format::Gzip)));
-        assert!(url_allowed(MediaKind::Photo, None));
+    fn url_rules_per_kind() {
+        let ok = |k, f, s| url_refusal(k, f, s).is_none();
+        assert!(!ok(MediaKind::VideoNote, Some(Format::Mp4), 10));
+        assert!(ok(MediaKind::Document, Some(Format::Pdf), 10));
+        assert!(ok(MediaKind::Document, Some(Format::Zip), 10));
+        assert!(ok(MediaKind::Document, Some(Format::Gif), 10));
+        assert!(!ok(MediaKind::Document, Some(Format::Mp4), 10));
+        assert!(!ok(MediaKind::Document, None, 10));
+        assert!(ok(MediaKind::Sticker, Some(Format::Webp), 10));
+        assert!(!ok(MediaKind::Sticker, Some(Format::Gzip), 10));
+        assert!(!ok(MediaKind::Sticker, Some(Format::Webm), 10));
+        assert!(ok(MediaKind::Voice, Some(Format::Ogg), VOICE_URL_LIMIT));
+        assert!(!ok(
+            MediaKind::Voice,
+            Some(Format::Ogg),
+            VOICE_URL_LIMIT + 1
+        ));
+        assert!(!ok(MediaKind::Voice, Some(Format::Mp3), 10));
+        assert!(ok(MediaKind::Photo, Some(Format::Jpeg), 5_000_000));
+        assert!(!ok(MediaKind::Photo, Some(Format::Jpeg), 5_000_001));
+        assert!(!ok(MediaKind::Photo, None, 10));
+        assert!(!ok(MediaKind::Photo, Some(Format::Pdf), 10));
+        assert!(ok(MediaKind::Video, Some(Format::Mp4), 20_000_000));
+        assert!(!ok(MediaKind::Video, Some(Format::Mp4), 20_000_001));
+        assert!(ok(MediaKind::Animation, Some(Format::Gif), 10));
+        assert!(ok(MediaKind::Audio, Some(Format::Mp3), 10));
     }
 }
