@@ -1,5 +1,6 @@
 //! Turning media into file_ids: the [`Uploader`] trait and an in-process stand-in.
 
+mod budget;
 mod memory;
 #[cfg(feature = "telegram")]
 mod telegram;
@@ -15,9 +16,10 @@ use crate::error::Result;
 use crate::media::{BotId, FileId, MediaKey};
 use crate::store::{ByteStream, MediaStore};
 
+pub use budget::{BudgetRequest, Grant, MemoryBudget, Rate, RateBudget};
 pub use memory::{MemoryUploader, MemoryUploaderStats};
 #[cfg(feature = "telegram")]
-pub use telegram::{Rate, RateLimits, SentMessage, TelegramUploader, TelegramUploaderBuilder};
+pub use telegram::{RateLimits, SentMessage, TelegramUploader, TelegramUploaderBuilder};
 
 /// Where an uploader can get a media's bytes: from memory, from a URL the service can fetch
 /// itself, or as a stream opened on demand. An uploader picks what suits it (a URL first where

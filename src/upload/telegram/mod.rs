@@ -14,17 +14,20 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use self::client::{Client, Input, Token};
-use self::ratelimit::{Denied, Limiter};
+use self::ratelimit::{Denied, Limiter, Purpose};
 use self::reply::{ApiError, Message};
 use self::sniff::Format;
-use super::{MediaSource, UploadRequest, Uploaded, Uploader};
+use super::{MediaSource, RateBudget, UploadRequest, Uploaded, Uploader};
 use crate::error::{Error, Result};
 use crate::media::{BotId, FileId, MediaKey, MediaKind, SizeLimits};
 
-pub use ratelimit::{Rate, RateLimits};
+pub use ratelimit::RateLimits;
 
 /// The public Bot API.
 const PUBLIC_API: &str = "https://api.telegram.org";
+
+/// How long deleting a warm-up message waits for budget before leaving the message behind.
+const DELETE_WAIT: Duration = Duration::from_secs(5);
 
 /// Warms media by sending them to warm-up chats through the Telegram Bot API, and sends them
 /// by file_id afterwards.
@@ -123,7 +126,7 @@ impl TelegramUploader {
     ) -> Result<SentMessage> {
         let inner = &self.inner;
         self.check_bot(key)?;
-        let permit = inner.acquire(&[chat_id], None).await?;
+        let permit = inner.acquire(&[chat_id], Purpose::User, None).await?;
         let result = inner
             .client
             .send_media(
@@ -137,8 +140,12 @@ impl TelegramUploader {
                 drop(permit);
                 inner.sent(key.kind, &message)
             }
-            Err(ApiError::RateLimited { retry_after, .. }) => {
-                inner.limiter.pause(chat_id, retry_after);
+            Err(ApiError::RateLimited {
+                retry_after,
+                description,
+            }) => {
+                drop(permit);
+                inner.limited(chat_id, retry_after, &description).await;
                 Err(Error::RateLimited { retry_after })
             }
             Err(ApiError::WrongFileId { description }) => Err(Error::WrongFileId {
@@ -157,7 +164,10 @@ impl TelegramUploader {
     /// As [`Uploader::upload`].
     pub async fn send_upload(&self, chat_id: i64, request: UploadRequest) -> Result<SentMessage> {
         self.check_bot(&request.key)?;
-        let (chat, message) = self.inner.deliver(&request, &[chat_id]).await?;
+        let (chat, message) = self
+            .inner
+            .deliver(&request, &[chat_id], Purpose::User)
+            .await?;
         let mut sent = self.inner.sent(request.key.kind, &message)?;
         sent.chat_id = chat;
         Ok(sent)
@@ -165,7 +175,7 @@ impl TelegramUploader {
 
     /// Warms 2 to 10 photos and videos with one `sendMediaGroup` call to a warm-up chat, and
     /// answers their file_ids in the order given. Each item counts against the chat's and the
-    /// bot's rate as one message. Items with a URL go by URL (the whole album is uploaded
+    /// bot's rate as one message (Telegram does not document how albums count). Items with a URL go by URL (the whole album is uploaded
     /// instead if Telegram cannot fetch one); the others are streamed.
     ///
     /// # Errors
@@ -196,9 +206,11 @@ impl TelegramUploader {
         }
         let mut urls = inner.urls;
         loop {
-            let permit = inner.acquire(&inner.chats, None).await?;
+            let cost = requests.len() as u32;
+            let permit = inner
+                .acquire(&inner.chats, Purpose::Warm(cost), None)
+                .await?;
             let chat = permit.chat;
-            inner.limiter.charge(chat, requests.len() as u32 - 1);
             let mut items = Vec::with_capacity(requests.len());
             let mut any_url = false;
             for r in &requests {
@@ -234,13 +246,7 @@ impl TelegramUploader {
                         .collect::<Result<Vec<_>>>()?;
                     if inner.delete_warmup {
                         for m in &messages {
-                            if let Err(e) = inner.client.delete_message(chat, m.message_id).await {
-                                tracing::debug!(
-                                    chat,
-                                    error = e.description(),
-                                    "could not delete the warm-up message"
-                                );
-                            }
+                            inner.delete_warmup_message(chat, m.message_id).await;
                         }
                     }
                     return Ok(uploaded);
@@ -256,8 +262,7 @@ impl TelegramUploader {
                     description,
                 }) => {
                     drop(permit);
-                    let bot_paused = inner.limiter.pause(chat, retry_after);
-                    tracing::info!(chat, ?retry_after, bot_paused, %description, "album rate limited by Telegram");
+                    inner.limited(chat, retry_after, &description).await;
                     return Err(Error::RateLimited { retry_after });
                 }
                 Err(ApiError::ChatUnusable { code, description }) if inner.chats.len() > 1 => {
@@ -286,9 +291,15 @@ impl TelegramUploader {
 
 impl Inner {
     /// A permit for one of `chats`. `wait` caps the wait below the configured one.
-    async fn acquire(&self, chats: &[i64], wait: Option<Duration>) -> Result<ratelimit::Permit> {
-        match self.limiter.acquire(chats, wait).await {
+    async fn acquire(
+        &self,
+        chats: &[i64],
+        purpose: Purpose,
+        wait: Option<Duration>,
+    ) -> Result<ratelimit::Permit> {
+        match self.limiter.acquire(chats, purpose, wait).await {
             Ok(permit) => Ok(permit),
+            Err(Denied::Budget(e)) => Err(e),
             Err(Denied::Wait(retry_after)) => Err(Error::RateLimited { retry_after }),
             Err(Denied::NoChat(reason)) => Err(Error::Rejected {
                 message: format!(
@@ -299,20 +310,68 @@ impl Inner {
         }
     }
 
+    /// Records a 429 from `chat` in the budget: the chat and the bot pause for `retry_after`
+    /// (see [`ratelimit`] for why the bot too). A budget that cannot record it is logged: the
+    /// caller answers [`Error::RateLimited`] either way.
+    async fn limited(&self, chat: i64, retry_after: Duration, description: &str) {
+        tracing::info!(chat, ?retry_after, %description, "rate limited by Telegram; the chat and the bot pause");
+        if let Err(e) = self.limiter.pause(chat, retry_after).await {
+            tracing::warn!(chat, error = %e, "could not record Telegram's pause in the rate budget");
+        }
+    }
+
+    /// Deletes a warm-up message, within the budget (one bot-wide slot, never inside a
+    /// pause). The file_id outlives the message; a delete that fails or finds no slot soon
+    /// only leaves the message behind.
+    async fn delete_warmup_message(&self, chat: i64, message_id: i64) {
+        let permit = match self
+            .acquire(&[chat], Purpose::Delete, Some(DELETE_WAIT))
+            .await
+        {
+            Ok(permit) => permit,
+            Err(e) => {
+                tracing::debug!(chat, error = %e, "no budget to delete the warm-up message; it stays");
+                return;
+            }
+        };
+        match self.client.delete_message(chat, message_id).await {
+            Ok(()) => {}
+            Err(ApiError::RateLimited {
+                retry_after,
+                description,
+            }) => {
+                drop(permit);
+                self.limited(chat, retry_after, &description).await;
+            }
+            Err(e) => tracing::debug!(
+                chat,
+                error = e.description(),
+                "could not delete the warm-up message"
+            ),
+        }
+    }
+
     /// Sends `request` to one of `chats`: by URL when allowed, else multipart; moves to
-    /// another chat on a 429 or an unusable chat. Answers the chat used and the message.
-    async fn deliver(&self, request: &UploadRequest, chats: &[i64]) -> Result<(i64, Message)> {
+    /// another chat when one is unusable. A 429 pauses the chat and the bot, and answers
+    /// [`Error::RateLimited`] at once: no chat could take the send before the pause ends, and
+    /// the engine's queue holds the job for that long better than a held worker. Answers the
+    /// chat used and the message.
+    async fn deliver(
+        &self,
+        request: &UploadRequest,
+        chats: &[i64],
+        purpose: Purpose,
+    ) -> Result<(i64, Message)> {
         let kind = request.key.kind;
         self.limits.check(kind, request.size)?;
         let known = request.source.bytes().and_then(|b| Format::of(b));
         let mut url = request.source.url().filter(|_| {
             self.urls && request.size <= kind.url_limit() && sniff::url_allowed(kind, known)
         });
-        // Each chat may be tried twice (a 429, then again once its pause passes), plus the
-        // URL fallback; beyond that the engine's queue waits better than a held worker.
-        let max_tries = 2 * chats.len() + 2;
+        // Each chat may be tried once (an unusable chat leaves the pool), plus the URL
+        // fallback.
+        let max_tries = chats.len() + 2;
         let mut tries = 0;
-        let mut wait = None;
         loop {
             tries += 1;
             // The stream is opened (the store's first byte awaited) before the permit is
@@ -323,7 +382,7 @@ impl Inner {
                 Some(url) => Input::Url(url.to_owned()),
                 None => upload_input(kind, request.size, &request.source).await?,
             };
-            let permit = self.acquire(chats, wait).await?;
+            let permit = self.acquire(chats, purpose, None).await?;
             let chat = permit.chat;
             let by_url = matches!(input, Input::Url(_));
             let result = self.client.send_media(kind, chat, input).await;
@@ -340,16 +399,8 @@ impl Inner {
                     description,
                 }) => {
                     drop(permit);
-                    let bot_paused = self.limiter.pause(chat, retry_after);
-                    tracing::info!(chat, ?retry_after, bot_paused, %description, "rate limited by Telegram");
-                    if tries >= max_tries {
-                        return Err(Error::RateLimited {
-                            retry_after: self.limiter.pause_left(chats).max(retry_after),
-                        });
-                    }
-                    // Another chat if one can take it before this one's pause ends; else the
-                    // queue holds the job for that long.
-                    wait = Some(retry_after);
+                    self.limited(chat, retry_after, &description).await;
+                    return Err(Error::RateLimited { retry_after });
                 }
                 Err(ApiError::ChatUnusable { code, description })
                     if chats.len() > 1 && tries < max_tries =>
@@ -452,17 +503,12 @@ impl Uploader for TelegramUploader {
     async fn upload(&self, request: UploadRequest) -> Result<Uploaded> {
         let inner = &self.inner;
         self.check_bot(&request.key)?;
-        let (chat, message) = inner.deliver(&request, &inner.chats).await?;
+        let (chat, message) = inner
+            .deliver(&request, &inner.chats, Purpose::Warm(1))
+            .await?;
         let sent = inner.sent(request.key.kind, &message)?;
         if inner.delete_warmup {
-            // The file_id outlives the message; a failed delete only leaves a message behind.
-            if let Err(e) = inner.client.delete_message(chat, message.message_id).await {
-                tracing::debug!(
-                    chat,
-                    error = e.description(),
-                    "could not delete the warm-up message"
-                );
-            }
+            inner.delete_warmup_message(chat, message.message_id).await;
         }
         Ok(sent.uploaded)
     }
@@ -508,6 +554,7 @@ pub struct TelegramUploaderBuilder {
     urls: bool,
     timeout: Duration,
     env_errors: Vec<String>,
+    budget: Option<Arc<dyn RateBudget>>,
 }
 
 impl Default for TelegramUploaderBuilder {
@@ -542,6 +589,7 @@ impl TelegramUploaderBuilder {
             urls: true,
             timeout: Duration::from_secs(300),
             env_errors: Vec::new(),
+            budget: None,
         }
     }
 
@@ -639,6 +687,15 @@ impl TelegramUploaderBuilder {
         self
     }
 
+    /// The rate budget the sends draw from (default a [`MemoryBudget`](crate::upload::MemoryBudget)
+    /// of this process). Give every process of a bot one shared budget
+    /// (`db::PostgresBudget`) so that together they keep to the bot's limits, and a 429 seen
+    /// by one pauses them all.
+    pub fn with_rate_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     /// Validates and builds the uploader. It sends nothing: call
     /// [`TelegramUploader::get_me`] to check the token.
     ///
@@ -702,13 +759,14 @@ impl TelegramUploaderBuilder {
         };
         let mut chats = self.chats;
         chats.dedup();
+        let limiter = Limiter::new(bot.clone(), self.rate_limits, self.budget);
         Ok(TelegramUploader {
             inner: Arc::new(Inner {
                 bot,
                 client: Client::new(http, self.api_base, token),
                 chats,
                 limits: self.limits,
-                limiter: Limiter::new(self.rate_limits),
+                limiter,
                 delete_warmup: self.delete_warmup,
                 urls: self.urls,
             }),
