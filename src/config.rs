@@ -8,7 +8,7 @@
 //! | `MEDIA_WARMUP_CHAT_IDS` | comma list of warm-up chat ids | required with a token |
 //! | `R2_ENDPOINT` or `R2_ACCOUNT_ID`, `R2_BUCKET`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY`, `R2_REGION`, `R2_PUBLIC_BASE_URL` | an R2 (or S3) bucket for the media | a local folder |
 //! | `PREWARM_MEDIA_DIR` | the local folder for media when no R2 bucket is configured | `./prewarm-media`; in demo mode a folder under the system's temporary folder |
-//! | `PREWARM_DB` | a file path (embedded SQLite) or a `postgres://` URL, for the cache and the queue; unset, a `postgres://` `DATABASE_URL` is used when the `postgres` feature is on | in memory |
+//! | `PREWARM_DB` | a file path (embedded SQLite) or a `postgres://` URL, for the cache and the queue, and with PostgreSQL the Telegram rate budget every process of the bot shares (`db::PostgresBudget`); unset, a `postgres://` `DATABASE_URL` is used when the `postgres` feature is on | in memory, the rate budget in the process |
 //! | `MEDIA_PREWARM_CONCURRENCY`, `MEDIA_PREWARM_INTERVAL_MS`, `MEDIA_PREWARM_RETRY_WEAK_ID` | see [`PrewarmEngineBuilder::from_env`] | |
 //!
 //! **Demo mode.** With `TELEGRAM_BOT_TOKEN` unset (and the `testkit` feature on), the engine
@@ -81,9 +81,13 @@ impl PrewarmEngine {
 
 pub(crate) async fn from_lookup(get: Lookup<'_>) -> Result<Setup> {
     let engine = PrewarmEngineBuilder::from_lookup(get);
+    let budget = rate_budget(get).await?;
     let (telegram, demo) = match get("TELEGRAM_BOT_TOKEN")? {
-        Some(_) => (TelegramUploaderBuilder::from_lookup(get).build()?, None),
-        None => demo_uploader(get).await?,
+        Some(_) => (
+            with_budget(TelegramUploaderBuilder::from_lookup(get), budget).build()?,
+            None,
+        ),
+        None => demo_uploader(get, budget).await?,
     };
     let bot = crate::upload::Uploader::bot(&telegram).clone();
     let mut engine = engine.with_uploader(Arc::new(telegram.clone()));
@@ -106,7 +110,37 @@ type Demo = Option<crate::testkit::FakeBotApi>;
 #[cfg(not(feature = "testkit"))]
 type Demo = Option<std::convert::Infallible>;
 
-async fn demo_uploader(get: Lookup<'_>) -> Result<(TelegramUploader, Demo)> {
+fn with_budget(
+    builder: TelegramUploaderBuilder,
+    budget: Option<Arc<dyn crate::upload::RateBudget>>,
+) -> TelegramUploaderBuilder {
+    match budget {
+        Some(budget) => builder.with_rate_budget(budget),
+        None => builder,
+    }
+}
+
+/// With a PostgreSQL `PREWARM_DB`, the rate budget there: the processes of a bot sharing a
+/// database share its Telegram limits. Otherwise `None`: the uploader's own, in the process.
+async fn rate_budget(get: Lookup<'_>) -> Result<Option<Arc<dyn crate::upload::RateBudget>>> {
+    #[cfg(feature = "postgres")]
+    if let Some(url) = db_target(get)?.filter(|t| is_postgres(t)) {
+        let budget = crate::db::PostgresBudget::builder(url).connect().await?;
+        return Ok(Some(Arc::new(budget)));
+    }
+    let _ = get;
+    Ok(None)
+}
+
+fn is_postgres(target: &str) -> bool {
+    let target = target.trim();
+    target.starts_with("postgres://") || target.starts_with("postgresql://")
+}
+
+async fn demo_uploader(
+    get: Lookup<'_>,
+    budget: Option<Arc<dyn crate::upload::RateBudget>>,
+) -> Result<(TelegramUploader, Demo)> {
     #[cfg(feature = "testkit")]
     {
         use crate::testkit::{FakeBotApi, FakeLimits, Latency};
@@ -133,7 +167,7 @@ async fn demo_uploader(get: Lookup<'_>) -> Result<(TelegramUploader, Demo)> {
             "TELEGRAM_BOT_TOKEN is not set: demo mode, warming through the crate's fake Bot API \
              on loopback (nothing is sent to Telegram)"
         );
-        let telegram = TelegramUploaderBuilder::new()
+        let telegram = with_budget(TelegramUploaderBuilder::new(), budget)
             .with_token(DEMO_TOKEN)
             .with_api_base(fake.base_url())
             .with_warmup_chats(chats)
@@ -142,7 +176,7 @@ async fn demo_uploader(get: Lookup<'_>) -> Result<(TelegramUploader, Demo)> {
     }
     #[cfg(not(feature = "testkit"))]
     {
-        let _ = get;
+        let _ = (get, budget);
         Err(crate::error::Error::Config {
             message: "TELEGRAM_BOT_TOKEN is not set: set it to the token BotFather gave (and \
                       MEDIA_WARMUP_CHAT_IDS), or enable the `testkit` feature for demo mode"
@@ -184,20 +218,19 @@ type Durable = (
     Arc<dyn crate::queue::PriorityQueue>,
 );
 
-async fn durable(get: Lookup<'_>) -> Result<Option<Durable>> {
-    let target = match get("PREWARM_DB")? {
-        Some(t) => t,
+/// `PREWARM_DB`, else a PostgreSQL `DATABASE_URL` this build can use.
+fn db_target(get: Lookup<'_>) -> Result<Option<String>> {
+    Ok(match get("PREWARM_DB")? {
+        Some(t) => Some(t),
         // `DATABASE_URL` is often the host application's own database: taken only when it is a
         // PostgreSQL URL and this build can use it.
-        None => match get("DATABASE_URL")? {
-            Some(url)
-                if cfg!(feature = "postgres")
-                    && (url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
-            {
-                url
-            }
-            _ => return Ok(None),
-        },
+        None => get("DATABASE_URL")?.filter(|url| cfg!(feature = "postgres") && is_postgres(url)),
+    })
+}
+
+async fn durable(get: Lookup<'_>) -> Result<Option<Durable>> {
+    let Some(target) = db_target(get)? else {
+        return Ok(None);
     };
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     {
