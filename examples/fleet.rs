@@ -151,13 +151,16 @@ async fn fake() -> Result<(), Error> {
 async fn worker() -> Result<(), Error> {
     let bot: usize = env("FLEET_BOT").parse()?;
     let (url, schema) = (env("DATABASE_URL"), env("FLEET_SCHEMA"));
+    // Few connections (a dozen processes share one server's 100): the limiter asks its
+    // budget one request at a time, so one connection serves it.
     let store = PostgresStore::builder(&url)
         .with_schema(&schema)
-        .with_pool_size(4)
+        .with_pool_size(3)
         .connect()
         .await?;
     let budget = PostgresBudget::builder(&url)
         .with_schema(&schema)
+        .with_pool_size(1)
         .connect()
         .await?;
     let telegram = TelegramUploader::builder()

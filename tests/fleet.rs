@@ -44,6 +44,7 @@ async fn connect(url: &str, schema: &str) -> PostgresStore {
 async fn budget(url: &str, schema: &str) -> PostgresBudget {
     PostgresBudget::builder(url)
         .with_schema(schema)
+        .with_pool_size(2)
         .connect()
         .await
         .expect("connect the budget")

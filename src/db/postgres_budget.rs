@@ -1,36 +1,5 @@
-//! [`PostgresBudget`]: the rate budget of bots in PostgreSQL, shared by every process of a bot.
-//!
-//! # Design
-//! Each bucket (the bot's, the warms' share of it, each chat's) is one row holding a GCRA
-//! theoretical arrival time, the end of the pause the last 429 set, and the slowdown since.
-//! A send takes its slot by calling one PL/pgSQL function, `rate_budget_take`, which locks
-//! the bot's row, reads the candidate chats' rows, picks the chat whose slot comes first,
-//! and moves the bot's, the share's and that chat's `tat` forward, or answers how long until
-//! a slot, all in one statement and one transaction. A 429 calls `rate_budget_pause`, which
-//! moves the pause of the chat and the bot forward. Times come from the database's clock
-//! (`clock_timestamp()`), so hosts with skewed clocks agree.
-//!
-//! Why this design over the alternatives:
-//! - *One warming owner per bot with a lease* would keep warms in one process, but sends to
-//!   users come from every process and must draw from the same budget, so a shared budget
-//!   is needed anyway; and an owner's death stops warming for a whole lease.
-//! - *A shared ban table spread by NOTIFY* tells the others of a 429 only after the
-//!   notification arrives, and a send may leave in between: here every send reads the pause
-//!   in the same statement that takes its slot, so a 429 recorded by any process holds for
-//!   every send that starts after it.
-//! - A bucket holds no per-process share, so when a process dies nothing has to be handed
-//!   back: its share returns at once (well within one lease), and the others' sends fill it.
-//!
-//! # Cost
-//! One round trip per send (the take), plus one per 429 (the pause); a process asks one
-//! request at a time, so waiting workers add one round trip per wake-up between them. The
-//! bot's row is the lock every send of the bot passes: at Telegram's 30 messages a second
-//! that is far below what one row takes. `benches/budget.rs` measures a take beside the
-//! in-process budget's (BENCHMARKS.md).
-//!
-//! The table (`rate_budget`) and the functions are created idempotently in the schema when
-//! the budget connects, under an advisory lock so that processes starting together do not
-//! race. Rows of users' chats idle for an hour are deleted now and then.
+//! [`PostgresBudget`]: the rate budget of bots in PostgreSQL, shared by every process of a bot;
+//! its design and cost are on the type.
 
 use std::fmt;
 use std::str::FromStr;
@@ -254,7 +223,39 @@ impl PostgresBudgetBuilder {
 }
 
 /// The rate budget of bots in PostgreSQL, shared by every process that connects to the same
-/// schema. See the [module docs](self) for the design and its cost.
+/// schema.
+///
+/// # Design
+/// Each bucket (the bot's, the warms' share of it, each chat's) is one row holding a GCRA
+/// theoretical arrival time, the end of the pause the last 429 set, and the slowdown since.
+/// A send takes its slot by calling one PL/pgSQL function, `rate_budget_take`, which locks
+/// the bot's row, reads the candidate chats' rows, picks the chat whose slot comes first,
+/// and moves the bot's, the share's and that chat's `tat` forward, or answers how long until
+/// a slot, all in one statement and one transaction. A 429 calls `rate_budget_pause`, which
+/// moves the pause of the chat and the bot forward. Times come from the database's clock
+/// (`clock_timestamp()`), so hosts with skewed clocks agree.
+///
+/// Why this design over the alternatives:
+/// - *One warming owner per bot with a lease* would keep warms in one process, but sends to
+///   users come from every process and must draw from the same budget, so a shared budget
+///   is needed anyway; and an owner's death stops warming for a whole lease.
+/// - *A shared ban table spread by NOTIFY* tells the others of a 429 only after the
+///   notification arrives, and a send may leave in between: here every send reads the pause
+///   in the same statement that takes its slot, so a 429 recorded by any process holds for
+///   every send that starts after it.
+/// - A bucket holds no per-process share, so when a process dies nothing has to be handed
+///   back: its share returns at once (well within one lease), and the others' sends fill it.
+///
+/// # Cost
+/// One round trip per send (the take), plus one per 429 (the pause); a process asks one
+/// request at a time, so waiting workers add one round trip per wake-up between them. The
+/// bot's row is the lock every send of the bot passes: at Telegram's 30 messages a second
+/// that is far below what one row takes. `benches/budget.rs` measures a take beside the
+/// in-process budget's (BENCHMARKS.md).
+///
+/// The table (`rate_budget`) and the functions are created idempotently in the schema when
+/// the budget connects, under an advisory lock so that processes starting together do not
+/// race. Rows of users' chats idle for an hour are deleted now and then.
 ///
 /// ```no_run
 /// use std::sync::Arc;

@@ -36,9 +36,16 @@ const DELETE_WAIT: Duration = Duration::from_secs(5);
 ///   video notes; documents only as PDF, ZIP or GIF; stickers only as static WEBP), else by
 ///   a streamed multipart upload; a URL Telegram cannot fetch falls back to the upload.
 /// - Sizes are checked against [`SizeLimits`] before any request.
-/// - Sends are spread over the warm-up chats within [`RateLimits`] shared by every clone; a
-///   429 pauses its chat (or the bot) for the `retry_after` Telegram asks, and the upload
-///   moves to another chat, or answers [`Error::RateLimited`] when none can take it soon.
+/// - Sends are spread over the warm-up chats within [`RateLimits`], drawing from a
+///   [`RateBudget`] shared by every clone (in the process by default; give every process of
+///   the bot one shared budget with [`with_rate_budget`](TelegramUploaderBuilder::with_rate_budget)).
+///   Telegram's 429 does not say whether the chat's or the bot's limit was hit, so a 429
+///   pauses the chat and the bot for exactly the `retry_after` Telegram asks, before any
+///   other send leaves, and the upload answers [`Error::RateLimited`]. Warms leave sends to
+///   users a share of the bot-wide rate ([`RateLimits::with_user_share`]); an album counts
+///   one send per item; deleting a warm-up message counts bot-wide only (not a message; the
+///   Bot API's maintainers call delete limits "high enough to cover all reasonable usages",
+///   tdlib/telegram-bot-api#572) and never goes inside a pause.
 /// - A chat Telegram refuses ("chat not found", bot removed) leaves the pool; the others go on.
 /// - The token never appears in an error, a log line or `Debug`.
 ///
