@@ -9,7 +9,7 @@
 //! | `MEDIA_WARMUP_CHAT_IDS` | comma list of warm-up chat ids | required with a token |
 //! | `R2_ENDPOINT` or `R2_ACCOUNT_ID`, `R2_BUCKET`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY`, `R2_REGION`, `R2_PUBLIC_BASE_URL` | an R2 (or S3) bucket for the media | a local folder |
 //! | `PREWARM_MEDIA_DIR` | the local folder for media when no R2 bucket is configured | `./prewarm-media`; in demo mode a folder under the system's temporary folder |
-//! | `PREWARM_DB` | where the cache and the queue live: a file path (embedded SQLite), a `postgres://` URL, or `memory` (lost with the process) | `./prewarm.db` (SQLite); unset with a `postgres://` `DATABASE_URL` and the `postgres` feature, that database; in demo mode, memory |
+//! | `PREWARM_DB` | where the cache and the queue live: a file path (embedded SQLite), a `postgres://` URL, or `memory` (lost with the process); with PostgreSQL also the Telegram rate budget every process of the bot shares (`db::PostgresBudget`) | `./prewarm.db` (SQLite); unset with a `postgres://` `DATABASE_URL` and the `postgres` feature, that database; in demo mode, memory |
 //! | `MEDIA_PREWARM_CONCURRENCY`, `MEDIA_PREWARM_INTERVAL_MS`, `MEDIA_PREWARM_RETRY_WEAK_ID` | see [`PrewarmEngineBuilder::from_env`] | |
 //!
 //! **Durable by default.** With no `PREWARM_DB`, queued jobs and file_ids are kept in the
@@ -116,12 +116,17 @@ const DEMO_VAR: &str = "PREWARM_DEMO";
 pub(crate) async fn from_lookup(get: Lookup<'_>) -> Result<Setup> {
     let engine = PrewarmEngineBuilder::from_lookup(get);
     let demo_asked = demo_asked(get)?;
+    let budget = rate_budget(get, demo_asked).await?;
     let (telegram, demo) = match (get("TELEGRAM_BOT_TOKEN")?, demo_asked) {
-        (Some(_), false) => (TelegramUploaderBuilder::from_lookup(get).build()?, None),
-        (None, true) => demo_uploader(get).await?,
+        (Some(_), false) => (
+            with_budget(TelegramUploaderBuilder::from_lookup(get), budget).build()?,
+            None,
+        ),
+        (None, true) => demo_uploader(get, budget).await?,
         (Some(_), true) => {
             return Err(Error::Config {
-                message: "TELEGRAM_BOT_TOKEN and PREWARM_DEMO=1 are both set: unset                           PREWARM_DEMO to warm through Telegram, or unset the token for demo mode"
+                message: "TELEGRAM_BOT_TOKEN and PREWARM_DEMO=1 are both set: unset \
+                          PREWARM_DEMO to warm through Telegram, or unset the token for demo mode"
                     .to_owned(),
             });
         }
@@ -166,7 +171,37 @@ type Demo = Option<crate::testkit::FakeBotApi>;
 #[cfg(not(feature = "testkit"))]
 type Demo = Option<std::convert::Infallible>;
 
-async fn demo_uploader(get: Lookup<'_>) -> Result<(TelegramUploader, Demo)> {
+fn with_budget(
+    builder: TelegramUploaderBuilder,
+    budget: Option<Arc<dyn crate::upload::RateBudget>>,
+) -> TelegramUploaderBuilder {
+    match budget {
+        Some(budget) => builder.with_rate_budget(budget),
+        None => builder,
+    }
+}
+
+/// With a PostgreSQL `PREWARM_DB`, the rate budget there: the processes of a bot sharing a
+/// database share its Telegram limits. Otherwise `None`: the uploader's own, in the process.
+async fn rate_budget(get: Lookup<'_>, demo: bool) -> Result<Option<Arc<dyn crate::upload::RateBudget>>> {
+    #[cfg(feature = "postgres")]
+    if let Some(url) = db_target(get, demo)?.filter(|t| is_postgres(t)) {
+        let budget = crate::db::PostgresBudget::builder(url).connect().await?;
+        return Ok(Some(Arc::new(budget)));
+    }
+    let _ = (get, demo);
+    Ok(None)
+}
+
+fn is_postgres(target: &str) -> bool {
+    let target = target.trim();
+    target.starts_with("postgres://") || target.starts_with("postgresql://")
+}
+
+async fn demo_uploader(
+    get: Lookup<'_>,
+    budget: Option<Arc<dyn crate::upload::RateBudget>>,
+) -> Result<(TelegramUploader, Demo)> {
     #[cfg(feature = "testkit")]
     {
         use crate::testkit::{FakeBotApi, FakeLimits, Latency};
@@ -193,7 +228,7 @@ async fn demo_uploader(get: Lookup<'_>) -> Result<(TelegramUploader, Demo)> {
             "PREWARM_DEMO=1: demo mode, warming through the crate's fake Bot API on loopback \
              (nothing is sent to Telegram)"
         );
-        let telegram = TelegramUploaderBuilder::new()
+        let telegram = with_budget(TelegramUploaderBuilder::new(), budget)
             .with_token(DEMO_TOKEN)
             .with_api_base(fake.base_url())
             .with_warmup_chats(chats)
@@ -202,7 +237,7 @@ async fn demo_uploader(get: Lookup<'_>) -> Result<(TelegramUploader, Demo)> {
     }
     #[cfg(not(feature = "testkit"))]
     {
-        let _ = get;
+        let _ = (get, budget);
         Err(Error::Config {
             message: "PREWARM_DEMO=1 needs the `testkit` feature (the fake Bot API): enable it in \
                       Cargo.toml, or set TELEGRAM_BOT_TOKEN to warm through Telegram"

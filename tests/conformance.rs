@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use prewarm::conformance;
 use prewarm::store::{FsStore, MemoryStore};
+use prewarm::upload::MemoryBudget;
 use prewarm::{BotId, LruFileIdCache, MemoryQueue, MemoryUploader, PriorityQueue};
 
 #[tokio::test]
@@ -37,4 +38,10 @@ async fn memory_uploader_conforms() {
         BotId::new("conformance").expect("bot"),
     ))
     .await;
+}
+
+#[tokio::test]
+async fn memory_budget_conforms() {
+    let budget = MemoryBudget::new();
+    conformance::budget::run_all(&budget, &budget.clone()).await;
 }

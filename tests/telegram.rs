@@ -363,7 +363,7 @@ async fn a_missing_warmup_chat_leaves_the_pool_and_deletes_clean_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_429_storm_pauses_only_its_chat() {
+async fn a_429_storm_pauses_every_chat_for_its_retry_after() {
     let (a, b, c) = (-1001, -1002, -1003);
     // Chat A allows 2 sends a second; the uploader tries 10: A gets 429s.
     let limits = FakeLimits::off()
@@ -403,27 +403,25 @@ async fn a_429_storm_pauses_only_its_chat() {
         "no request inside a retry_after: {stats:?}"
     );
 
-    // While A was paused, B and C kept going.
+    // A 429 does not say whether the chat's or the bot's limit was hit: while A was paused
+    // (at least 1 s, Telegram's retry_after being whole seconds), B and C waited too, but
+    // for requests already on the wire when the 429 came back (no latency here: 100 ms).
     let events = fake.events();
     let limited: Vec<_> = events
         .iter()
         .filter(|e| e.chat == Some(a) && e.status == 429)
         .collect();
-    let overlapping = limited
-        .iter()
-        .filter(|l| {
-            events.iter().any(|e| {
-                e.status == 200
-                    && matches!(e.chat, Some(ch) if ch == b || ch == c)
-                    && e.at > l.at
-                    && e.at < l.at + Duration::from_secs(1)
-            })
+    let inside = |l: &&&prewarm::testkit::FakeEvent| {
+        events.iter().any(|e| {
+            matches!(e.chat, Some(ch) if ch == b || ch == c)
+                && e.at > l.at + Duration::from_millis(100)
+                && e.at < l.at + Duration::from_secs(1)
         })
-        .count();
+    };
     assert_eq!(
-        overlapping,
-        limited.len(),
-        "other chats sent during every pause of A"
+        limited.iter().filter(inside).count(),
+        0,
+        "other chats sent during a pause of A"
     );
     fake.shutdown().await;
 }

@@ -16,6 +16,7 @@
 //! Store and cache suites use fresh random keys, so they may share one instance; the queue
 //! suite needs an empty queue per behaviour and takes a factory.
 
+pub mod budget;
 pub mod cache;
 pub mod queue;
 pub mod store;

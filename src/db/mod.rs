@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `SqliteStore` | `sqlite` | one process on one machine: an embedded database file |
 //! | `PostgresStore` | `postgres` | many processes or machines sharing the work |
+//! | `PostgresBudget` | `postgres` | the Telegram rate budget of a bot shared by its processes (not a cache or queue) |
 //!
 //! Each type implements both traits on one database: the file_id of a media and its warm job
 //! live in one row of the table `media_cache`, whose `status` reads `ready` (a file_id is
@@ -19,11 +20,16 @@
 
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_budget;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder, QueueClock};
+pub use postgres::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use postgres_budget::{PostgresBudget, PostgresBudgetBuilder};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 

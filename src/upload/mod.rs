@@ -1,5 +1,6 @@
 //! Turning media into file_ids: the [`Uploader`] trait and an in-process stand-in.
 
+mod budget;
 mod memory;
 #[cfg(feature = "telegram")]
 mod telegram;
@@ -16,10 +17,11 @@ use crate::error::Result;
 use crate::media::{BotId, FileId, MediaKey};
 use crate::store::{ByteStream, MediaStore};
 
+pub use budget::{BudgetRequest, Grant, MemoryBudget, Rate, RateBudget};
 pub use memory::{MemoryUploader, MemoryUploaderStats};
 #[cfg(feature = "telegram")]
 pub use telegram::{
-    Rate, RateLimits, SentMessage, TelegramUploader, TelegramUploaderBuilder, UploaderStats,
+    RateLimits, SentMessage, TelegramUploader, TelegramUploaderBuilder, UploaderStats,
 };
 
 /// Where an uploader can get a media's bytes: from memory, from a URL the service can fetch

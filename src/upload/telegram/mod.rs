@@ -17,18 +17,21 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use self::client::{Client, Input, Token};
 use self::pool::Bench;
-use self::ratelimit::{Denied, Limiter};
+use self::ratelimit::{Denied, Limiter, Purpose};
 use self::reply::{ApiError, Message};
-use super::{MediaSource, UploadRequest, Uploaded, Uploader};
+use super::{MediaSource, RateBudget, UploadRequest, Uploaded, Uploader};
 use crate::error::{Error, Result};
 use crate::media::format::Format;
 use crate::media::{BotId, FileId, MediaKey, MediaKind, SizeLimits};
 
-pub use ratelimit::{Rate, RateLimits};
+pub use ratelimit::RateLimits;
 pub use stats::UploaderStats;
 
 /// The public Bot API.
 const PUBLIC_API: &str = "https://api.telegram.org";
+
+/// How long deleting a warm-up message waits for budget before leaving the message behind.
+const DELETE_WAIT: Duration = Duration::from_secs(5);
 
 /// Warms media by sending them to warm-up chats through the Telegram Bot API, and sends them
 /// by file_id afterwards.
@@ -37,9 +40,16 @@ const PUBLIC_API: &str = "https://api.telegram.org";
 ///   video notes; documents only as PDF, ZIP or GIF; stickers only as static WEBP), else by
 ///   a streamed multipart upload; a URL Telegram cannot fetch falls back to the upload.
 /// - Sizes are checked against [`SizeLimits`] before any request.
-/// - Sends are spread over the warm-up chats within [`RateLimits`] shared by every clone; a
-///   429 pauses its chat (or the bot) for the `retry_after` Telegram asks, and the upload
-///   moves to another chat, or answers [`Error::RateLimited`] when none can take it soon.
+/// - Sends are spread over the warm-up chats within [`RateLimits`], drawing from a
+///   [`RateBudget`] shared by every clone (in the process by default; give every process of
+///   the bot one shared budget with [`with_rate_budget`](TelegramUploaderBuilder::with_rate_budget)).
+///   Telegram's 429 does not say whether the chat's or the bot's limit was hit, so a 429
+///   pauses the chat and the bot for exactly the `retry_after` Telegram asks, before any
+///   other send leaves, and the upload answers [`Error::RateLimited`]. Warms leave sends to
+///   users a share of the bot-wide rate ([`RateLimits::with_user_share`]); an album counts
+///   one send per item; deleting a warm-up message counts bot-wide only (not a message; the
+///   Bot API's maintainers call delete limits "high enough to cover all reasonable usages",
+///   tdlib/telegram-bot-api#572) and never goes inside a pause.
 /// - A chat Telegram refuses ("chat not found", bot removed) leaves the pool; the others go on.
 /// - The token never appears in an error, a log line or `Debug`.
 ///
@@ -135,7 +145,7 @@ impl TelegramUploader {
     ) -> Result<SentMessage> {
         let inner = &self.inner;
         self.check_bot(key)?;
-        let permit = inner.acquire(&[chat_id], None).await?;
+        let permit = inner.acquire(&[chat_id], Purpose::User, None).await?;
         let result = inner
             .client
             .send_media(
@@ -149,8 +159,12 @@ impl TelegramUploader {
                 drop(permit);
                 inner.sent(key.kind, &message)
             }
-            Err(ApiError::RateLimited { retry_after, .. }) => {
-                inner.limiter.pause(chat_id, retry_after);
+            Err(ApiError::RateLimited {
+                retry_after,
+                description,
+            }) => {
+                drop(permit);
+                inner.limited(chat_id, retry_after, &description).await;
                 Err(Error::RateLimited { retry_after })
             }
             Err(ApiError::WrongFileId { description }) => Err(Error::WrongFileId {
@@ -169,7 +183,10 @@ impl TelegramUploader {
     /// As [`Uploader::upload`].
     pub async fn send_upload(&self, chat_id: i64, request: UploadRequest) -> Result<SentMessage> {
         self.check_bot(&request.key)?;
-        let (chat, message) = self.inner.deliver(&request, &[chat_id], false).await?;
+        let (chat, message) = self
+            .inner
+            .deliver(&request, &[chat_id], Purpose::User)
+            .await?;
         let mut sent = self.inner.sent(request.key.kind, &message)?;
         sent.chat_id = chat;
         Ok(sent)
@@ -177,7 +194,7 @@ impl TelegramUploader {
 
     /// Warms 2 to 10 photos and videos with one `sendMediaGroup` call to a warm-up chat, and
     /// answers their file_ids in the order given. Each item counts against the chat's and the
-    /// bot's rate as one message. Items with a URL go by URL (the whole album is uploaded
+    /// bot's rate as one message (Telegram does not document how albums count). Items with a URL go by URL (the whole album is uploaded
     /// instead if Telegram cannot fetch one); the others are streamed.
     ///
     /// # Errors
@@ -212,9 +229,9 @@ impl TelegramUploader {
         }
         loop {
             let targets = inner.bench.usable(&inner.chats).map_err(no_chat_left)?;
-            let permit = inner.acquire(&targets, None).await?;
+            let cost = requests.len() as u32;
+            let permit = inner.acquire(&targets, Purpose::Warm(cost), None).await?;
             let chat = permit.chat;
-            inner.limiter.charge(chat, requests.len() as u32 - 1);
             let mut items = Vec::with_capacity(requests.len());
             let mut any_url = false;
             for (r, mime) in requests.iter().zip(&url_types) {
@@ -253,13 +270,7 @@ impl TelegramUploader {
                         .collect::<Result<Vec<_>>>()?;
                     if inner.delete_warmup {
                         for m in &messages {
-                            if let Err(e) = inner.client.delete_message(chat, m.message_id).await {
-                                tracing::debug!(
-                                    chat,
-                                    error = e.description(),
-                                    "could not delete the warm-up message"
-                                );
-                            }
+                            inner.delete_warmup_message(chat, m.message_id).await;
                         }
                     }
                     return Ok(uploaded);
@@ -276,8 +287,7 @@ impl TelegramUploader {
                     description,
                 }) => {
                     drop(permit);
-                    let bot_paused = inner.limiter.pause(chat, retry_after);
-                    tracing::info!(chat, ?retry_after, bot_paused, %description, "album rate limited by Telegram");
+                    inner.limited(chat, retry_after, &description).await;
                     return Err(Error::RateLimited { retry_after });
                 }
                 Err(ApiError::ChatUnusable { code, description }) => {
@@ -310,9 +320,15 @@ impl TelegramUploader {
 
 impl Inner {
     /// A permit for one of `chats`. `wait` caps the wait below the configured one.
-    async fn acquire(&self, chats: &[i64], wait: Option<Duration>) -> Result<ratelimit::Permit> {
-        match self.limiter.acquire(chats, wait).await {
+    async fn acquire(
+        &self,
+        chats: &[i64],
+        purpose: Purpose,
+        wait: Option<Duration>,
+    ) -> Result<ratelimit::Permit> {
+        match self.limiter.acquire(chats, purpose, wait).await {
             Ok(permit) => Ok(permit),
+            Err(Denied::Budget(e)) => Err(e),
             Err(Denied::Wait(retry_after)) => Err(Error::RateLimited { retry_after }),
             Err(Denied::NoChat(reason)) => Err(Error::Rejected {
                 message: format!(
@@ -323,25 +339,67 @@ impl Inner {
         }
     }
 
+    /// Records a 429 from `chat` in the budget: the chat and the bot pause for `retry_after`
+    /// (see [`ratelimit`] for why the bot too). A budget that cannot record it is logged: the
+    /// caller answers [`Error::RateLimited`] either way.
+    async fn limited(&self, chat: i64, retry_after: Duration, description: &str) {
+        tracing::info!(chat, ?retry_after, %description, "rate limited by Telegram; the chat and the bot pause");
+        if let Err(e) = self.limiter.pause(chat, retry_after).await {
+            tracing::warn!(chat, error = %e, "could not record Telegram's pause in the rate budget");
+        }
+    }
+
+    /// Deletes a warm-up message, within the budget (one bot-wide slot, never inside a
+    /// pause). The file_id outlives the message; a delete that fails or finds no slot soon
+    /// only leaves the message behind.
+    async fn delete_warmup_message(&self, chat: i64, message_id: i64) {
+        let permit = match self
+            .acquire(&[chat], Purpose::Delete, Some(DELETE_WAIT))
+            .await
+        {
+            Ok(permit) => permit,
+            Err(e) => {
+                tracing::debug!(chat, error = %e, "no budget to delete the warm-up message; it stays");
+                return;
+            }
+        };
+        match self.client.delete_message(chat, message_id).await {
+            Ok(()) => {}
+            Err(ApiError::RateLimited {
+                retry_after,
+                description,
+            }) => {
+                drop(permit);
+                self.limited(chat, retry_after, &description).await;
+            }
+            Err(e) => tracing::debug!(
+                chat,
+                error = e.description(),
+                "could not delete the warm-up message"
+            ),
+        }
+    }
+
     /// Sends `request` to one of `chats`: by URL when Telegram's rules allow it (a fresh URL
-    /// on every attempt), else multipart; moves to another chat on a 429, and, when `chats`
-    /// is the warm-up pool, away from a chat Telegram refuses (which sits out a while).
-    /// Answers the chat used and the message.
+    /// on every attempt), else multipart; when `purpose` is a warm (`chats` is the warm-up
+    /// pool), away from a chat Telegram refuses (which sits out a while). A 429 pauses the
+    /// chat and the bot, and answers [`Error::RateLimited`] at once: no chat could take the
+    /// send before the pause ends, and the engine's queue holds the job for that long better
+    /// than a held worker. Answers the chat used and the message.
     async fn deliver(
         &self,
         request: &UploadRequest,
         chats: &[i64],
-        pool: bool,
+        purpose: Purpose,
     ) -> Result<(i64, Message)> {
+        let pool = matches!(purpose, Purpose::Warm(_));
         let kind = request.key.kind;
         self.limits.check(kind, request.size)?;
         let mut url_type = self.url_type(request).await;
-        // Each chat may be tried twice (a 429, then again once its pause passes), plus the
-        // URL fallback; beyond that the engine's queue waits better than a held worker. A
+        // Each chat may be tried once (a 429 ends the attempt), plus the URL fallback. A
         // refused chat leaves the pool, so refusals end by themselves.
-        let max_tries = 2 * chats.len() + 2;
+        let max_tries = chats.len() + 2;
         let mut tries = 0;
-        let mut wait = None;
         loop {
             tries += 1;
             let targets = if pool {
@@ -367,7 +425,7 @@ impl Inner {
                 Some(url) => Input::Url(url),
                 None => upload_input(kind, request.size, &request.source).await?,
             };
-            let permit = self.acquire(&targets, wait).await?;
+            let permit = self.acquire(&targets, purpose, None).await?;
             let chat = permit.chat;
             let by_url = matches!(input, Input::Url(_));
             let result = self.client.send_media(kind, chat, input).await;
@@ -389,16 +447,8 @@ impl Inner {
                     description,
                 }) => {
                     drop(permit);
-                    let bot_paused = self.limiter.pause(chat, retry_after);
-                    tracing::info!(chat, ?retry_after, bot_paused, %description, "rate limited by Telegram");
-                    if tries >= max_tries {
-                        return Err(Error::RateLimited {
-                            retry_after: self.limiter.pause_left(chats).max(retry_after),
-                        });
-                    }
-                    // Another chat if one can take it before this one's pause ends; else the
-                    // queue holds the job for that long.
-                    wait = Some(retry_after);
+                    self.limited(chat, retry_after, &description).await;
+                    return Err(Error::RateLimited { retry_after });
                 }
                 Err(ApiError::ChatUnusable { code, description }) if pool => {
                     tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it sits out of the pool for {:?}", pool::BENCH_FOR);
@@ -542,17 +592,12 @@ impl Uploader for TelegramUploader {
     async fn upload(&self, request: UploadRequest) -> Result<Uploaded> {
         let inner = &self.inner;
         self.check_bot(&request.key)?;
-        let (chat, message) = inner.deliver(&request, &inner.chats, true).await?;
+        let (chat, message) = inner
+            .deliver(&request, &inner.chats, Purpose::Warm(1))
+            .await?;
         let sent = inner.sent(request.key.kind, &message)?;
         if inner.delete_warmup {
-            // The file_id outlives the message; a failed delete only leaves a message behind.
-            if let Err(e) = inner.client.delete_message(chat, message.message_id).await {
-                tracing::debug!(
-                    chat,
-                    error = e.description(),
-                    "could not delete the warm-up message"
-                );
-            }
+            inner.delete_warmup_message(chat, message.message_id).await;
         }
         Ok(sent.uploaded)
     }
@@ -598,6 +643,7 @@ pub struct TelegramUploaderBuilder {
     urls: bool,
     timeout: Duration,
     env_errors: Vec<String>,
+    budget: Option<Arc<dyn RateBudget>>,
 }
 
 impl Default for TelegramUploaderBuilder {
@@ -632,6 +678,7 @@ impl TelegramUploaderBuilder {
             urls: true,
             timeout: Duration::from_secs(300),
             env_errors: Vec::new(),
+            budget: None,
         }
     }
 
@@ -729,6 +776,15 @@ impl TelegramUploaderBuilder {
         self
     }
 
+    /// The rate budget the sends draw from (default a [`MemoryBudget`](crate::upload::MemoryBudget)
+    /// of this process). Give every process of a bot one shared budget
+    /// (`db::PostgresBudget`) so that together they keep to the bot's limits, and a 429 seen
+    /// by one pauses them all.
+    pub fn with_rate_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     /// Validates and builds the uploader. It sends nothing: call
     /// [`TelegramUploader::get_me`] to check the token.
     ///
@@ -792,13 +848,14 @@ impl TelegramUploaderBuilder {
         };
         let mut chats = self.chats;
         chats.dedup();
+        let limiter = Limiter::new(bot.clone(), self.rate_limits, self.budget);
         Ok(TelegramUploader {
             inner: Arc::new(Inner {
                 bot,
                 client: Client::new(http, self.api_base, token),
                 chats,
                 limits: self.limits,
-                limiter: Limiter::new(self.rate_limits),
+                limiter,
                 delete_warmup: self.delete_warmup,
                 urls: self.urls,
                 bench: Bench::default(),

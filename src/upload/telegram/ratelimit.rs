@@ -1,9 +1,35 @@
-//! Rate limits shared by every worker of one bot: a bucket for the bot, one per chat, the
-//! pauses Telegram's 429s ask for, and a cap on requests in flight per chat.
+//! The limiter of a [`TelegramUploader`](crate::upload::TelegramUploader): which chat a send
+//! goes to and when, within the bot's [`RateBudget`], a cap on requests in flight per chat,
+//! and the chats taken out of the pool.
 //!
-//! Buckets are GCRA ("generic cell rate algorithm", a token bucket kept as one timestamp):
-//! a send at `t` conforms when `t >= tat - tolerance`, and moves `tat` to `max(tat, t) + T`.
-//! The state sits behind one std mutex, never held across an `.await`.
+//! The buckets and pauses live in the budget: [`MemoryBudget`] in the process by default, or
+//! a shared one (`db::PostgresBudget`) so that every process of a bot keeps to one budget.
+//! What stays here is per process: requests in flight (a request already on the wire when a
+//! 429 comes back would arrive inside the pause and prolong it, so a chat has one in flight
+//! at a time), chats Telegram refused, and the waiting. A process asks its budget one
+//! request at a time (an async mutex): its waiting workers cost one budget call per wake-up
+//! between them, not one each.
+//!
+//! # 429s
+//! Telegram answers the same "Too Many Requests: retry after N" whether the chat's limit or
+//! the bot's was hit. Every 429 therefore pauses the chat *and the bot* for exactly the
+//! `retry_after` given, in the budget, before any other send leaves: a bot-wide ban is
+//! honoured by every chat (of every process, with a shared budget) from its first 429, and a
+//! chat-only one costs the other chats at most `retry_after`, once. Sends to users wait no
+//! longer than Telegram asked: the pause ends when `retry_after` does, and a send that may not
+//! wait that long answers [`Error::RateLimited`](crate::Error::RateLimited) at once.
+//!
+//! # What is charged
+//! - A send: one slot of the chat and of the bot; a warm also one of the warms' share of the
+//!   bot-wide rate ([`RateLimits::with_user_share`]), so that warms leave sends to users room.
+//! - An album: one slot per item, taken at once (Telegram has not documented how albums
+//!   count; per item is the safe reading).
+//! - `deleteMessage` (deleting a warm-up message): one bot-wide slot, none of the chat's,
+//!   and never inside a pause. A delete is not a message, and the chat limits are message
+//!   limits; the Bot API's maintainers say delete limits are "high enough to cover all
+//!   reasonable usages" (tdlib/telegram-bot-api#572), so charging the chat would halve
+//!   warming for nothing, while the bot-wide slot keeps the total number of requests within
+//!   the bot's rate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,70 +38,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A rate: `count` requests per `per`, with bursts of up to `burst` back to back.
-///
-/// ```
-/// use std::time::Duration;
-/// use prewarm::upload::Rate;
-///
-/// let groups = Rate::new(20, Duration::from_secs(60)).with_burst(1);
-/// assert_eq!(groups.interval(), Duration::from_secs(3));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    count: u32,
-    per: Duration,
-    burst: u32,
-}
-
-impl Rate {
-    /// `count` requests per `per`, with a burst of 1. A zero `count` is taken as 1.
-    pub const fn new(count: u32, per: Duration) -> Self {
-        Self {
-            count: if count == 0 { 1 } else { count },
-            per,
-            burst: 1,
-        }
-    }
-
-    /// Lets up to `burst` requests go back to back after a quiet spell (at least 1). The
-    /// uploader's limiter keeps a margin of a quarter of the burst's span (at most 250 ms)
-    /// before its edge, as requests reach Telegram a little after they leave and not always
-    /// in order; the sustained rate is unchanged.
-    #[must_use]
-    pub const fn with_burst(mut self, burst: u32) -> Self {
-        self.burst = if burst == 0 { 1 } else { burst };
-        self
-    }
-
-    /// The spacing between requests at the sustained rate.
-    pub fn interval(&self) -> Duration {
-        self.per / self.count
-    }
-
-    /// The burst size.
-    pub const fn burst(&self) -> u32 {
-        self.burst
-    }
-
-    fn tolerance(&self) -> Duration {
-        self.interval() * (self.burst - 1)
-    }
-
-    /// The tolerance this side keeps to: the burst's, less a margin (a quarter of it, at most
-    /// [`EDGE_MARGIN`]). Telegram counts a request when it arrives, a few to a hundred
-    /// milliseconds after the limiter counted it (more for a large body), and requests may
-    /// arrive in another order than they left: a limiter sending right at the burst's edge
-    /// would see some of them refused. The margin shortens bursts only; the sustained rate
-    /// stays the configured one.
-    fn kept_tolerance(&self) -> Duration {
-        let t = self.tolerance();
-        t - (t / 4).min(EDGE_MARGIN)
-    }
-}
-
-/// The most a bucket's tolerance is shortened by; see `Rate::kept_tolerance`.
-const EDGE_MARGIN: Duration = Duration::from_millis(250);
+use crate::error::Error;
+use crate::media::BotId;
+use crate::upload::budget::{BudgetRequest, Grant, MemoryBudget, Rate, RateBudget};
 
 /// The rate limits a [`TelegramUploader`](crate::upload::TelegramUploader) keeps to, shared by
 /// all its callers.
@@ -83,7 +48,8 @@ const EDGE_MARGIN: Duration = Duration::from_millis(250);
 /// The defaults follow Telegram's published limits: 30 messages a second per bot, one a
 /// second per private chat (bursts of 3), 20 a minute per group or channel (negative chat
 /// ids), and one request in flight per chat (a request already on the wire when a 429 comes
-/// back would arrive inside the pause and prolong it).
+/// back would arrive inside the pause and prolong it). Warms leave a quarter of the bot-wide
+/// rate to sends to users ([`with_user_share`](Self::with_user_share)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -101,6 +67,7 @@ pub struct RateLimits {
     group_chat: Rate,
     in_flight_per_chat: u32,
     max_wait: Duration,
+    user_share: u32,
 }
 
 impl Default for RateLimits {
@@ -111,6 +78,7 @@ impl Default for RateLimits {
             group_chat: Rate::new(20, Duration::from_secs(60)).with_burst(1),
             in_flight_per_chat: 1,
             max_wait: Duration::from_secs(30),
+            user_share: DEFAULT_USER_SHARE,
         }
     }
 }
@@ -125,6 +93,7 @@ impl RateLimits {
             group_chat: fast,
             in_flight_per_chat: 1024,
             max_wait: Duration::from_secs(30),
+            user_share: DEFAULT_USER_SHARE,
         }
     }
 
@@ -164,6 +133,26 @@ impl RateLimits {
         self
     }
 
+    /// The share of the bot-wide rate, in percent (0 to 100, default 25), that warms leave to
+    /// sends to users: warms draw at most the rest of it, so that a bot warming a backlog
+    /// still answers its users at once. Sends to users may use the whole rate. 100 is taken
+    /// as 99: warms always keep at least one send per period.
+    #[must_use]
+    pub fn with_user_share(mut self, percent: u32) -> Self {
+        self.user_share = percent.min(99);
+        self
+    }
+
+    /// The share of the bot-wide rate, in percent, that warms leave to sends to users.
+    pub fn user_share(&self) -> u32 {
+        self.user_share
+    }
+
+    /// The part of the bot-wide rate warms may use.
+    pub fn warm_share(&self) -> Rate {
+        self.bot.scaled(f64::from(100 - self.user_share) / 100.0)
+    }
+
     /// The bot-wide rate.
     pub fn bot(&self) -> Rate {
         self.bot
@@ -189,95 +178,47 @@ impl RateLimits {
     }
 }
 
-/// After a 429 a bucket sends this much slower at most...
-const MAX_SLOWDOWN: f64 = 16.0;
-/// ...and each send after it takes back this share of the slowdown (about 70 sends halve it).
-const RECOVERY: f64 = 0.99;
+/// Warms leave this share (percent) of the bot-wide rate to sends to users by default.
+const DEFAULT_USER_SHARE: u32 = 25;
 
-/// A bucket's theoretical arrival time, the pause a 429 set, and how much slower than its
-/// configured rate it runs since then.
-///
-/// Telegram's limits are approximate and undocumented in detail: a 429 shows that the
-/// configured rate is too fast for this chat right now, so the bucket halves its rate
-/// (multiplicative decrease) and creeps back to the configured rate with each send.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    rate: Rate,
-    tat: Instant,
-    paused_until: Option<Instant>,
-    slowdown: f64,
+/// What a send is, for the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A warm of `cost` messages (an album's items) to a warm-up chat.
+    Warm(u32),
+    /// A message to a user's chat.
+    User,
+    /// A request that is not a message (`deleteMessage`).
+    Delete,
 }
 
-impl Bucket {
-    fn new(rate: Rate, now: Instant) -> Self {
-        Self {
-            rate,
-            tat: now,
-            paused_until: None,
-            slowdown: 1.0,
-        }
-    }
-
-    fn interval(&self) -> Duration {
-        self.rate.interval().mul_f64(self.slowdown)
-    }
-
-    fn pause(&mut self, until: Instant) {
-        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
-        self.slowdown = (self.slowdown * 2.0).min(MAX_SLOWDOWN);
-    }
-
-    /// The earliest instant a request conforms.
-    fn ready_at(&self, now: Instant) -> Instant {
-        let by_rate = self
-            .tat
-            .checked_sub(self.rate.kept_tolerance())
-            .unwrap_or(now)
-            .max(now);
-        match self.paused_until {
-            Some(until) if until > by_rate => until,
-            _ => by_rate,
-        }
-    }
-
-    fn paused(&self, now: Instant) -> Option<Instant> {
-        self.paused_until.filter(|&u| u > now)
-    }
-
-    fn take(&mut self, now: Instant) {
-        self.tat = self.tat.max(now) + self.interval();
-        self.slowdown = (self.slowdown * RECOVERY).max(1.0);
-    }
-}
-
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct ChatState {
-    bucket: Bucket,
     in_flight: u32,
     /// Set when the chat cannot be used (removed, missing): the reason.
     disabled: Option<String>,
 }
 
-#[derive(Debug)]
-struct State {
-    bot: Bucket,
-    chats: HashMap<i64, ChatState>,
-}
-
 /// Why no chat was handed out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Denied {
     /// Every candidate is paused or busy past the wait allowed: try again after this long.
     Wait(Duration),
     /// Every candidate chat is disabled; the last reason.
     NoChat(String),
+    /// The budget could not be asked (a shared budget's database is unreachable).
+    Budget(Error),
 }
 
-/// The shared limiter of one bot.
+/// The limiter of one bot's uploader, shared by its clones.
 #[derive(Debug, Clone)]
 pub(crate) struct Limiter {
+    bot: BotId,
     limits: RateLimits,
-    state: Arc<Mutex<State>>,
+    budget: Arc<dyn RateBudget>,
+    chats: Arc<Mutex<HashMap<i64, ChatState>>>,
+    /// One budget call at a time per process.
+    asking: Arc<tokio::sync::Mutex<()>>,
     changed: Arc<Notify>,
 }
 
@@ -290,42 +231,51 @@ pub(crate) struct Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut state = self.limiter.lock();
-        if let Some(c) = state.chats.get_mut(&self.chat) {
+        let mut chats = self.limiter.lock();
+        if let Some(c) = chats.get_mut(&self.chat) {
             c.in_flight = c.in_flight.saturating_sub(1);
+            if c.in_flight == 0 && c.disabled.is_none() {
+                chats.remove(&self.chat);
+            }
         }
-        drop(state);
+        drop(chats);
         self.limiter.changed.notify_waiters();
     }
 }
 
-/// Chats outside the warm-up pool are remembered for their budgets; past this many, idle ones
-/// are forgotten.
-const MAX_REMEMBERED_CHATS: usize = 10_000;
+/// What the local state allows of the candidates.
+enum Local {
+    /// These chats, least busy first.
+    Open(Vec<(i64, Rate)>),
+    /// Every open chat has its requests in flight.
+    Busy,
+    /// No chat is open: the last reason.
+    NoChat(String),
+}
 
 impl Limiter {
-    pub(crate) fn new(limits: RateLimits) -> Self {
-        let now = Instant::now();
+    pub(crate) fn new(bot: BotId, limits: RateLimits, budget: Option<Arc<dyn RateBudget>>) -> Self {
         Self {
+            bot,
             limits,
-            state: Arc::new(Mutex::new(State {
-                bot: Bucket::new(limits.bot, now),
-                chats: HashMap::new(),
-            })),
+            budget: budget.unwrap_or_else(|| Arc::new(MemoryBudget::new())),
+            chats: Arc::new(Mutex::new(HashMap::new())),
+            asking: Arc::new(tokio::sync::Mutex::new(())),
             changed: Arc::new(Notify::new()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<i64, ChatState>> {
         // Every update is a few field writes: a poisoned lock still holds a usable state.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.chats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits for a send slot in one of `chats` (the first with budget, earliest first, ties to
-    /// the least used), up to the configured wait, or `wait` when shorter.
+    /// the least busy), up to the configured wait, or `wait` when shorter.
     pub(crate) async fn acquire(
         &self,
         chats: &[i64],
+        purpose: Purpose,
         wait: Option<Duration>,
     ) -> Result<Permit, Denied> {
         let wait = wait.map_or(self.limits.max_wait, |w| w.min(self.limits.max_wait));
@@ -337,22 +287,35 @@ impl Limiter {
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
             let wake_at = {
-                let now = Instant::now();
-                let mut state = self.lock();
-                match self.pick(&mut state, chats, now) {
-                    Pick::Go(chat) => {
-                        return Ok(Permit {
-                            limiter: self.clone(),
-                            chat,
-                        });
+                let asking = self.asking.lock().await;
+                let open = match self.local(chats, purpose) {
+                    Local::NoChat(reason) => return Err(Denied::NoChat(reason)),
+                    Local::Busy => None,
+                    Local::Open(open) => Some(open),
+                };
+                match open {
+                    None => None,
+                    Some(open) => {
+                        let request = self.request(&open, purpose);
+                        let grant = self.budget.take(&request).await.map_err(Denied::Budget)?;
+                        match grant {
+                            Grant::Go(chat) => {
+                                self.lock().entry(chat).or_default().in_flight += 1;
+                                drop(asking);
+                                return Ok(Permit {
+                                    limiter: self.clone(),
+                                    chat,
+                                });
+                            }
+                            Grant::Wait(d) => {
+                                let at = Instant::now() + d;
+                                if at > deadline {
+                                    return Err(Denied::Wait(d));
+                                }
+                                Some(at)
+                            }
+                        }
                     }
-                    Pick::NoChat(reason) => return Err(Denied::NoChat(reason)),
-                    Pick::Paused(until) if until > deadline => {
-                        return Err(Denied::Wait(until - now));
-                    }
-                    Pick::At(at) if at > deadline => return Err(Denied::Wait(at - now)),
-                    Pick::Paused(at) | Pick::At(at) => Some(at),
-                    Pick::Busy => None,
                 }
             };
             match wake_at {
@@ -374,132 +337,63 @@ impl Limiter {
         }
     }
 
-    fn pick(&self, state: &mut State, chats: &[i64], now: Instant) -> Pick {
-        if state.chats.len() > MAX_REMEMBERED_CHATS {
-            state.chats.retain(|_, c| {
-                c.in_flight > 0 || c.disabled.is_some() || c.bucket.ready_at(now) > now
-            });
-        }
-        let bot_ready = state.bot.ready_at(now);
-        let bot_paused = state.bot.paused(now);
-        let mut best: Option<(Instant, u32, i64)> = None;
+    fn local(&self, chats: &[i64], purpose: Purpose) -> Local {
+        let state = self.lock();
+        let mut open = Vec::with_capacity(chats.len());
         let mut any_open = false;
-        let mut all_paused_until: Option<Instant> = None;
         let mut last_reason = None;
         for &chat in chats {
-            let c = state.chats.entry(chat).or_insert_with(|| ChatState {
-                bucket: Bucket::new(self.limits.chat(chat), now),
-                in_flight: 0,
-                disabled: None,
-            });
-            if let Some(reason) = &c.disabled {
+            let (in_flight, disabled) = state
+                .get(&chat)
+                .map_or((0, None), |c| (c.in_flight, c.disabled.as_ref()));
+            if let Some(reason) = disabled {
                 last_reason = Some(reason.clone());
                 continue;
             }
             any_open = true;
-            if let Some(until) = c.bucket.paused(now) {
-                all_paused_until = Some(all_paused_until.map_or(until, |u: Instant| u.min(until)));
+            // A delete follows its own send: it may share the chat's slot in flight.
+            if in_flight >= self.limits.in_flight_per_chat && purpose != Purpose::Delete {
                 continue;
             }
-            all_paused_until = Some(now);
-            if c.in_flight >= self.limits.in_flight_per_chat {
-                continue;
-            }
-            let at = c.bucket.ready_at(now).max(bot_ready);
-            let candidate = (at, c.in_flight, chat);
-            if best.is_none_or(|b| (candidate.0, candidate.1) < (b.0, b.1)) {
-                best = Some(candidate);
-            }
+            open.push((in_flight, chat));
         }
         if !any_open {
-            return Pick::NoChat(last_reason.unwrap_or_else(|| "no warm-up chat".to_owned()));
+            return Local::NoChat(last_reason.unwrap_or_else(|| "no warm-up chat".to_owned()));
         }
-        if let Some(until) = bot_paused {
-            return Pick::Paused(until);
+        if open.is_empty() {
+            return Local::Busy;
         }
-        match (best, all_paused_until) {
-            (Some((at, _, chat)), _) if at <= now => {
-                state.bot.take(now);
-                let c = state.chats.get_mut(&chat).expect("inserted above");
-                c.bucket.take(now);
-                c.in_flight += 1;
-                Pick::Go(chat)
-            }
-            (Some((at, _, _)), _) => Pick::At(at),
-            (None, Some(until)) if until > now => Pick::Paused(until),
-            (None, _) => Pick::Busy,
+        // Stable: among equally busy chats the caller's order holds.
+        open.sort_by_key(|&(in_flight, _)| in_flight);
+        Local::Open(
+            open.into_iter()
+                .map(|(_, chat)| (chat, self.limits.chat(chat)))
+                .collect(),
+        )
+    }
+
+    fn request<'a>(&'a self, chats: &'a [(i64, Rate)], purpose: Purpose) -> BudgetRequest<'a> {
+        let request = BudgetRequest::new(&self.bot, self.limits.bot(), chats);
+        match purpose {
+            Purpose::Warm(cost) => request.warm(self.limits.warm_share()).cost(cost),
+            Purpose::User => request,
+            Purpose::Delete => request.charge_chat(false),
         }
     }
 
-    /// Records a 429 from `chat`: no request goes there for `retry_after`, and the chat's
-    /// rate halves for a while. A second chat
-    /// limited while another's pause still runs means the bot-wide limit was hit: then the
-    /// whole bot pauses too. Answers whether the bot was paused.
-    pub(crate) fn pause(&self, chat: i64, retry_after: Duration) -> bool {
-        let now = Instant::now();
-        let until = now + retry_after;
-        let mut state = self.lock();
-        let other_paused = state
-            .chats
-            .iter()
-            .any(|(&id, c)| id != chat && c.bucket.paused(now).is_some());
-        let c = state.chats.entry(chat).or_insert_with(|| ChatState {
-            bucket: Bucket::new(self.limits.chat(chat), now),
-            in_flight: 0,
-            disabled: None,
-        });
-        c.bucket.pause(until);
-        if other_paused {
-            state.bot.pause(until);
-        }
-        drop(state);
+    /// Records a 429 from `chat`: the chat and the bot pause for `retry_after`, in the budget
+    /// (on every process sharing it).
+    pub(crate) async fn pause(&self, chat: i64, retry_after: Duration) -> Result<(), Error> {
+        let result = self.budget.pause(&self.bot, chat, retry_after).await;
         self.changed.notify_waiters();
-        other_paused
-    }
-
-    /// Charges `extra` more sends to `chat` and the bot, as an album of `extra + 1` items
-    /// does: the sends after it wait as if each item had been sent alone.
-    pub(crate) fn charge(&self, chat: i64, extra: u32) {
-        let now = Instant::now();
-        let mut state = self.lock();
-        for _ in 0..extra {
-            state.bot.take(now);
-            if let Some(c) = state.chats.get_mut(&chat) {
-                c.bucket.take(now);
-            }
-        }
+        result
     }
 
     /// Takes `chat` out of the pool for good, with the reason.
     pub(crate) fn disable(&self, chat: i64, reason: String) {
-        if let Some(c) = self.lock().chats.get_mut(&chat) {
-            c.disabled = Some(reason);
-        }
+        self.lock().entry(chat).or_default().disabled = Some(reason);
         self.changed.notify_waiters();
     }
-
-    /// How long until some chat of `chats` is out of its pause (zero if one is now).
-    pub(crate) fn pause_left(&self, chats: &[i64]) -> Duration {
-        let now = Instant::now();
-        let state = self.lock();
-        let bot = state.bot.paused(now).map_or(Duration::ZERO, |u| u - now);
-        let chat = chats
-            .iter()
-            .filter_map(|id| state.chats.get(id))
-            .filter(|c| c.disabled.is_none())
-            .map(|c| c.bucket.paused(now).map_or(Duration::ZERO, |u| u - now))
-            .min()
-            .unwrap_or(Duration::ZERO);
-        bot.max(chat)
-    }
-}
-
-enum Pick {
-    Go(i64),
-    At(Instant),
-    Paused(Instant),
-    Busy,
-    NoChat(String),
 }
 
 #[cfg(test)]
@@ -515,15 +409,28 @@ mod tests {
             .with_max_wait(Duration::from_secs(60))
     }
 
+    fn limiter(limits: RateLimits) -> Limiter {
+        Limiter::new(BotId::new("limits").expect("bot"), limits, None)
+    }
+
+    const WARM: Purpose = Purpose::Warm(1);
+
+    async fn go(limiter: &Limiter, chats: &[i64], purpose: Purpose) -> i64 {
+        limiter
+            .acquire(chats, purpose, None)
+            .await
+            .expect("a permit")
+            .chat
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_chat_sends_its_burst_then_one_per_interval() {
-        let limiter = Limiter::new(limits());
+        let limiter = limiter(limits());
         let start = Instant::now();
         let mut at = Vec::new();
         for _ in 0..4 {
-            let p = limiter.acquire(&[7], None).await.unwrap();
+            go(&limiter, &[7], WARM).await;
             at.push(start.elapsed());
-            drop(p);
         }
         // A burst of 2 (the second a margin of 250 ms inside the burst's edge), then 1/s.
         assert_eq!(
@@ -537,7 +444,7 @@ mod tests {
     async fn a_saturated_bucket_keeps_its_rate_and_a_margin_before_the_burst_edge() {
         // 30 a second, bursts of 30: the tolerance is 29 intervals (967 ms), of which the
         // limiter keeps a quarter (241 ms) as a margin.
-        let limiter = Limiter::new(
+        let limiter = limiter(
             limits()
                 .with_bot(Rate::new(30, Duration::from_secs(1)).with_burst(30))
                 .with_private_chat(Rate::new(1000, Duration::from_secs(1)).with_burst(1000)),
@@ -545,14 +452,12 @@ mod tests {
         let start = Instant::now();
         let mut at = Vec::new();
         for _ in 0..120 {
-            drop(limiter.acquire(&[7], None).await.unwrap());
+            go(&limiter, &[7], Purpose::User).await;
             at.push(start.elapsed());
         }
         let interval = Duration::from_secs(1) / 30;
         let tolerance = interval * 29;
         let margin = tolerance / 4;
-        // A GCRA send n conforms at n*T - tolerance; this limiter sends at n*T - tolerance +
-        // margin, never sooner.
         for (n, t) in at.iter().enumerate() {
             // Tokio's timer wakes on whole milliseconds.
             let expected = (interval * n as u32 + margin).saturating_sub(tolerance);
@@ -561,7 +466,6 @@ mod tests {
                 "send {n} at {t:?}, expected {expected:?}"
             );
         }
-        // The sustained rate is untouched: the last 60 sends span 2 s.
         let span = at[119] - at[59];
         assert!(
             span.abs_diff(interval * 60) <= Duration::from_millis(1),
@@ -571,45 +475,77 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn groups_get_twenty_a_minute() {
-        let limiter = Limiter::new(limits());
+        let limiter = limiter(limits());
         let start = Instant::now();
         for _ in 0..3 {
-            drop(limiter.acquire(&[-100], None).await.unwrap());
+            go(&limiter, &[-100], WARM).await;
         }
         assert_eq!(start.elapsed(), Duration::from_secs(6));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_pause_moves_sends_to_other_chats_and_holds_its_own() {
-        let limiter = Limiter::new(limits());
-        drop(limiter.acquire(&[1], None).await.unwrap());
-        assert!(!limiter.pause(1, Duration::from_secs(5)));
+    async fn a_429_pauses_every_chat_for_exactly_its_retry_after() {
+        // Telegram's 429 does not say whether the chat's or the bot's limit was hit: the
+        // very next send, to any chat, waits the pause out.
+        let limiter = limiter(limits());
+        go(&limiter, &[1], WARM).await;
+        limiter.pause(1, Duration::from_secs(5)).await.unwrap();
         let start = Instant::now();
-        let p = limiter.acquire(&[1, 2], None).await.unwrap();
-        assert_eq!((p.chat, start.elapsed()), (2, Duration::ZERO));
-        drop(p);
-        // Chat 1 alone: nothing before its pause ends.
-        let p = limiter.acquire(&[1], None).await.unwrap();
-        assert_eq!(p.chat, 1);
-        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert_eq!(go(&limiter, &[2, 3], WARM).await, 2);
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(5),
+            "another chat waited"
+        );
+        // A user's chat too, and no longer than asked.
+        limiter.pause(2, Duration::from_secs(2)).await.unwrap();
+        let start = Instant::now();
+        assert_eq!(go(&limiter, &[42], Purpose::User).await, 42);
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_chats_limited_at_once_pause_the_bot_until_the_later_ends_only() {
+        let limiter = limiter(limits());
+        limiter.pause(1, Duration::from_secs(3)).await.unwrap();
+        limiter.pause(2, Duration::from_secs(4)).await.unwrap();
+        let start = Instant::now();
+        assert_eq!(go(&limiter, &[42], Purpose::User).await, 42);
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_that_may_not_wait_the_pause_out_is_answered_at_once() {
+        let limiter = limiter(limits());
+        limiter.pause(1, Duration::from_secs(10)).await.unwrap();
+        let start = Instant::now();
+        let denied = limiter
+            .acquire(&[42], Purpose::User, Some(Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(denied, Denied::Wait(d) if d == Duration::from_secs(10)),
+            "{denied:?}"
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO, "no time spent waiting");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_429_halves_the_chat_rate_then_it_recovers() {
         let fast = Rate::new(10, Duration::from_secs(1)).with_burst(1);
-        let limiter = Limiter::new(limits().with_private_chat(fast));
-        drop(limiter.acquire(&[1], None).await.unwrap());
-        limiter.pause(1, Duration::from_secs(1));
+        let limiter = limiter(limits().with_private_chat(fast));
+        go(&limiter, &[1], WARM).await;
+        limiter.pause(1, Duration::from_secs(1)).await.unwrap();
         let start = Instant::now();
-        drop(limiter.acquire(&[1], None).await.unwrap());
-        drop(limiter.acquire(&[1], None).await.unwrap());
+        go(&limiter, &[1], WARM).await;
+        go(&limiter, &[1], WARM).await;
         // Resumed at 1 s, then 200 ms apart instead of 100.
         assert_eq!(start.elapsed(), Duration::from_millis(1200));
         for _ in 0..500 {
-            drop(limiter.acquire(&[1], None).await.unwrap());
+            go(&limiter, &[1], WARM).await;
         }
         let t = Instant::now();
-        drop(limiter.acquire(&[1], None).await.unwrap());
+        go(&limiter, &[1], WARM).await;
         assert_eq!(
             t.elapsed(),
             Duration::from_millis(100),
@@ -618,42 +554,123 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn two_limited_chats_pause_the_bot() {
-        let limiter = Limiter::new(limits());
-        limiter.pause(1, Duration::from_secs(3));
-        assert!(limiter.pause(2, Duration::from_secs(4)));
+    async fn warms_leave_their_share_to_sends_to_users() {
+        // 10 a second bot-wide, bursts of 1; warms may take half of it.
+        let limiter = limiter(
+            limits()
+                .with_bot(Rate::new(10, Duration::from_secs(1)))
+                .with_private_chat(Rate::new(100, Duration::from_secs(1)).with_burst(100))
+                .with_user_share(50),
+        );
         let start = Instant::now();
-        let p = limiter.acquire(&[3], None).await.unwrap();
-        assert_eq!((p.chat, start.elapsed()), (3, Duration::from_secs(4)));
+        for _ in 0..6 {
+            go(&limiter, &[1], WARM).await;
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(1),
+            "warms at 5 a second"
+        );
+        // Meanwhile a user's send finds its slot within one bot interval (100 ms), not a
+        // warm interval.
+        let t = Instant::now();
+        go(&limiter, &[42], Purpose::User).await;
+        assert!(
+            t.elapsed() <= Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        // Users alone may use the whole rate.
+        let t = Instant::now();
+        for _ in 0..10 {
+            go(&limiter, &[42], Purpose::User).await;
+        }
+        assert!(
+            t.elapsed() <= Duration::from_millis(1000),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_album_counts_one_send_per_item() {
+        let limiter = limiter(limits().with_private_chat(Rate::new(1, Duration::from_secs(1))));
+        go(&limiter, &[1], Purpose::Warm(4)).await;
+        let start = Instant::now();
+        go(&limiter, &[1], WARM).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delete_takes_no_chat_slot_but_waits_out_a_pause() {
+        let limiter = limiter(limits().with_private_chat(Rate::new(1, Duration::from_secs(1))));
+        let sent = limiter.acquire(&[1], WARM, None).await.unwrap();
+        let start = Instant::now();
+        let delete = limiter.acquire(&[1], Purpose::Delete, None).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO, "no chat slot, no wait");
+        drop((sent, delete));
+        // The chat's next message is not delayed by the delete either.
+        go(&limiter, &[1], WARM).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        limiter.pause(1, Duration::from_secs(3)).await.unwrap();
+        let start = Instant::now();
+        drop(limiter.acquire(&[1], Purpose::Delete, None).await.unwrap());
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(3),
+            "not inside the pause"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn past_the_wait_it_answers_how_long() {
-        let limiter = Limiter::new(limits().with_max_wait(Duration::from_secs(2)));
-        limiter.pause(1, Duration::from_secs(10));
-        assert_eq!(
-            limiter.acquire(&[1], None).await.unwrap_err(),
-            Denied::Wait(Duration::from_secs(10))
-        );
+        let limiter = limiter(limits().with_max_wait(Duration::from_secs(2)));
+        limiter.pause(1, Duration::from_secs(10)).await.unwrap();
+        assert!(matches!(
+            limiter.acquire(&[1], WARM, None).await.unwrap_err(),
+            Denied::Wait(d) if d == Duration::from_secs(10)
+        ));
         limiter.disable(1, "chat not found".into());
         assert!(
-            matches!(limiter.acquire(&[1], None).await, Err(Denied::NoChat(r)) if r == "chat not found")
+            matches!(limiter.acquire(&[1], WARM, None).await, Err(Denied::NoChat(r)) if r == "chat not found")
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn in_flight_cap_holds_until_a_permit_drops() {
-        let limiter = Limiter::new(
+        let limiter = limiter(
             limits()
                 .with_in_flight_per_chat(1)
                 .with_private_chat(Rate::new(1000, Duration::from_secs(1)).with_burst(1000)),
         );
-        let first = limiter.acquire(&[1], None).await.unwrap();
+        let first = limiter.acquire(&[1], WARM, None).await.unwrap();
         let l2 = limiter.clone();
-        let second = tokio::spawn(async move { l2.acquire(&[1], None).await.map(|p| p.chat) });
+        let second =
+            tokio::spawn(async move { l2.acquire(&[1], WARM, None).await.map(|p| p.chat) });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!second.is_finished());
         drop(first);
         assert_eq!(second.await.unwrap().unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiters_sharing_a_budget_keep_to_it_in_sum() {
+        // Two uploaders of one bot (two processes, say) on one budget: the chat's 1/s holds
+        // for both together, and one's 429 pauses the other.
+        let budget: Arc<dyn RateBudget> = Arc::new(MemoryBudget::new());
+        let bot = BotId::new("limits").expect("bot");
+        let limits = limits().with_private_chat(Rate::new(1, Duration::from_secs(1)));
+        let a = Limiter::new(bot.clone(), limits, Some(budget.clone()));
+        let b = Limiter::new(bot, limits, Some(budget));
+        let start = Instant::now();
+        for _ in 0..3 {
+            go(&a, &[1], WARM).await;
+            go(&b, &[1], WARM).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(5), "6 sends at 1/s");
+        a.pause(1, Duration::from_secs(7)).await.unwrap();
+        let t = Instant::now();
+        go(&b, &[2], WARM).await;
+        assert_eq!(t.elapsed(), Duration::from_secs(7));
     }
 }
