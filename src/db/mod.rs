@@ -27,7 +27,6 @@ mod sqlite;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder, QueueClock};
-pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "postgres")]
 pub use postgres_budget::{PostgresBudget, PostgresBudgetBuilder};
 #[cfg(feature = "sqlite")]

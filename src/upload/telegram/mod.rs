@@ -396,12 +396,9 @@ impl Inner {
         let kind = request.key.kind;
         self.limits.check(kind, request.size)?;
         let mut url_type = self.url_type(request).await;
-        // Each chat may be tried once (a 429 ends the attempt), plus the URL fallback. A
-        // refused chat leaves the pool, so refusals end by themselves.
-        let max_tries = chats.len() + 2;
-        let mut tries = 0;
+        // The loop ends: a 429 ends the attempt, the URL fallback happens once, and a refused
+        // chat leaves the pool until none is left.
         loop {
-            tries += 1;
             let targets = if pool {
                 self.bench.usable(chats).map_err(no_chat_left)?
             } else {
@@ -440,7 +437,6 @@ impl Inner {
                     tracing::info!(chat, %kind, %description, "Telegram could not use the URL; uploading the bytes");
                     self.stats.url_fallback();
                     url_type = None;
-                    tries -= 1;
                 }
                 Err(ApiError::RateLimited {
                     retry_after,
@@ -453,13 +449,11 @@ impl Inner {
                 Err(ApiError::ChatUnusable { code, description }) if pool => {
                     tracing::error!(chat, code, %description, "Telegram refuses this warm-up chat; it sits out of the pool for {:?}", pool::BENCH_FOR);
                     self.bench.bench(chat, description);
-                    tries -= 1;
                 }
                 Err(ApiError::ChatMigrated { to, description }) if pool => {
                     tracing::error!(chat, to, %description, "a warm-up chat became a supergroup: put {to} in MEDIA_WARMUP_CHAT_IDS in place of {chat}");
                     self.limiter
                         .disable(chat, format!("chat {chat}: {description}"));
-                    tries -= 1;
                 }
                 Err(e) => return Err(self.error(e, Some((kind, request.size)))),
             }
