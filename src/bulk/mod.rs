@@ -19,3 +19,6 @@ pub use detect::{HEAD_LEN, detect_kind};
 pub use dir::{FileFailure, WarmDir, WarmDirReport};
 pub use progress::{Progress, ProgressSnapshot};
 pub use save_all::{BulkSaver, SaveInput, SaveSource, Saved};
+
+#[cfg(test)]
+mod tests;
