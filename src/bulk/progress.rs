@@ -213,3 +213,61 @@ impl fmt::Display for ProgressSnapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{BotId, MediaKey, MediaKind, Sha256};
+
+    fn saved(already_warm: bool, hashed: bool) -> Saved<()> {
+        let key = MediaKey::new(BotId::new("b").unwrap(), Sha256::of(b"x"), MediaKind::Photo);
+        Saved {
+            tag: (),
+            result: Ok(key),
+            already_warm,
+            hashed,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_rates_over_the_last_30_seconds_and_an_eta_at_that_pace() {
+        let p = Progress::new();
+        p.set_total(100);
+        assert_eq!(p.snapshot().eta, None, "nothing ready yet: no ETA");
+        for _ in 0..4 {
+            p.record_save(&saved(true, false));
+        }
+        for _ in 0..76 {
+            p.record_save(&saved(false, true));
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        for _ in 0..6 {
+            p.record_ready();
+        }
+        let s = p.snapshot();
+        assert_eq!((s.total, s.saved, s.skipped, s.ready), (100, 76, 4, 10));
+        assert_eq!(
+            (s.warming, s.failed, s.hashed, s.skipped_by_index),
+            (70, 0, 76, 4)
+        );
+        assert!((s.ready_per_second - 1.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.eta, Some(Duration::from_secs(90)));
+
+        // 60 more in the next 30 s: the pace is that window's (2/s), not the run's (1.75/s).
+        tokio::time::advance(Duration::from_secs(30)).await;
+        for _ in 0..59 {
+            p.record_ready();
+        }
+        p.record_failed();
+        let s = p.snapshot();
+        assert_eq!((s.ready, s.failed, s.warming), (69, 1, 10));
+        assert!((s.ready_per_second - 59.0 / 30.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.eta, Some(Duration::from_secs_f64(30.0 / (59.0 / 30.0))));
+        let line = s.to_string();
+        assert!(
+            line.starts_with("69/100 ready, 10 warming, 1 failed"),
+            "{line}"
+        );
+    }
+}
