@@ -248,3 +248,43 @@ async fn a_media_warm_before_is_answered_as_such_and_not_stored_again() {
     assert_eq!(store.started.lock().unwrap().len(), puts);
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_known_hash_is_trusted_and_the_file_read_only_when_the_store_lacks_it() {
+    use super::SaveSource;
+    let (engine, bot, store) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let (stored, missing) = (
+        dir.path().join("stored.jpg"),
+        dir.path().join("missing.jpg"),
+    );
+    let (a, b) = (media(1, 1000), media(2, 1000));
+    std::fs::write(&stored, &a).unwrap();
+    std::fs::write(&missing, &b).unwrap();
+    // `stored` is in the store already (not warm): its file is never opened, so it may go.
+    let key_a = engine
+        .save(&bot, a.clone(), MediaKind::Photo)
+        .await
+        .unwrap();
+    std::fs::remove_file(&stored).unwrap();
+    let puts = store.started.lock().unwrap().len();
+    let input = |tag, path: &std::path::Path, bytes: &Bytes| SaveInput {
+        tag,
+        kind: MediaKind::Photo,
+        size: 1000,
+        source: SaveSource::FileWithHash(path.to_path_buf(), crate::Sha256::of(bytes)),
+    };
+    let saved: Vec<_> = BulkSaver::new(&engine, &bot)
+        .save_all(futures::stream::iter([
+            input("stored", &stored, &a),
+            input("missing", &missing, &b),
+        ]))
+        .collect()
+        .await;
+    let by = |tag: &str| saved.iter().find(|s| s.tag == tag).unwrap();
+    assert_eq!(by("stored").result.as_ref().unwrap(), &key_a);
+    assert!(!by("stored").hashed, "answered from the known hash");
+    assert!(by("missing").result.is_ok());
+    assert!(by("missing").hashed, "not in the store: read and saved");
+    assert_eq!(store.started.lock().unwrap().len(), puts + 1);
+}
