@@ -15,6 +15,9 @@
 //!   --rss              32 concurrent uploads of 40 MB videos with a full 64 MB byte cache
 //!   --no-url           the store gives no URLs (every upload streams from the store)
 //!   --seed S           input seed (default 7)
+//!   --bulk [-n N] [--chats K] [--kill-at M] [--state DIR]
+//!                      N media (default 10,000) through `BulkSaver::save_all` and a store
+//!                      150 to 800 ms away, 30 chats; see `bulk.rs`
 //! ```
 //!
 //! `LOADTEST_DEBUG=1` prints every 429 the fake answered (when, which chat, whether it was a
@@ -34,6 +37,8 @@
 //! bursts of 3 per private chat, 20 a minute per group) and the URL server run in a child
 //! process (this example started again with `--serve-fake`), as Telegram and R2 are other
 //! machines: the peak RSS reported (VmHWM) is the bot's process alone.
+
+mod bulk;
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -1088,6 +1093,12 @@ async fn seed_send(
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .first()
+        .is_some_and(|a| a == "--bulk" || a == "--bulk-worker")
+    {
+        return bulk::main(&args);
+    }
     let serve = args.first().is_some_and(|a| a == "--serve-fake");
     let rest = if serve { &args[1..] } else { &args[..] };
     let o = match parse_opts(rest) {

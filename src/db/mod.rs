@@ -18,6 +18,8 @@
 //! [`open`] picks a backend from a `PREWARM_DB`-style string: a `postgres://` URL or a file
 //! path.
 
+#[cfg(feature = "sqlite")]
+mod file_index;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
@@ -25,6 +27,8 @@ mod postgres_budget;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "sqlite")]
+pub use file_index::{FileIndex, FileStat, IndexedFile};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder, QueueClock};
 #[cfg(feature = "postgres")]

@@ -1,0 +1,529 @@
+//! The `--bulk` scenario: N media (default 10,000) from save to ready through
+//! [`BulkSaver::save_all`], a store whose reads and writes each take 150 to 800 ms, and the
+//! fake Bot API with 30 private warm-up chats (a ceiling of 30 warms a second), on an
+//! embedded SQLite cache and queue.
+//!
+//! ```text
+//! cargo run --release --example loadtest -- --bulk [-n N] [--chats K] [--kill-at M] [--state DIR] [--small]
+//! ```
+//!
+//! Three processes: this one (the supervisor), the fake Bot API with the URL server (as in
+//! the other scenarios), and the bot (`--bulk-worker`), whose peak RSS is the one reported.
+//! With `--kill-at M` the supervisor SIGKILLs the bot once it has reported M media ready,
+//! then starts it again over the same state: every media must end ready, what was
+//! acknowledged ready before the kill must be warm at the restart, and the fake must have
+//! produced one message per media (nothing uploaded twice, but for the uploads in flight at
+//! the kill, which Telegram completed and the bot never heard of: counted, not hidden).
+//!
+//! The input is the other scenarios' mix (80% photos of 30 KB to 2 MB, 15% videos of 2 to
+//! 40 MB, 5% PDFs; about 24 GB for 10,000), or with `--small` photos of 30 to 300 KB (the
+//! issue's own test), generated when a save starts. The store keeps no bytes: it records each
+//! object in `DIR/objects.log` (so a restarted bot finds what the killed one stored) and
+//! regenerates it when read.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use futures::{StreamExt, TryStreamExt};
+use prewarm::bulk::{BulkSaver, Progress, SaveInput};
+use prewarm::db::SqliteStore;
+use prewarm::store::{GetResult, ObjectMeta, PutOutcome, PutPayload};
+use prewarm::upload::RateLimits;
+use prewarm::{Error, MediaStore, ObjectKey, PrewarmEngine, TelegramUploader, Uploader};
+use serde_json::{Value, json};
+
+use super::{
+    HEADER, Remote, Spec, TOKEN, chat_ids, generate, generated_stream, io_error, kind_code,
+    kind_of, log_uniform, parse_opts, peak_rss_mb, round1, spec, spec_of_header,
+};
+
+/// Each store read or write takes this long (the seed's measured R2 latencies).
+const STORE_MS: (u64, u64) = (150, 800);
+
+struct BulkOpts {
+    n: u64,
+    chats: usize,
+    seed: u64,
+    kill_at: Option<u64>,
+    state: Option<PathBuf>,
+    /// Photos of 30 to 300 KB only, instead of the other scenarios' mix.
+    small: bool,
+    /// Worker only: the fake's and the URL server's base URLs.
+    api: String,
+    urls: String,
+}
+
+fn parse(args: &[String]) -> Result<BulkOpts, String> {
+    let mut o = BulkOpts {
+        n: 10_000,
+        chats: 30,
+        seed: 7,
+        kill_at: None,
+        state: None,
+        small: false,
+        api: String::new(),
+        urls: String::new(),
+    };
+    let mut it = args.iter().skip(1);
+    let num = |v: Option<&String>, name: &str| -> Result<u64, String> {
+        v.and_then(|s| s.parse::<u64>().ok())
+            .filter(|x| *x > 0)
+            .ok_or_else(|| format!("{name} needs a positive whole number"))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-n" => o.n = num(it.next(), "-n")?,
+            "--chats" => o.chats = num(it.next(), "--chats")? as usize,
+            "--seed" => o.seed = num(it.next(), "--seed")?,
+            "--kill-at" => o.kill_at = Some(num(it.next(), "--kill-at")?),
+            "--state" => o.state = it.next().map(PathBuf::from),
+            "--small" => o.small = true,
+            "--api" => o.api = it.next().cloned().unwrap_or_default(),
+            "--urls" => o.urls = it.next().cloned().unwrap_or_default(),
+            other => return Err(format!("--bulk: unknown option {other}")),
+        }
+    }
+    Ok(o)
+}
+
+/// `--bulk` and `--bulk-worker`: the scenario's entry point, from `main`.
+pub(crate) fn main(args: &[String]) {
+    let o = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            std::process::exit(2);
+        }
+    };
+    let worker = args[0] == "--bulk-worker";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = if worker {
+        rt.block_on(work(&o))
+    } else {
+        supervise(&o)
+    };
+    match result {
+        Ok(v) => println!("{v}"),
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The supervisor
+
+fn supervise(o: &BulkOpts) -> prewarm::Result<Value> {
+    let remote_opts = parse_opts(&[
+        "--chats".to_owned(),
+        o.chats.to_string(),
+        "--seed".to_owned(),
+        o.seed.to_string(),
+    ])
+    .map_err(|message| Error::Config { message })?;
+    let mut remote = Remote::start(&remote_opts);
+    let scratch = tempfile_dir()?;
+    let state = o.state.clone().unwrap_or_else(|| scratch.clone());
+    std::fs::create_dir_all(&state).map_err(|e| io_error("creating the state folder", e))?;
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    let mut acknowledged = None;
+    let first = run_worker(o, &remote, &state, o.kill_at)?;
+    if let Some(ready) = first.killed_after {
+        acknowledged = Some(ready);
+        runs.push(first.summary);
+        let second = run_worker(o, &remote, &state, None)?;
+        runs.push(second.summary);
+    } else {
+        runs.push(first.summary);
+    }
+    let elapsed = started.elapsed();
+    let fake = remote.stats();
+    remote.stop();
+    if o.state.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    let last = runs.last().cloned().unwrap_or(Value::Null);
+    let ready = last["ready"].as_u64().unwrap_or(0);
+    let messages = fake["messages"].as_u64().unwrap_or(0);
+    let ceiling = (30.0f64).min(o.chats as f64);
+    let per_second = ready as f64 / elapsed.as_secs_f64();
+    Ok(json!({
+        "run": "bulk",
+        "media": o.n,
+        "chats": o.chats,
+        "ready": ready,
+        "failed": last["failed"],
+        "elapsed_s": round1(elapsed.as_secs_f64()),
+        "per_second": round1(per_second),
+        "ceiling_per_second": ceiling,
+        "share_of_ceiling": (per_second / ceiling * 1000.0).round() / 1000.0,
+        "killed_after_ready": acknowledged,
+        "ready_at_restart": runs.get(1).map(|r| r["skipped"].clone()),
+        "telegram_messages": messages,
+        "telegram_uploads": fake["uploads"],
+        "uploaded_twice": messages.saturating_sub(o.n),
+        "429s": fake["too_many_requests"],
+        "retry_after_violations": fake["violations"],
+        "peak_rss_mb": runs.iter().filter_map(|r| r["peak_rss_mb"].as_f64()).fold(0.0, f64::max),
+        "runs": runs,
+    }))
+}
+
+struct WorkerRun {
+    summary: Value,
+    /// Media reported ready when the worker was killed.
+    killed_after: Option<u64>,
+}
+
+/// Runs one bot process to its end, or SIGKILLs it once it reports `kill_at` media ready.
+fn run_worker(
+    o: &BulkOpts,
+    remote: &Remote,
+    state: &Path,
+    kill_at: Option<u64>,
+) -> prewarm::Result<WorkerRun> {
+    let exe = std::env::current_exe().map_err(|e| io_error("finding the example", e))?;
+    let mut child = Command::new(exe)
+        .args(["--bulk-worker", "-n", &o.n.to_string()])
+        .args([
+            "--chats",
+            &o.chats.to_string(),
+            "--seed",
+            &o.seed.to_string(),
+        ])
+        .args(["--api", &remote.api, "--urls", &remote.urls])
+        .args(o.small.then_some("--small"))
+        .arg("--state")
+        .arg(state)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| io_error("starting the bot process", e))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut summary = Value::Null;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| io_error("reading the bot's output", e))?;
+        if let Some(ready) = line.strip_prefix("READY ") {
+            let ready: u64 = ready.trim().parse().unwrap_or(0);
+            if kill_at.is_some_and(|k| ready >= k) {
+                child.kill().map_err(|e| io_error("killing the bot", e))?;
+                let _ = child.wait();
+                return Ok(WorkerRun {
+                    summary: json!({"killed": true, "ready_acknowledged": ready}),
+                    killed_after: Some(ready),
+                });
+            }
+        } else if line.starts_with('{') {
+            summary = serde_json::from_str(&line).unwrap_or(Value::Null);
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| io_error("waiting for the bot", e))?;
+    if !status.success() {
+        return Err(Error::Unavailable {
+            message: format!("the bot process failed: {status}"),
+        });
+    }
+    Ok(WorkerRun {
+        summary,
+        killed_after: None,
+    })
+}
+
+fn tempfile_dir() -> prewarm::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "prewarm-loadtest-bulk-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| io_error("creating a scratch folder", e))?;
+    Ok(dir)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bot process
+
+async fn work(o: &BulkOpts) -> prewarm::Result<Value> {
+    let state = o.state.clone().ok_or(Error::Config {
+        message: "--bulk-worker needs --state".to_owned(),
+    })?;
+    let store = Arc::new(SlowStore::open(
+        o.seed,
+        o.urls.clone(),
+        &state.join("objects.log"),
+    )?);
+    let db = SqliteStore::open(state.join("db.sqlite")).await?;
+    let chats = {
+        let mut ids = chat_ids(
+            &parse_opts(&["--chats".to_owned(), o.chats.to_string()])
+                .map_err(|message| Error::Config { message })?,
+        );
+        ids.truncate(o.chats);
+        ids
+    };
+    let telegram = TelegramUploader::builder()
+        .with_token(TOKEN)
+        .with_api_base(o.api.clone())
+        .with_warmup_chats(chats.iter().copied())
+        .with_rate_limits(RateLimits::default().with_in_flight_per_chat(2))
+        .build()?;
+    let bot = telegram.bot().clone();
+    let engine = PrewarmEngine::builder()
+        .with_store(store.clone())
+        .with_cache(Arc::new(db.clone()))
+        .with_queue(Arc::new(db))
+        .with_uploader(Arc::new(telegram))
+        .with_concurrency(2 * chats.len())
+        .build()?;
+    let running = engine.spawn();
+    let started = Instant::now();
+    let progress = Progress::new();
+    progress.set_total(o.n);
+    let (seed, small) = (o.seed, o.small);
+    let inputs = futures::stream::iter(0..o.n).map(move |i| {
+        let s = if small {
+            small_photo(seed, i)
+        } else {
+            spec(seed, i)
+        };
+        SaveInput::deferred(i, s.kind, s.size, async move {
+            if s.size > 1_000_000 {
+                tokio::task::spawn_blocking(move || generate(seed, s))
+                    .await
+                    .map_err(|e| io_error("generating a media", std::io::Error::other(e)))
+            } else {
+                Ok(generate(seed, s))
+            }
+        })
+    });
+    let mut saves = BulkSaver::new(&engine, &bot)
+        .with_progress(progress.clone())
+        .save_all(inputs);
+    let reporter = tokio::spawn({
+        let progress = progress.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let s = progress.snapshot();
+                println!("READY {}", s.ready);
+                std::io::stdout().flush().ok();
+                if std::env::var_os("LOADTEST_DEBUG").is_some() {
+                    eprintln!("{s}");
+                }
+            }
+        }
+    });
+    let mut waiters = tokio::task::JoinSet::new();
+    let mut save_errors = 0u64;
+    while let Some(done) = saves.next().await {
+        match done.result {
+            Ok(_) if done.already_warm => {}
+            Ok(key) => {
+                let (engine, progress) = (engine.clone(), progress.clone());
+                waiters.spawn(async move {
+                    match engine.wait_ready(&key, Duration::from_secs(3600)).await {
+                        Ok(_) => progress.record_ready(),
+                        Err(e) => {
+                            eprintln!("{key}: {e}");
+                            progress.record_failed();
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                save_errors += 1;
+                eprintln!("save {}: {e}", done.tag);
+            }
+        }
+    }
+    let saves_done = started.elapsed();
+    while waiters.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    reporter.abort();
+    let snap = progress.snapshot();
+    println!("READY {}", snap.ready);
+    let metrics = engine.metrics().await?;
+    running.shutdown().await?;
+    Ok(json!({
+        "ready": snap.ready,
+        "failed": snap.failed,
+        "save_errors": save_errors,
+        "skipped": snap.skipped,
+        "saved": snap.saved,
+        "elapsed_s": round1(elapsed.as_secs_f64()),
+        "saves_done_s": round1(saves_done.as_secs_f64()),
+        "uploads": metrics.uploads,
+        "store_writes": store.writes.load(Ordering::Relaxed),
+        "store_reads": store.reads.load(Ordering::Relaxed),
+        "peak_rss_mb": round1(peak_rss_mb()),
+    }))
+}
+
+/// `--small`: a photo of 30 to 300 KB, log-uniform.
+fn small_photo(seed: u64, id: u64) -> Spec {
+    let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ id);
+    Spec {
+        id,
+        kind: prewarm::MediaKind::Photo,
+        size: log_uniform(&mut rng, 30_000, 300_000),
+    }
+}
+
+/// A store far away: every read and write takes 150 to 800 ms. It keeps no bytes, only each
+/// object's spec, appended to a log before a write is acknowledged (so that it survives the
+/// process), and regenerates an object when read. URLs point at the URL server.
+#[derive(Debug)]
+struct SlowStore {
+    seed: u64,
+    url_base: String,
+    objects: Mutex<HashMap<ObjectKey, Spec>>,
+    // A std lock: one short write, never held across an `.await`.
+    log: Mutex<std::fs::File>,
+    writes: AtomicU64,
+    reads: AtomicU64,
+}
+
+impl SlowStore {
+    fn open(seed: u64, url_base: String, log: &Path) -> prewarm::Result<Self> {
+        let mut objects = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(log) {
+            for line in text.lines() {
+                let mut w = line.split_whitespace();
+                let parsed = (|| {
+                    let key = ObjectKey::new(w.next()?).ok()?;
+                    let id = w.next()?.parse().ok()?;
+                    let size = w.next()?.parse().ok()?;
+                    let kind = kind_of(w.next()?.parse().ok()?);
+                    Some((key, Spec { id, kind, size }))
+                })();
+                // A line cut short by the kill is an unacknowledged write: skipped.
+                if let Some((key, s)) = parsed {
+                    objects.insert(key, s);
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| io_error("opening the store's log", e))?;
+        Ok(Self {
+            seed,
+            url_base,
+            objects: Mutex::new(objects),
+            log: Mutex::new(file),
+            writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+        })
+    }
+
+    fn spec(&self, key: &ObjectKey) -> prewarm::Result<Spec> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .copied()
+            .ok_or_else(|| Error::NotFound {
+                what: format!("object {key}"),
+            })
+    }
+}
+
+async fn far_away() {
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(
+        STORE_MS.0..=STORE_MS.1,
+    )))
+    .await;
+}
+
+#[async_trait]
+impl MediaStore for SlowStore {
+    async fn put(&self, key: &ObjectKey, payload: PutPayload) -> prewarm::Result<PutOutcome> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let len = payload.len();
+        let mut body = payload.into_stream();
+        let mut head = BytesMut::new();
+        let mut got = 0u64;
+        while let Some(c) = body.try_next().await? {
+            if head.len() < HEADER {
+                head.extend_from_slice(&c[..c.len().min(HEADER)]);
+            }
+            got += c.len() as u64;
+        }
+        far_away().await;
+        if self.objects.lock().unwrap().contains_key(key) {
+            return Ok(PutOutcome::AlreadyExists);
+        }
+        let s = spec_of_header(&head)
+            .filter(|s| s.size == len && got == len)
+            .ok_or(Error::InvalidInput {
+                what: "load-test object",
+                reason: "not a generated media of its declared length".to_owned(),
+            })?;
+        writeln!(
+            self.log.lock().unwrap(),
+            "{key} {} {} {}",
+            s.id,
+            s.size,
+            kind_code(s.kind)
+        )
+        .map_err(|e| io_error("writing the store's log", e))?;
+        self.objects.lock().unwrap().insert(key.clone(), s);
+        Ok(PutOutcome::Created)
+    }
+
+    async fn get(&self, key: &ObjectKey) -> prewarm::Result<GetResult> {
+        let s = self.spec(key)?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        far_away().await;
+        Ok(GetResult {
+            meta: ObjectMeta {
+                key: key.clone(),
+                size: s.size,
+            },
+            body: generated_stream(self.seed, s, None),
+        })
+    }
+
+    async fn head(&self, key: &ObjectKey) -> prewarm::Result<ObjectMeta> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        far_away().await;
+        let s = self.spec(key)?;
+        Ok(ObjectMeta {
+            key: key.clone(),
+            size: s.size,
+        })
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> prewarm::Result<()> {
+        far_away().await;
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    async fn url(&self, key: &ObjectKey, _expires_in: Duration) -> prewarm::Result<Option<String>> {
+        // Presigning is local: no round trip.
+        let s = self.spec(key)?;
+        Ok(Some(format!(
+            "{}/m/{}/{}/{}/{}",
+            self.url_base,
+            s.id,
+            s.size,
+            kind_code(s.kind),
+            fastrand::u64(..)
+        )))
+    }
+}
