@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::unique_key;
 use crate::error::Error;
-use crate::media::{Job, MediaKey, MediaKind, Timestamp};
-use crate::queue::{JobState, PriorityPolicy, PriorityQueue, PushOutcome};
+use crate::media::{BotId, Job, MediaKey, MediaKind, Sha256, Timestamp};
+use crate::queue::{JobState, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth};
 
 /// The time the suite starts at (2027-01-15).
 pub const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -46,6 +46,7 @@ where
     promote_puts_a_job_first(&*new_queue().await).await;
     depth_counts_every_state(&*new_queue().await).await;
     concurrent_claimers_never_share_a_job(new_queue().await).await;
+    summary_reports_each_bot(&*new_queue().await).await;
 }
 
 /// A pushed job is claimed once, with a lease for the owner, then completed and gone.
@@ -505,4 +506,76 @@ pub async fn concurrent_claimers_never_share_a_job(q: Arc<dyn PriorityQueue>) {
         }
     }
     assert_eq!(seen, keys, "every job was claimed exactly once");
+}
+
+/// `summary` reports per bot, in bot order: jobs by state, when its oldest unfinished job was
+/// queued, and its claims in the minute up to `now` (finished jobs' claims included).
+pub async fn summary_reports_each_bot(q: &dyn PriorityQueue) {
+    assert!(
+        q.summary(T0).await.expect("summary").is_empty(),
+        "an empty queue reports no bot"
+    );
+    let bot = |name: &str| BotId::new(name).expect("a valid bot id");
+    let (a, b) = (bot("summary-a"), bot("summary-b"));
+    let job_of = |bot: &BotId, enqueued_at| {
+        let sha = Sha256::of(&fastrand::u128(..).to_le_bytes());
+        Job::new(
+            MediaKey::new(bot.clone(), sha, MediaKind::Photo),
+            10,
+            enqueued_at,
+        )
+    };
+    for t in [0, 1, 2] {
+        q.push(job_of(&a, at(t)), at(t)).await.expect("push");
+    }
+    let mut claimed = q.claim("w", 3, LEASE, at(10)).await.expect("claim").jobs;
+    assert_eq!(claimed.len(), 3);
+    // The oldest dies, so that counting dead jobs as unfinished would show.
+    claimed.sort_by_key(|c| std::cmp::Reverse(c.job.enqueued_at));
+    let (dead, held, delayed) = (
+        claimed.pop().expect("job"),
+        claimed.pop().expect("job"),
+        claimed.pop().expect("job"),
+    );
+    q.retry(&delayed.lease, at(100), true, "x")
+        .await
+        .expect("retry");
+    q.fail(&dead.lease, "x").await.expect("fail");
+    q.push(job_of(&a, at(20)), at(20)).await.expect("push");
+    q.push(job_of(&b, at(11)), at(11)).await.expect("push");
+
+    let s = q.summary(at(30)).await.expect("summary");
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!((&s[0].bot, &s[1].bot), (&a, &b), "bots in order: {s:?}");
+    let want = QueueDepth {
+        queued: 1,
+        delayed: 1,
+        claimed: 1,
+        dead: 1,
+    };
+    assert_eq!(s[0].depth, want, "{s:?}");
+    let oldest = held.job.enqueued_at.min(delayed.job.enqueued_at);
+    assert_eq!(
+        s[0].oldest_enqueued_at,
+        Some(oldest),
+        "the oldest unfinished job, not the dead one: {s:?}"
+    );
+    assert_eq!(s[0].claims_last_minute, 3, "{s:?}");
+    assert_eq!(s[1].depth.queued, 1, "{s:?}");
+    assert_eq!(s[1].depth.pending(), 1, "{s:?}");
+    assert_eq!(s[1].oldest_enqueued_at, Some(at(11)), "{s:?}");
+    assert_eq!(s[1].claims_last_minute, 0, "{s:?}");
+
+    q.complete(&held.lease).await.expect("complete");
+    let s = q.summary(at(70)).await.expect("summary");
+    assert_eq!(s[0].depth.claimed, 0, "{s:?}");
+    assert_eq!(
+        s[0].claims_last_minute, 3,
+        "a claim counts for a full minute, finished or not: {s:?}"
+    );
+    let s = q.summary(at(71)).await.expect("summary");
+    assert_eq!(
+        s[0].claims_last_minute, 0,
+        "claims older than a minute: {s:?}"
+    );
 }

@@ -19,12 +19,19 @@ use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
 use crate::media::{FileId, Job, MediaKey, Timestamp};
 use crate::queue::{
-    Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
+    BotSummary, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome,
+    QueueDepth,
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("migrations/postgres/0001_init.sql")),
+    (
+        2,
+        "claim_log",
+        include_str!("migrations/postgres/0002_claim_log.sql"),
+    ),
+];
 
 /// How often a race between a statement's snapshot and a concurrent writer is retried.
 const RACE_RETRIES: usize = 3;
@@ -194,7 +201,7 @@ fn validate_schema(schema: &str) -> Result<()> {
     }
 }
 
-fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
+pub(super) fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
     use tokio_postgres::error::SqlState;
     let retryable = e.is_closed()
         || match e.code() {
@@ -1236,6 +1243,8 @@ impl PriorityQueue for PostgresStore {
         if !jobs.is_empty() {
             next_due = Some(next_due.map_or(expires_at, |d| d.min(expires_at)));
         }
+        super::postgres_status::log_claims(&self.client().await?, &self.shared.schema, &jobs, now)
+            .await?;
         Ok(Claim { jobs, next_due })
     }
 
@@ -1407,5 +1416,9 @@ impl PriorityQueue for PostgresStore {
 
     fn notifier(&self) -> Option<Arc<Notify>> {
         Some(self.shared.notify.clone())
+    }
+
+    async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>> {
+        super::postgres_status::summary(&self.client().await?, &self.shared.schema, now).await
     }
 }

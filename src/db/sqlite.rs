@@ -19,12 +19,19 @@ use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
 use crate::media::{FileId, Job, MediaKey, Timestamp};
 use crate::queue::{
-    Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
+    BotSummary, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome,
+    QueueDepth,
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        "claim_log",
+        include_str!("migrations/sqlite/0002_claim_log.sql"),
+    ),
+];
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -606,7 +613,11 @@ impl PriorityQueue for SqliteStore {
         }
         let owner = owner.to_owned();
         self.call("claiming jobs", move |c, policy| {
-            claim_tx(c, policy, &owner, max, lease, now)
+            let claim = claim_tx(c, policy, &owner, max, lease, now)?;
+            if let Ok(claim) = &claim {
+                super::sqlite_status::log_claims(c, &claim.jobs, now)?;
+            }
+            Ok(claim)
         })
         .await
     }
@@ -845,6 +856,13 @@ impl PriorityQueue for SqliteStore {
         // Another process writing the same file is never heard, so the engine must poll
         // (`MEDIA_PREWARM_INTERVAL_MS`); its own pushes wake it directly.
         None
+    }
+
+    async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>> {
+        self.call("summarising the queue", move |c, _| {
+            super::sqlite_status::summary(c, now)
+        })
+        .await
     }
 }
 
