@@ -9,6 +9,7 @@
 //! | `R2_ENDPOINT` or `R2_ACCOUNT_ID`, `R2_BUCKET`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY`, `R2_REGION`, `R2_PUBLIC_BASE_URL` | an R2 (or S3) bucket for the media | a local folder |
 //! | `PREWARM_MEDIA_DIR` | the local folder for media when no R2 bucket is configured | `./prewarm-media`; in demo mode a folder under the system's temporary folder |
 //! | `PREWARM_DB` | a file path (embedded SQLite) or a `postgres://` URL, for the cache and the queue; unset, a `postgres://` `DATABASE_URL` is used when the `postgres` feature is on | in memory |
+//! | `PREWARM_DB_SCHEMA` | the PostgreSQL schema of the tables (several deployments on one database) | `prewarm` |
 //! | `MEDIA_PREWARM_CONCURRENCY`, `MEDIA_PREWARM_INTERVAL_MS`, `MEDIA_PREWARM_RETRY_WEAK_ID` | see [`PrewarmEngineBuilder::from_env`] | |
 //!
 //! **Demo mode.** With `TELEGRAM_BOT_TOKEN` unset (and the `testkit` feature on), the engine
@@ -185,7 +186,42 @@ type Durable = (
 );
 
 async fn durable(get: Lookup<'_>) -> Result<Option<Durable>> {
-    let target = match get("PREWARM_DB")? {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    {
+        let Some(store) = open_durable(get).await? else {
+            return Ok(None);
+        };
+        let cache = TieredCache::new(store.cache, FRONT_CAPACITY)?;
+        Ok(Some((Arc::new(cache), store.queue)))
+    }
+    #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+    match database_target(get)? {
+        None => Ok(None),
+        Some(_) => Err(crate::error::Error::Config {
+            message: "PREWARM_DB is set but prewarm was built without the `sqlite` or `postgres` \
+                      feature: enable one in Cargo.toml, or unset PREWARM_DB to keep the queue \
+                      in memory"
+                .to_owned(),
+        }),
+    }
+}
+
+/// The durable cache and queue the environment names (`PREWARM_DB`, else a PostgreSQL
+/// `DATABASE_URL`; `PREWARM_DB_SCHEMA`), opened; `None` when it names none.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) async fn open_durable(get: Lookup<'_>) -> Result<Option<crate::db::DurableStore>> {
+    let Some(target) = database_target(get)? else {
+        return Ok(None);
+    };
+    let schema = get("PREWARM_DB_SCHEMA")?;
+    crate::db::open_in(&target, schema.as_deref())
+        .await
+        .map(Some)
+}
+
+/// The database the environment names for the cache and the queue, if any.
+pub(crate) fn database_target(get: Lookup<'_>) -> Result<Option<String>> {
+    Ok(Some(match get("PREWARM_DB")? {
         Some(t) => t,
         // `DATABASE_URL` is often the host application's own database: taken only when it is a
         // PostgreSQL URL and this build can use it.
@@ -198,23 +234,7 @@ async fn durable(get: Lookup<'_>) -> Result<Option<Durable>> {
             }
             _ => return Ok(None),
         },
-    };
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    {
-        let store = crate::db::open(&target).await?;
-        let cache = TieredCache::new(store.cache, FRONT_CAPACITY)?;
-        Ok(Some((Arc::new(cache), store.queue)))
-    }
-    #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
-    {
-        let _ = (target, FRONT_CAPACITY);
-        Err(crate::error::Error::Config {
-            message: "PREWARM_DB is set but prewarm was built without the `sqlite` or `postgres` \
-                      feature: enable one in Cargo.toml, or unset PREWARM_DB to keep the queue \
-                      in memory"
-                .to_owned(),
-        })
-    }
+    }))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub use postgres::{PostgresStore, PostgresStoreBuilder};
 pub use sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use open_impl::{DurableStore, open, open_from_env};
+pub use open_impl::{DurableStore, open, open_from_env, open_in};
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod open_impl {
@@ -60,6 +60,15 @@ mod open_impl {
     /// [`Error::Config`] when the backend's feature is not enabled or `target` is empty; the
     /// backend's error when it cannot open or migrate the database.
     pub async fn open(target: &str) -> Result<DurableStore> {
+        open_in(target, None).await
+    }
+
+    /// [`open`], with the PostgreSQL tables in `schema` rather than `prewarm` (ignored for a
+    /// SQLite file), so that several deployments, or tests, share one database.
+    ///
+    /// # Errors
+    /// As [`open`]; [`Error::Config`] for a malformed schema name.
+    pub async fn open_in(target: &str, schema: Option<&str>) -> Result<DurableStore> {
         let target = target.trim();
         if target.is_empty() {
             return Err(Error::Config {
@@ -69,12 +78,18 @@ mod open_impl {
         if target.starts_with("postgres://") || target.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
             {
-                let store = super::PostgresStore::builder(target).connect().await?;
+                let mut builder = super::PostgresStore::builder(target);
+                if let Some(schema) = schema {
+                    builder = builder.with_schema(schema);
+                }
+                let store = builder.connect().await?;
                 return Ok(DurableStore {
                     cache: Arc::new(store.clone()),
                     queue: Arc::new(store),
                 });
             }
+            #[cfg(not(feature = "postgres"))]
+            let _ = schema;
             #[cfg(not(feature = "postgres"))]
             return Err(Error::Config {
                 message: "PREWARM_DB is a postgres:// URL but prewarm was built without the \

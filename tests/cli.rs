@@ -1,0 +1,1 @@
+//! The `prewarm` binary, end to end.
