@@ -26,12 +26,17 @@ pub(crate) const CLAIMS_LAST_MINUTE: &str = "media_prewarm_claims_last_minute";
 const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+/// Histogram buckets for the jobs claimed in one dispatch round.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// How long a scraper may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) async fn serve(listen: SocketAddr, json: bool) -> Result<(), Failure> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(names::BATCH_SIZE.to_owned()), BATCH_BUCKETS)
+        })
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|e| Failure::Failed(format!("installing the Prometheus recorder: {e}")))?;
     zero_counters();
