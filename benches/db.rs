@@ -83,7 +83,13 @@ async fn cycle(q: &dyn PriorityQueue, batch: usize) {
     let mut claimed = Vec::with_capacity(batch);
     while claimed.len() < batch {
         let claim = q
-            .claim("bench", batch - claimed.len(), Duration::from_secs(60), now)
+            .claim(
+                "bench",
+                &[BotId::new("bench").unwrap()],
+                batch - claimed.len(),
+                Duration::from_secs(60),
+                now,
+            )
             .await
             .unwrap();
         assert!(!claim.jobs.is_empty(), "pushed jobs are claimable");
@@ -243,7 +249,13 @@ fn dispatch_delay(c: &mut Criterion) {
                 .await
                 .expect("the notification arrives");
             let claim = claimer
-                .claim("bench", 1, Duration::from_secs(60), now)
+                .claim(
+                    "bench",
+                    &[BotId::new("bench").unwrap()],
+                    1,
+                    Duration::from_secs(60),
+                    now,
+                )
                 .await
                 .unwrap();
             let delay = start.elapsed();

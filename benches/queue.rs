@@ -50,9 +50,13 @@ fn push_claim(c: &mut Criterion) {
                 next += 1;
                 let j = job(&bot, next);
                 let queue = &queue;
+                let bot = &bot;
                 async move {
                     queue.push(j, NOW).await.expect("push");
-                    let claim = queue.claim("bench", 1, LEASE, NOW).await.expect("claim");
+                    let claim = queue
+                        .claim("bench", std::slice::from_ref(bot), 1, LEASE, NOW)
+                        .await
+                        .expect("claim");
                     queue
                         .complete(&claim.jobs[0].lease)
                         .await

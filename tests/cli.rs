@@ -81,7 +81,13 @@ async fn fill(queue: &dyn PriorityQueue, bot: &BotId) -> MediaKey {
         .await
         .expect("push");
     let claim = queue
-        .claim("test", 1, Duration::from_secs(30), now)
+        .claim(
+            "test",
+            std::slice::from_ref(bot),
+            1,
+            Duration::from_secs(30),
+            now,
+        )
         .await
         .expect("claim");
     assert_eq!(claim.jobs.len(), 1);

@@ -514,7 +514,12 @@ mod pg_durability {
         for i in 0..10 {
             q.push(Job::new(key(i), 10, now), now).await.expect("push");
         }
-        for c in q.claim("w", 10, lease, now).await.expect("claim").jobs {
+        for c in q
+            .claim("w", std::slice::from_ref(&bot), 10, lease, now)
+            .await
+            .expect("claim")
+            .jobs
+        {
             q.fail(&c.lease, "boom").await.expect("fail");
         }
         assert_eq!(q.depth().await.expect("depth").dead, 10);
@@ -597,13 +602,20 @@ mod pg_durability {
         }
         let tasks = (0..16).map(|w| {
             let q: Arc<dyn PriorityQueue> = Arc::new(stores[w % 4].clone());
+            let bot = bot.clone();
             tokio::spawn(async move {
                 let owner = format!("claimer-{w}");
                 let mut got = Vec::new();
                 loop {
                     let max = fastrand::usize(1..=32);
                     let claim = q
-                        .claim(&owner, max, std::time::Duration::from_secs(60), now)
+                        .claim(
+                            &owner,
+                            std::slice::from_ref(&bot),
+                            max,
+                            std::time::Duration::from_secs(60),
+                            now,
+                        )
                         .await
                         .expect("claim");
                     assert!(claim.jobs.len() <= max, "claimed more than asked");

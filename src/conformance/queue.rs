@@ -25,6 +25,21 @@ fn job(kind: MediaKind, size: u64, enqueued_at: Timestamp) -> Job {
     Job::new(unique_key(kind), size, enqueued_at)
 }
 
+/// The bot of [`unique_key`]'s keys, which most behaviours claim for.
+fn bots() -> Vec<BotId> {
+    vec![unique_key(MediaKind::Photo).bot]
+}
+
+fn bot(name: &str) -> BotId {
+    BotId::new(name).expect("a valid bot id")
+}
+
+/// A job of `bot`'s that no other test uses.
+fn job_of(bot: &BotId, kind: MediaKind, size: u64, enqueued_at: Timestamp) -> Job {
+    let sha = Sha256::of(&fastrand::u128(..).to_le_bytes());
+    Job::new(MediaKey::new(bot.clone(), sha, kind), size, enqueued_at)
+}
+
 /// Runs every queue behaviour below, each on a new queue from `new_queue`.
 pub async fn run_all<F, Fut>(new_queue: F)
 where
@@ -46,6 +61,14 @@ where
     promote_puts_a_job_first(&*new_queue().await).await;
     depth_counts_every_state(&*new_queue().await).await;
     concurrent_claimers_never_share_a_job(new_queue().await).await;
+    claims_name_their_bots(&*new_queue().await).await;
+    each_bot_keeps_the_policy(&*new_queue().await).await;
+    no_bot_starves_another(&*new_queue().await).await;
+    clear_demand_drops_a_jobs_demand(&*new_queue().await).await;
+    rejections_are_counted_until_cleared(&*new_queue().await).await;
+    a_push_into_a_held_job_runs_it_again(&*new_queue().await).await;
+    demand_beats_age(&*new_queue().await).await;
+    aged_jobs_keep_a_share_under_demand(&*new_queue().await).await;
     summary_reports_each_bot(&*new_queue().await).await;
 }
 
@@ -56,7 +79,7 @@ pub async fn push_then_claim(q: &dyn PriorityQueue) {
         q.push(j.clone(), T0).await.expect("push"),
         PushOutcome::Queued
     );
-    let claim = q.claim("w1", 10, LEASE, T0).await.expect("claim");
+    let claim = q.claim("w1", &bots(), 10, LEASE, T0).await.expect("claim");
     assert_eq!(claim.jobs.len(), 1, "the one job is claimed");
     let c = &claim.jobs[0];
     assert_eq!(c.job, j, "the job comes back as pushed");
@@ -64,7 +87,7 @@ pub async fn push_then_claim(q: &dyn PriorityQueue) {
     assert_eq!(c.lease.key, j.key);
     assert_eq!(c.lease.expires_at, T0.plus(LEASE));
     assert!(
-        q.claim("w2", 10, LEASE, T0)
+        q.claim("w2", &bots(), 10, LEASE, T0)
             .await
             .expect("claim")
             .jobs
@@ -78,7 +101,7 @@ pub async fn push_then_claim(q: &dyn PriorityQueue) {
         "completed jobs leave"
     );
     assert!(
-        q.claim("w1", 10, LEASE, at(3600))
+        q.claim("w1", &bots(), 10, LEASE, at(3600))
             .await
             .expect("claim")
             .jobs
@@ -100,7 +123,10 @@ pub async fn push_merges_unfinished_jobs(q: &dyn PriorityQueue) {
     let info = q.get(&j.key).await.expect("get").expect("the job");
     assert!(info.job.demand, "demand is kept on merge");
     assert_eq!(info.job.enqueued_at, T0, "the first push's time is kept");
-    let claim = q.claim("w", 10, LEASE, at(2)).await.expect("claim");
+    let claim = q
+        .claim("w", &bots(), 10, LEASE, at(2))
+        .await
+        .expect("claim");
     assert_eq!(claim.jobs.len(), 1, "one job for the media, not two");
     assert_eq!(
         q.push(j.clone(), at(3)).await.expect("push"),
@@ -108,7 +134,7 @@ pub async fn push_merges_unfinished_jobs(q: &dyn PriorityQueue) {
         "a claimed job absorbs pushes too"
     );
     assert!(
-        q.claim("w", 10, LEASE, at(3))
+        q.claim("w", &bots(), 10, LEASE, at(3))
             .await
             .expect("claim")
             .jobs
@@ -124,15 +150,27 @@ pub async fn claim_takes_at_most_max(q: &dyn PriorityQueue) {
             .expect("push");
     }
     assert_eq!(
-        q.claim("w", 3, LEASE, T0).await.expect("claim").jobs.len(),
+        q.claim("w", &bots(), 3, LEASE, T0)
+            .await
+            .expect("claim")
+            .jobs
+            .len(),
         3
     );
     assert_eq!(
-        q.claim("w", 3, LEASE, T0).await.expect("claim").jobs.len(),
+        q.claim("w", &bots(), 3, LEASE, T0)
+            .await
+            .expect("claim")
+            .jobs
+            .len(),
         2
     );
     assert_eq!(
-        q.claim("w", 3, LEASE, T0).await.expect("claim").jobs.len(),
+        q.claim("w", &bots(), 3, LEASE, T0)
+            .await
+            .expect("claim")
+            .jobs
+            .len(),
         0
     );
 }
@@ -169,7 +207,7 @@ pub async fn order_follows_the_policy(q: &dyn PriorityQueue) {
     let policy = PriorityPolicy::default();
     let mut got = Vec::new();
     for _ in 0..expected.len() {
-        let claim = q.claim("w", 1, LEASE, at(7)).await.expect("claim");
+        let claim = q.claim("w", &bots(), 1, LEASE, at(7)).await.expect("claim");
         got.push(claim.jobs[0].job.key.clone());
     }
     let want: Vec<MediaKey> = expected.iter().map(|j| j.key.clone()).collect();
@@ -193,12 +231,18 @@ pub async fn aged_jobs_go_first(q: &dyn PriorityQueue) {
             .await
             .expect("push");
     }
-    let before = q.claim("w", 1, LEASE, at(bound - 1)).await.expect("claim");
+    let before = q
+        .claim("w", &bots(), 1, LEASE, at(bound - 1))
+        .await
+        .expect("claim");
     assert_ne!(
         before.jobs[0].job.key, video.key,
         "photos first before the bound"
     );
-    let after = q.claim("w", 1, LEASE, at(bound)).await.expect("claim");
+    let after = q
+        .claim("w", &bots(), 1, LEASE, at(bound))
+        .await
+        .expect("claim");
     assert_eq!(
         after.jobs[0].job.key, video.key,
         "once aged, the video goes before the remaining photos"
@@ -210,7 +254,7 @@ pub async fn delayed_jobs_wait_for_run_at(q: &dyn PriorityQueue) {
     let j = job(MediaKind::Photo, 10, T0);
     q.push(j.clone(), T0).await.expect("push");
     let c = q
-        .claim("w", 1, LEASE, T0)
+        .claim("w", &bots(), 1, LEASE, T0)
         .await
         .expect("claim")
         .jobs
@@ -220,10 +264,13 @@ pub async fn delayed_jobs_wait_for_run_at(q: &dyn PriorityQueue) {
         .expect("retry");
     let info = q.get(&j.key).await.expect("get").expect("job");
     assert_eq!(info.state, JobState::Delayed { run_at: at(10) });
-    let early = q.claim("w", 1, LEASE, at(9)).await.expect("claim");
+    let early = q.claim("w", &bots(), 1, LEASE, at(9)).await.expect("claim");
     assert!(early.jobs.is_empty(), "not before run_at");
     assert_eq!(early.next_due, Some(at(10)), "next_due names the run time");
-    let due = q.claim("w", 1, LEASE, at(10)).await.expect("claim");
+    let due = q
+        .claim("w", &bots(), 1, LEASE, at(10))
+        .await
+        .expect("claim");
     assert_eq!(due.jobs.len(), 1, "claimable at run_at");
     assert!(
         due.jobs[0].lease.token > c.lease.token,
@@ -237,7 +284,7 @@ pub async fn retry_counts_attempts_only_when_asked(q: &dyn PriorityQueue) {
     let j = job(MediaKind::Photo, 10, T0);
     q.push(j.clone(), T0).await.expect("push");
     let c = q
-        .claim("w", 1, LEASE, T0)
+        .claim("w", &bots(), 1, LEASE, T0)
         .await
         .expect("claim")
         .jobs
@@ -246,7 +293,7 @@ pub async fn retry_counts_attempts_only_when_asked(q: &dyn PriorityQueue) {
         .await
         .expect("retry");
     let c = q
-        .claim("w", 1, LEASE, T0)
+        .claim("w", &bots(), 1, LEASE, T0)
         .await
         .expect("claim")
         .jobs
@@ -259,7 +306,7 @@ pub async fn retry_counts_attempts_only_when_asked(q: &dyn PriorityQueue) {
     assert_eq!(info.job.attempts, 1, "a failed attempt is counted");
     assert_eq!(info.last_error.as_deref(), Some("HTTP 502"));
     let c = q
-        .claim("w", 1, LEASE, T0)
+        .claim("w", &bots(), 1, LEASE, T0)
         .await
         .expect("claim")
         .jobs
@@ -275,7 +322,12 @@ pub async fn fail_keeps_the_error_and_requeue_revives(q: &dyn PriorityQueue) {
     let b = job(MediaKind::Photo, 10, T0);
     q.push(a.clone(), T0).await.expect("push");
     q.push(b.clone(), T0).await.expect("push");
-    for c in q.claim("w", 2, LEASE, T0).await.expect("claim").jobs {
+    for c in q
+        .claim("w", &bots(), 2, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+    {
         q.fail(&c.lease, "HTTP 400 Bad Request: wrong type")
             .await
             .expect("fail");
@@ -291,7 +343,7 @@ pub async fn fail_keeps_the_error_and_requeue_revives(q: &dyn PriorityQueue) {
     }
     assert_eq!(q.dead(1).await.expect("dead").len(), 1, "limit is honoured");
     assert!(
-        q.claim("w", 10, LEASE, at(3600))
+        q.claim("w", &bots(), 10, LEASE, at(3600))
             .await
             .expect("claim")
             .jobs
@@ -302,7 +354,10 @@ pub async fn fail_keeps_the_error_and_requeue_revives(q: &dyn PriorityQueue) {
         q.requeue_dead(Some(&a.key), at(1)).await.expect("requeue"),
         1
     );
-    let c = q.claim("w", 10, LEASE, at(1)).await.expect("claim");
+    let c = q
+        .claim("w", &bots(), 10, LEASE, at(1))
+        .await
+        .expect("claim");
     assert_eq!(c.jobs.len(), 1);
     assert_eq!(c.jobs[0].job.key, a.key);
     assert_eq!(c.jobs[0].job.attempts, 0, "attempts reset");
@@ -315,7 +370,7 @@ pub async fn push_revives_a_dead_job(q: &dyn PriorityQueue) {
     let j = job(MediaKind::Sticker, 10, T0);
     q.push(j.clone(), T0).await.expect("push");
     let c = q
-        .claim("w", 1, LEASE, T0)
+        .claim("w", &bots(), 1, LEASE, T0)
         .await
         .expect("claim")
         .jobs
@@ -325,7 +380,7 @@ pub async fn push_revives_a_dead_job(q: &dyn PriorityQueue) {
         q.push(j.clone(), at(5)).await.expect("push"),
         PushOutcome::Revived
     );
-    let c = q.claim("w", 1, LEASE, at(5)).await.expect("claim");
+    let c = q.claim("w", &bots(), 1, LEASE, at(5)).await.expect("claim");
     assert_eq!(c.jobs.len(), 1, "revived and claimable");
     assert_eq!(c.jobs[0].job.attempts, 0);
 }
@@ -336,12 +391,15 @@ pub async fn lapsed_leases_are_reclaimed_and_fenced(q: &dyn PriorityQueue) {
     let j = job(MediaKind::Photo, 10, T0);
     q.push(j.clone(), T0).await.expect("push");
     let first = q
-        .claim("w1", 1, LEASE, T0)
+        .claim("w1", &bots(), 1, LEASE, T0)
         .await
         .expect("claim")
         .jobs
         .remove(0);
-    let early = q.claim("w2", 1, LEASE, at(29)).await.expect("claim");
+    let early = q
+        .claim("w2", &bots(), 1, LEASE, at(29))
+        .await
+        .expect("claim");
     assert!(early.jobs.is_empty(), "not before the lease lapses");
     assert_eq!(
         early.next_due,
@@ -349,7 +407,7 @@ pub async fn lapsed_leases_are_reclaimed_and_fenced(q: &dyn PriorityQueue) {
         "next_due names the lease expiry"
     );
     let second = q
-        .claim("w2", 1, LEASE, at(30))
+        .claim("w2", &bots(), 1, LEASE, at(30))
         .await
         .expect("claim")
         .jobs
@@ -394,7 +452,7 @@ pub async fn extend_keeps_a_lease(q: &dyn PriorityQueue) {
         .await
         .expect("push");
     let c = q
-        .claim("w1", 1, LEASE, T0)
+        .claim("w1", &bots(), 1, LEASE, T0)
         .await
         .expect("claim")
         .jobs
@@ -402,7 +460,7 @@ pub async fn extend_keeps_a_lease(q: &dyn PriorityQueue) {
     let extended = q.extend(&c.lease, LEASE, at(20)).await.expect("extend");
     assert_eq!(extended.expires_at, at(50));
     assert!(
-        q.claim("w2", 1, LEASE, at(40))
+        q.claim("w2", &bots(), 1, LEASE, at(40))
             .await
             .expect("claim")
             .jobs
@@ -419,13 +477,16 @@ pub async fn release_returns_a_job_untouched(q: &dyn PriorityQueue) {
     let j = job(MediaKind::Photo, 10, T0);
     q.push(j.clone(), T0).await.expect("push");
     let c = q
-        .claim("w1", 1, LEASE, T0)
+        .claim("w1", &bots(), 1, LEASE, T0)
         .await
         .expect("claim")
         .jobs
         .remove(0);
     q.release(&c.lease).await.expect("release");
-    let again = q.claim("w2", 1, LEASE, at(1)).await.expect("claim");
+    let again = q
+        .claim("w2", &bots(), 1, LEASE, at(1))
+        .await
+        .expect("claim");
     assert_eq!(again.jobs.len(), 1, "claimable again at once");
     assert_eq!(again.jobs[0].job.attempts, 0, "no attempt counted");
 }
@@ -440,7 +501,7 @@ pub async fn promote_puts_a_job_first(q: &dyn PriorityQueue) {
             .expect("push");
     }
     assert!(q.promote(&video.key, at(5)).await.expect("promote"));
-    let c = q.claim("w", 1, LEASE, at(5)).await.expect("claim");
+    let c = q.claim("w", &bots(), 1, LEASE, at(5)).await.expect("claim");
     assert_eq!(c.jobs[0].job.key, video.key, "the demanded job goes first");
     assert!(c.jobs[0].job.demand);
     assert!(
@@ -458,7 +519,11 @@ pub async fn depth_counts_every_state(q: &dyn PriorityQueue) {
             .await
             .expect("push");
     }
-    let mut claimed = q.claim("w", 3, LEASE, T0).await.expect("claim").jobs;
+    let mut claimed = q
+        .claim("w", &bots(), 3, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs;
     let c1 = claimed.pop().expect("job");
     let c2 = claimed.pop().expect("job");
     q.retry(&c1.lease, at(100), true, "x").await.expect("retry");
@@ -486,7 +551,10 @@ pub async fn concurrent_claimers_never_share_a_job(q: Arc<dyn PriorityQueue>) {
             let owner = format!("worker-{w}");
             let mut got = Vec::new();
             loop {
-                let claim = q.claim(&owner, 7, LEASE, at(1)).await.expect("claim");
+                let claim = q
+                    .claim(&owner, &bots(), 7, LEASE, at(1))
+                    .await
+                    .expect("claim");
                 if claim.jobs.is_empty() {
                     break;
                 }
@@ -508,6 +576,297 @@ pub async fn concurrent_claimers_never_share_a_job(q: Arc<dyn PriorityQueue>) {
     assert_eq!(seen, keys, "every job was claimed exactly once");
 }
 
+/// A claim answers only jobs of the bots it names; an empty list claims nothing.
+pub async fn claims_name_their_bots(q: &dyn PriorityQueue) {
+    let (a, b) = (bot("bot-a"), bot("bot-b"));
+    let mut of_a = HashSet::new();
+    for s in 0..3 {
+        let j = job_of(&a, MediaKind::Photo, 10, at(s));
+        of_a.insert(j.key.clone());
+        q.push(j, at(s)).await.expect("push");
+    }
+    let jb = job_of(&b, MediaKind::Photo, 10, at(9));
+    q.push(jb.clone(), at(9)).await.expect("push");
+    assert!(
+        q.claim("w", &[], 10, LEASE, at(10))
+            .await
+            .expect("claim")
+            .jobs
+            .is_empty(),
+        "no bots, no jobs"
+    );
+    assert!(
+        q.claim("w", &[bot("bot-c")], 10, LEASE, at(10))
+            .await
+            .expect("claim")
+            .jobs
+            .is_empty(),
+        "a bot without jobs gets none of the others'"
+    );
+    let got: HashSet<MediaKey> = q
+        .claim("w", std::slice::from_ref(&a), 10, LEASE, at(10))
+        .await
+        .expect("claim")
+        .jobs
+        .into_iter()
+        .map(|c| c.job.key)
+        .collect();
+    assert_eq!(
+        got, of_a,
+        "a claim for bot A answers A's jobs and only them"
+    );
+    let c = q
+        .claim("w", std::slice::from_ref(&a), 10, LEASE, at(3600))
+        .await
+        .expect("claim");
+    assert!(
+        c.jobs.iter().all(|c| c.job.key.bot == a),
+        "even B's oldest job is not A's: {:?}",
+        c.jobs
+    );
+    let c = q
+        .claim("w", std::slice::from_ref(&b), 10, LEASE, at(10))
+        .await
+        .expect("claim");
+    assert_eq!(c.jobs.len(), 1);
+    assert_eq!(c.jobs[0].job.key, jb.key, "B's job waited for B");
+}
+
+/// With two bots' backlogs in one queue, each bot's jobs come out in the policy's order,
+/// its aging bound included, whatever the other bot holds.
+pub async fn each_bot_keeps_the_policy(q: &dyn PriorityQueue) {
+    let bound = PriorityPolicy::default().aging_bound().as_secs();
+    let (a, b) = (bot("bot-a"), bot("bot-b"));
+    let mut want = Vec::new();
+    for who in [&a, &b] {
+        // Per bot: an old video that ages, then better photos, newest best.
+        let video = job_of(who, MediaKind::Video, 40_000_000, T0);
+        let photos: Vec<Job> = (1..4)
+            .map(|s| job_of(who, MediaKind::Photo, 1_000, at(s)))
+            .collect();
+        q.push(video.clone(), T0).await.expect("push");
+        for p in &photos {
+            q.push(p.clone(), p.enqueued_at).await.expect("push");
+        }
+        let mut order = vec![video.key.clone()];
+        order.extend(photos.iter().rev().map(|p| p.key.clone()));
+        want.push(order);
+    }
+    let bots = [a.clone(), b.clone()];
+    let mut got = [Vec::new(), Vec::new()];
+    loop {
+        let c = q
+            .claim("w", &bots, 1, LEASE, at(bound))
+            .await
+            .expect("claim");
+        let Some(c) = c.jobs.into_iter().next() else {
+            break;
+        };
+        got[usize::from(c.job.key.bot == b)].push(c.job.key);
+    }
+    assert_eq!(
+        got[0], want[0],
+        "bot A: its aged video, then photos by rank"
+    );
+    assert_eq!(got[1], want[1], "bot B: the same, unaffected by A");
+}
+
+/// A claim for several bots takes from each in turn: a bot with a long backlog of better
+/// jobs does not hold back another bot's worse ones.
+pub async fn no_bot_starves_another(q: &dyn PriorityQueue) {
+    let (a, b) = (bot("bot-a"), bot("bot-b"));
+    for s in 0..20 {
+        q.push(job_of(&a, MediaKind::Photo, 1_000, at(s)), at(s))
+            .await
+            .expect("push");
+    }
+    for s in 0..3 {
+        q.push(job_of(&b, MediaKind::Video, 40_000_000, at(s)), at(s))
+            .await
+            .expect("push");
+    }
+    let bots = [a.clone(), b.clone()];
+    let c = q.claim("w", &bots, 2, LEASE, at(20)).await.expect("claim");
+    let of_b = c.jobs.iter().filter(|c| c.job.key.bot == b).count();
+    assert_eq!(
+        (c.jobs.len(), of_b),
+        (2, 1),
+        "one slot each for two bots, though all of A's jobs rank better"
+    );
+    let mut b_done = 1;
+    for i in 0..4 {
+        let c = q.claim("w", &bots, 1, LEASE, at(20)).await.expect("claim");
+        b_done += c.jobs.iter().filter(|c| c.job.key.bot == b).count();
+        assert!(
+            b_done >= (i + 2) / 2,
+            "B gets every other slot: {b_done} of its jobs after {} claims",
+            i + 2
+        );
+    }
+    assert_eq!(b_done, 3, "B's three jobs are all out within six slots");
+}
+
+/// `clear_demand` takes a job out of the demanded list (it goes back by rank) and answers
+/// whether the media had an unfinished job.
+pub async fn clear_demand_drops_a_jobs_demand(q: &dyn PriorityQueue) {
+    let mut video = job(MediaKind::Video, 40_000_000, T0);
+    video.demand = true;
+    let photo = job(MediaKind::Photo, 10, at(1));
+    q.push(video.clone(), T0).await.expect("push");
+    q.push(photo.clone(), at(1)).await.expect("push");
+    assert!(q.clear_demand(&video.key).await.expect("clear_demand"));
+    let info = q.get(&video.key).await.expect("get").expect("job");
+    assert!(!info.job.demand, "the job lost its demand");
+    let c = q.claim("w", &bots(), 1, LEASE, at(2)).await.expect("claim");
+    assert_eq!(
+        c.jobs[0].job.key, photo.key,
+        "without demand, the video ranks behind the photo"
+    );
+    assert!(
+        !q.clear_demand(&unique_key(MediaKind::Photo))
+            .await
+            .expect("clear_demand"),
+        "no job: false"
+    );
+    // Demand cleared from a claimed job stays cleared when it is handed back.
+    assert!(q.promote(&photo.key, at(3)).await.expect("promote"));
+    assert!(q.clear_demand(&photo.key).await.expect("clear_demand"));
+    q.release(&c.jobs[0].lease).await.expect("release");
+    let info = q.get(&photo.key).await.expect("get").expect("job");
+    assert!(!info.job.demand);
+}
+
+/// `record_rejection` counts per media, with or without a job, until `clear_rejections`.
+pub async fn rejections_are_counted_until_cleared(q: &dyn PriorityQueue) {
+    let (a, b) = (unique_key(MediaKind::Photo), unique_key(MediaKind::Photo));
+    assert_eq!(q.record_rejection(&a).await.expect("record"), 1);
+    assert_eq!(q.record_rejection(&a).await.expect("record"), 2);
+    assert_eq!(
+        q.record_rejection(&b).await.expect("record"),
+        1,
+        "per media"
+    );
+    // A job coming and going does not reset the count.
+    q.push(Job::new(a.clone(), 10, T0), T0).await.expect("push");
+    let c = q.claim("w", &bots(), 1, LEASE, T0).await.expect("claim");
+    q.complete(&c.jobs[0].lease).await.expect("complete");
+    assert_eq!(q.record_rejection(&a).await.expect("record"), 3);
+    q.clear_rejections(&a).await.expect("clear");
+    assert_eq!(
+        q.record_rejection(&a).await.expect("record"),
+        1,
+        "counting starts again after a clear"
+    );
+    assert_eq!(
+        q.record_rejection(&b).await.expect("record"),
+        2,
+        "others untouched"
+    );
+    q.clear_rejections(&unique_key(MediaKind::Video))
+        .await
+        .expect("clearing nothing is fine");
+}
+
+/// A push merged into a claimed job makes it run again once its holder completes it (the
+/// push may ask for a re-warm of what the holder is uploading), with a larger token.
+pub async fn a_push_into_a_held_job_runs_it_again(q: &dyn PriorityQueue) {
+    let j = job(MediaKind::Photo, 10, T0);
+    q.push(j.clone(), T0).await.expect("push");
+    let first = q
+        .claim("w", &bots(), 1, LEASE, T0)
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(
+        q.push(j.clone(), at(1)).await.expect("push"),
+        PushOutcome::Merged
+    );
+    q.complete(&first.lease).await.expect("complete");
+    let info = q
+        .get(&j.key)
+        .await
+        .expect("get")
+        .expect("the job is still there: the push asked for another run");
+    assert_eq!(info.state, JobState::Queued);
+    let second = q
+        .claim("w", &bots(), 1, LEASE, at(2))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(second.job.key, j.key);
+    assert_eq!(second.job.attempts, 0);
+    assert!(second.lease.token > first.lease.token);
+    q.complete(&second.lease).await.expect("complete");
+    assert_eq!(
+        q.get(&j.key).await.expect("get"),
+        None,
+        "no push during the second run: done"
+    );
+}
+
+/// A demanded job goes before a backlog older than the aging bound: a waiting send is not
+/// stuck behind it.
+pub async fn demand_beats_age(q: &dyn PriorityQueue) {
+    let policy = PriorityPolicy::default();
+    let bound = policy.aging_bound().as_secs();
+    for s in 0..10 {
+        q.push(job(MediaKind::Photo, 10, at(s)), at(s))
+            .await
+            .expect("push");
+    }
+    let late = at(bound + 20);
+    let mut wanted = job(MediaKind::Video, 40_000_000, late);
+    wanted.demand = true;
+    q.push(wanted.clone(), late).await.expect("push");
+    // At most one slot in `aged_share` goes to aged jobs first: with a share of 2 or more,
+    // the demanded job is out within two slots.
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let c = q.claim("w", &bots(), 1, LEASE, late).await.expect("claim");
+        got.push(c.jobs[0].job.key.clone());
+    }
+    assert!(
+        got.contains(&wanted.key),
+        "the demanded video beats ten aged photos"
+    );
+}
+
+/// While demand keeps coming, aged jobs still get one claim slot in
+/// [`PriorityPolicy::aged_share`]: nothing starves.
+pub async fn aged_jobs_keep_a_share_under_demand(q: &dyn PriorityQueue) {
+    let policy = PriorityPolicy::default();
+    let share = u64::from(policy.aged_share());
+    let bound = policy.aging_bound().as_secs();
+    for s in 0..10 {
+        q.push(job(MediaKind::Photo, 10, at(s)), at(s))
+            .await
+            .expect("push");
+    }
+    let late = at(bound + 20);
+    let slots = 4 * share;
+    for _ in 0..slots {
+        let mut j = job(MediaKind::Photo, 10, late);
+        j.demand = true;
+        q.push(j, late).await.expect("push");
+    }
+    let (mut aged, mut demanded) = (0u64, 0u64);
+    for _ in 0..slots {
+        let c = q.claim("w", &bots(), 1, LEASE, late).await.expect("claim");
+        if c.jobs[0].job.demand {
+            demanded += 1;
+        } else {
+            aged += 1;
+        }
+    }
+    assert_eq!(
+        aged,
+        slots / share,
+        "one slot in {share} went to aged jobs ({demanded} to demand)"
+    );
+}
+
 /// `summary` reports per bot, in bot order: jobs by state, when its oldest unfinished job was
 /// queued, and its claims in the minute up to `now` (finished jobs' claims included).
 pub async fn summary_reports_each_bot(q: &dyn PriorityQueue) {
@@ -515,20 +874,17 @@ pub async fn summary_reports_each_bot(q: &dyn PriorityQueue) {
         q.summary(T0).await.expect("summary").is_empty(),
         "an empty queue reports no bot"
     );
-    let bot = |name: &str| BotId::new(name).expect("a valid bot id");
     let (a, b) = (bot("summary-a"), bot("summary-b"));
-    let job_of = |bot: &BotId, enqueued_at| {
-        let sha = Sha256::of(&fastrand::u128(..).to_le_bytes());
-        Job::new(
-            MediaKey::new(bot.clone(), sha, MediaKind::Photo),
-            10,
-            enqueued_at,
-        )
-    };
     for t in [0, 1, 2] {
-        q.push(job_of(&a, at(t)), at(t)).await.expect("push");
+        q.push(job_of(&a, MediaKind::Photo, 10, at(t)), at(t))
+            .await
+            .expect("push");
     }
-    let mut claimed = q.claim("w", 3, LEASE, at(10)).await.expect("claim").jobs;
+    let mut claimed = q
+        .claim("w", std::slice::from_ref(&a), 3, LEASE, at(10))
+        .await
+        .expect("claim")
+        .jobs;
     assert_eq!(claimed.len(), 3);
     // The oldest dies, so that counting dead jobs as unfinished would show.
     claimed.sort_by_key(|c| std::cmp::Reverse(c.job.enqueued_at));
@@ -541,8 +897,12 @@ pub async fn summary_reports_each_bot(q: &dyn PriorityQueue) {
         .await
         .expect("retry");
     q.fail(&dead.lease, "x").await.expect("fail");
-    q.push(job_of(&a, at(20)), at(20)).await.expect("push");
-    q.push(job_of(&b, at(11)), at(11)).await.expect("push");
+    q.push(job_of(&a, MediaKind::Photo, 10, at(20)), at(20))
+        .await
+        .expect("push");
+    q.push(job_of(&b, MediaKind::Photo, 10, at(11)), at(11))
+        .await
+        .expect("push");
 
     let s = q.summary(at(30)).await.expect("summary");
     assert_eq!(s.len(), 2, "{s:?}");

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,10 +18,10 @@ use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
 use super::{JobRow, Ranks, aging_cutoff, key_from_row, ms, ts};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
-use crate::media::{FileId, Job, MediaKey, Timestamp};
+use crate::media::{BotId, FileId, Job, MediaKey, Timestamp};
 use crate::queue::{
-    BotSummary, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome,
-    QueueDepth,
+    BotSummary, Branch, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome,
+    QueueDepth, pick,
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
@@ -28,8 +29,13 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
     (
         2,
+        "claims",
+        include_str!("migrations/postgres/0002_claims.sql"),
+    ),
+    (
+        3,
         "claim_log",
-        include_str!("migrations/postgres/0002_claim_log.sql"),
+        include_str!("migrations/postgres/0003_claim_log.sql"),
     ),
 ];
 
@@ -168,6 +174,7 @@ impl PostgresStoreBuilder {
                 Box::pin(async move { store.complete_batch(batch).await })
             }));
             Shared {
+                turn: AtomicU64::new(0),
                 pushes,
                 completes,
                 pool,
@@ -419,6 +426,8 @@ struct Sql {
     push_batch: String,
     complete_batch: String,
     wake: String,
+    candidates: String,
+    candidates_fresh: String,
     claim: String,
     extend: String,
     complete: String,
@@ -426,13 +435,15 @@ struct Sql {
     retry: String,
     fail: String,
     release: String,
-    promote: String,
+    set_demand: String,
     get_job: String,
     dead: String,
     requeue_select: String,
     requeue_update: String,
     notify: String,
     depth: String,
+    record_rejection: String,
+    clear_rejections: String,
 }
 
 /// The columns describing one job (`mc` is `media_cache`).
@@ -500,6 +511,8 @@ impl Sql {
                        WHEN mc.demand OR EXCLUDED.demand THEN mc.rank_demanded \
                        ELSE mc.rank_plain END, \
                      dead_seq = NULL, \
+                     rerun = CASE WHEN mc.job_state = 'claimed' THEN true \
+                       WHEN mc.job_state IN ('queued', 'delayed') THEN mc.rerun ELSE false END, \
                      job_state = CASE WHEN mc.job_state IS NULL OR mc.job_state = 'dead' \
                        THEN 'queued' ELSE mc.job_state END, \
                      updated_at = now() \
@@ -540,6 +553,8 @@ impl Sql {
                      priority = CASE WHEN mc.job_state IS NULL THEN EXCLUDED.priority \
                        WHEN mc.demand OR EXCLUDED.demand THEN mc.rank_demanded \
                        ELSE mc.rank_plain END, \
+                     rerun = CASE WHEN mc.job_state = 'claimed' THEN true \
+                       WHEN mc.job_state IN ('queued', 'delayed') THEN mc.rerun ELSE false END, \
                      job_state = coalesce(mc.job_state, 'queued'), \
                      updated_at = now() \
                    WHERE mc.job_state IS DISTINCT FROM 'dead' \
@@ -555,16 +570,25 @@ impl Sql {
                  d AS (DELETE FROM {s}.media_cache mc USING input i \
                    WHERE mc.bot_slug = i.bot_slug AND mc.sha256 = i.sha256 AND mc.kind = i.kind \
                    AND mc.job_state = 'claimed' AND mc.lease_owner = i.owner \
-                   AND mc.fencing_token = i.token AND mc.file_id IS NULL \
+                   AND mc.fencing_token = i.token AND mc.file_id IS NULL AND NOT mc.rerun \
                    RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token), \
                  u AS (UPDATE {s}.media_cache mc SET job_state = NULL, lease_owner = NULL, \
                    lease_expires_at = NULL, next_retry_at = NULL, demand = false, \
                    updated_at = now() FROM input i \
                    WHERE mc.bot_slug = i.bot_slug AND mc.sha256 = i.sha256 AND mc.kind = i.kind \
                    AND mc.job_state = 'claimed' AND mc.lease_owner = i.owner \
-                   AND mc.fencing_token = i.token AND mc.file_id IS NOT NULL \
-                   RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token) \
-                 SELECT * FROM d UNION ALL SELECT * FROM u"
+                   AND mc.fencing_token = i.token AND mc.file_id IS NOT NULL AND NOT mc.rerun \
+                   RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token), \
+                 r AS (UPDATE {s}.media_cache mc SET job_state = 'queued', rerun = false, \
+                   retry_count = 0, lease_owner = NULL, lease_expires_at = NULL, \
+                   updated_at = now() FROM input i \
+                   WHERE mc.bot_slug = i.bot_slug AND mc.sha256 = i.sha256 AND mc.kind = i.kind \
+                   AND mc.job_state = 'claimed' AND mc.lease_owner = i.owner \
+                   AND mc.fencing_token = i.token AND mc.rerun \
+                   RETURNING mc.bot_slug, mc.sha256, mc.kind, mc.fencing_token), \
+                 n AS (SELECT pg_notify($6::text, '') WHERE EXISTS (SELECT 1 FROM r)) \
+                 SELECT * FROM d UNION ALL SELECT * FROM u UNION ALL \
+                 SELECT r.* FROM r LEFT JOIN n ON true"
             ),
             // Due retries and lapsed leases return to the queue; rows another claimer is
             // moving are skipped, not waited for.
@@ -578,27 +602,41 @@ impl Sql {
                      AND lease_expires_at <= $1 FOR UPDATE SKIP LOCKED) RETURNING 1) \
                  SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM l)"
             ),
-            // Each candidate list is materialized with its own LIMIT before the UPDATE sees
-            // it, so the planner cannot turn the IN into a join that locks more rows than
-            // asked. Rule 1: aged jobs, oldest first; rule 2: the rest by rank.
+            // One bot's list per LATERAL branch, each an index range scan with its own LIMIT
+            // (ix_media_cache_demanded, _aged, _fresh), locked so that concurrent claimers
+            // skip each other's candidates. $1 the bots, $2 the aging cutoff, $3 the limit.
+            candidates: format!(
+                "WITH b AS (SELECT * FROM unnest($1::text[]) WITH ORDINALITY AS b(slug, i)), \
+                 d AS (SELECT b.i, 0 AS branch, c.id, c.ord FROM b CROSS JOIN LATERAL ( \
+                   SELECT id, priority AS ord FROM {s}.media_cache \
+                   WHERE bot_slug = b.slug AND job_state = 'queued' AND demand \
+                   ORDER BY priority, id LIMIT $3 FOR UPDATE SKIP LOCKED) c), \
+                 a AS (SELECT b.i, 1 AS branch, c.id, c.ord FROM b CROSS JOIN LATERAL ( \
+                   SELECT id, enqueued_at AS ord FROM {s}.media_cache \
+                   WHERE bot_slug = b.slug AND job_state = 'queued' AND NOT demand \
+                   AND enqueued_at <= $2::bigint \
+                   ORDER BY enqueued_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) c) \
+                 SELECT * FROM d UNION ALL SELECT * FROM a"
+            ),
+            // Fresh jobs, read only for the bots whose demanded and aged lists cannot fill
+            // the claim: behind a backlog older than the aging bound, this never runs.
+            candidates_fresh: format!(
+                "SELECT b.i, 2, c.id, c.priority \
+                 FROM unnest($1::text[]) WITH ORDINALITY AS b(slug, i) \
+                 CROSS JOIN LATERAL ( \
+                   SELECT id, priority FROM {s}.media_cache \
+                   WHERE bot_slug = b.slug AND job_state = 'queued' AND NOT demand \
+                   AND enqueued_at > $2::bigint \
+                   ORDER BY priority, id LIMIT $3 FOR UPDATE SKIP LOCKED) c"
+            ),
+            // $1 the picked ids in claim order.
             claim: format!(
-                "WITH aged AS MATERIALIZED ( \
-                   SELECT id, 0 AS grp, enqueued_at AS ord FROM {s}.media_cache \
-                   WHERE job_state = 'queued' AND enqueued_at <= $1 \
-                   ORDER BY enqueued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
-                 fresh AS MATERIALIZED ( \
-                   SELECT id, 1 AS grp, priority AS ord FROM {s}.media_cache \
-                   WHERE job_state = 'queued' AND enqueued_at > $1 \
-                   ORDER BY priority, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
-                 picked AS MATERIALIZED ( \
-                   SELECT id, grp, ord FROM (SELECT * FROM aged UNION ALL SELECT * FROM fresh) c \
-                   ORDER BY grp, ord, id LIMIT $2), \
-                 claimed AS ( \
-                   UPDATE {s}.media_cache mc SET job_state = 'claimed', lease_owner = $3, \
-                     lease_expires_at = $4, fencing_token = mc.fencing_token + 1, \
+                "WITH claimed AS ( \
+                   UPDATE {s}.media_cache mc SET job_state = 'claimed', lease_owner = $2, \
+                     lease_expires_at = $3, fencing_token = mc.fencing_token + 1, \
                      updated_at = now() \
-                   FROM picked p WHERE mc.id = p.id \
-                   RETURNING p.grp, p.ord, mc.id, {cols}, mc.fencing_token), \
+                   FROM unnest($1::bigint[]) WITH ORDINALITY AS p(id, n) WHERE mc.id = p.id \
+                   RETURNING p.n, mc.id, {cols}, mc.fencing_token), \
                  due AS (SELECT LEAST( \
                    (SELECT min(next_retry_at) FROM {s}.media_cache WHERE job_state = 'delayed'), \
                    (SELECT min(lease_expires_at) FROM {s}.media_cache WHERE job_state = 'claimed') \
@@ -609,36 +647,47 @@ impl Sql {
                 "WITH u AS (UPDATE {s}.media_cache SET lease_expires_at = $6, updated_at = now() \
                    WHERE {held} RETURNING 1) SELECT count(*) FROM u"
             ),
+            // A push merged while the job was held (`rerun`) queues it again.
             complete: format!(
                 "WITH d AS (DELETE FROM {s}.media_cache WHERE {held} AND file_id IS NULL \
-                   RETURNING 1), \
+                   AND NOT rerun RETURNING 1), \
                  u AS (UPDATE {s}.media_cache SET job_state = NULL, lease_owner = NULL, \
                    lease_expires_at = NULL, next_retry_at = NULL, demand = false, \
-                   updated_at = now() WHERE {held} AND file_id IS NOT NULL RETURNING 1) \
-                 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u)"
+                   updated_at = now() WHERE {held} AND file_id IS NOT NULL AND NOT rerun \
+                   RETURNING 1), \
+                 r AS (UPDATE {s}.media_cache SET job_state = 'queued', rerun = false, \
+                   retry_count = 0, lease_owner = NULL, lease_expires_at = NULL, \
+                   updated_at = now() WHERE {held} AND rerun RETURNING 1), \
+                 n AS (SELECT pg_notify($6::text, '') FROM r) \
+                 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u) \
+                   + (SELECT count(*) FROM r), (SELECT count(*) FROM n)"
             ),
             held: format!("SELECT count(*) FROM {s}.media_cache WHERE {held}"),
             retry: format!(
                 "WITH u AS (UPDATE {s}.media_cache SET job_state = 'delayed', next_retry_at = $6, \
                    retry_count = retry_count + $7, last_error = $8, lease_owner = NULL, \
-                   lease_expires_at = NULL, updated_at = now() WHERE {held} RETURNING 1), \
+                   lease_expires_at = NULL, rerun = false, updated_at = now() \
+                   WHERE {held} RETURNING 1), \
                  n AS (SELECT pg_notify($9::text, '') FROM u) \
                  SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"
             ),
             fail: format!(
                 "WITH u AS (UPDATE {s}.media_cache SET job_state = 'dead', \
                    retry_count = retry_count + 1, last_error = $6, lease_owner = NULL, \
-                   lease_expires_at = NULL, dead_seq = nextval('{s}.media_cache_dead_seq'), \
+                   lease_expires_at = NULL, rerun = false, dead_seq = nextval('{s}.media_cache_dead_seq'), \
                    updated_at = now() WHERE {held} RETURNING 1) SELECT count(*) FROM u"
             ),
             release: format!(
                 "WITH u AS (UPDATE {s}.media_cache SET job_state = 'queued', lease_owner = NULL, \
-                   lease_expires_at = NULL, updated_at = now() WHERE {held} RETURNING 1), \
+                   lease_expires_at = NULL, rerun = false, updated_at = now() \
+                   WHERE {held} RETURNING 1), \
                  n AS (SELECT pg_notify($6::text, '') FROM u) \
                  SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"
             ),
-            promote: format!(
-                "UPDATE {s}.media_cache SET demand = true, priority = rank_demanded, \
+            // $4: the demand to set (promote, clear_demand).
+            set_demand: format!(
+                "UPDATE {s}.media_cache SET demand = $4, \
+                 priority = CASE WHEN $4 THEN rank_demanded ELSE rank_plain END, \
                  updated_at = now() WHERE {key} AND job_state IN ('queued', 'delayed', 'claimed')"
             ),
             get_job: format!(
@@ -666,6 +715,12 @@ impl Sql {
                 "SELECT job_state, count(*) FROM {s}.media_cache WHERE job_state IS NOT NULL \
                  GROUP BY job_state"
             ),
+            record_rejection: format!(
+                "INSERT INTO {s}.media_rejections AS r (bot_slug, sha256, kind, count) \
+                 VALUES ($1, $2, $3, 1) ON CONFLICT (bot_slug, sha256, kind) \
+                 DO UPDATE SET count = r.count + 1 RETURNING r.count"
+            ),
+            clear_rejections: format!("DELETE FROM {s}.media_rejections WHERE {key}"),
             channel,
         }
     }
@@ -715,6 +770,9 @@ pub struct PostgresStore {
 }
 
 struct Shared {
+    /// The claim-slot counter of the priority policy (bot rotation, aged share); each
+    /// instance keeps its own, which keeps the shares in sum.
+    turn: AtomicU64,
     pushes: mpsc::UnboundedSender<PushReq>,
     completes: mpsc::UnboundedSender<CompleteReq>,
     pool: Pool,
@@ -838,7 +896,7 @@ impl PostgresStore {
         let sql = &self.shared.sql;
         for _ in 0..RACE_RETRIES {
             match self
-                .finish("completing a job", &sql.complete, lease, &[])
+                .finish("completing a job", &sql.complete, lease, &[&sql.channel])
                 .await
             {
                 Err(Error::LeaseLost { .. }) => {
@@ -1016,7 +1074,14 @@ impl PostgresStore {
             .query(
                 "completing jobs",
                 &self.shared.sql.complete_batch,
-                &[&bots, &shas, &kinds, &owners, &tokens],
+                &[
+                    &bots,
+                    &shas,
+                    &kinds,
+                    &owners,
+                    &tokens,
+                    &self.shared.sql.channel,
+                ],
             )
             .await
             .unwrap_or_default();
@@ -1033,6 +1098,19 @@ impl PostgresStore {
                 let _ = r.reply.send(self.complete_one(&r.lease).await);
             }
         }
+    }
+
+    /// Sets the demand of the media's unfinished job; answers whether there is one.
+    async fn set_demand(&self, key: &MediaKey, demand: bool) -> Result<bool> {
+        let (bot, sha, kind) = key_args(key);
+        let n = self
+            .execute(
+                "setting a job's demand",
+                &self.shared.sql.set_demand,
+                &[&bot, &sha, &kind, &demand],
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     async fn client(&self) -> Result<Object> {
@@ -1169,61 +1247,94 @@ impl PriorityQueue for PostgresStore {
     async fn claim(
         &self,
         owner: &str,
+        bots: &[BotId],
         max: usize,
         lease: Duration,
         now: Timestamp,
     ) -> Result<Claim> {
-        if max == 0 {
+        if max == 0 || bots.is_empty() {
             return Ok(Claim::default());
         }
+        let what = "claiming jobs";
         let sql = &self.shared.sql;
-        let client = self.client().await?;
-        let wake = client
-            .prepare_cached(&sql.wake)
-            .await
-            .map_err(|e| pg_err("preparing a claim", e))?;
-        let stmt = client
-            .prepare_cached(&sql.claim)
-            .await
-            .map_err(|e| pg_err("preparing a claim", e))?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| pg_err(what, e))?;
         let expires_at = now.plus(lease);
-        let max_i = i64::try_from(max).unwrap_or(i64::MAX);
-        let now_ms = ms(now);
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let cutoff = aging_cutoff(&self.shared.policy, now);
-        let expires_ms = ms(expires_at);
-        // Pipelined: both go out at once, and the server runs them in order on this
-        // connection, each its own transaction, so the claim sees the jobs the first returned.
-        let (_, rows) = futures::future::try_join(
-            async {
-                client
-                    .query(&wake, &[&now_ms])
-                    .await
-                    .map_err(|e| pg_err("returning due jobs to the queue", e))
-            },
-            async {
-                client
-                    .query(&stmt, &[&cutoff, &max_i, &owner, &expires_ms])
-                    .await
-                    .map_err(|e| pg_err("claiming jobs", e))
-            },
-        )
-        .await?;
+        let slugs: Vec<&str> = bots.iter().map(BotId::as_str).collect();
+        tx.query(&sql.wake, &[&ms(now)])
+            .await
+            .map_err(|e| pg_err("returning due jobs to the queue", e))?;
+        let mut lists: HashMap<(usize, Branch), Vec<(i64, i64)>> = HashMap::new();
+        let add = |lists: &mut HashMap<(usize, Branch), Vec<(i64, i64)>>,
+                   rows: Vec<Row>,
+                   of: &[usize]| {
+            for r in rows {
+                let i = usize::try_from(r.get::<_, i64>(0) - 1).unwrap_or(0);
+                let branch = match r.get::<_, i32>(1) {
+                    0 => Branch::Demanded,
+                    1 => Branch::Aged,
+                    _ => Branch::Fresh,
+                };
+                let (id, ord): (i64, i64) = (r.get(2), r.get(3));
+                lists.entry((of[i], branch)).or_default().push((ord, id));
+            }
+        };
+        let all: Vec<usize> = (0..bots.len()).collect();
+        let rows = tx
+            .query(&sql.candidates, &[&slugs, &cutoff, &limit])
+            .await
+            .map_err(|e| pg_err(what, e))?;
+        add(&mut lists, rows, &all);
+        let short: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&b| {
+                let have = |br| lists.get(&(b, br)).map_or(0, Vec::len);
+                have(Branch::Demanded) + have(Branch::Aged) < max
+            })
+            .collect();
+        if !short.is_empty() {
+            let names: Vec<&str> = short.iter().map(|&b| slugs[b]).collect();
+            let rows = tx
+                .query(&sql.candidates_fresh, &[&names, &cutoff, &limit])
+                .await
+                .map_err(|e| pg_err(what, e))?;
+            add(&mut lists, rows, &short);
+        }
+        let mut lists: HashMap<(usize, Branch), std::collections::VecDeque<i64>> = lists
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort_unstable();
+                (k, v.into_iter().map(|(_, id)| id).collect())
+            })
+            .collect();
+        let mut turn = self.shared.turn.load(Ordering::Relaxed);
+        let ids: Vec<i64> = pick(&self.shared.policy, bots.len(), max, &mut turn, |b, br| {
+            lists.get_mut(&(b, br)).and_then(|l| l.pop_front())
+        });
+        self.shared.turn.store(turn, Ordering::Relaxed);
+        let rows = tx
+            .query(&sql.claim, &[&ids, &owner, &ms(expires_at)])
+            .await
+            .map_err(|e| pg_err(what, e))?;
+        // Candidates not picked are unlocked here.
+        tx.commit().await.map_err(|e| pg_err(what, e))?;
         drop(client);
 
         let owner: Arc<str> = owner.into();
         let mut due: Option<i64> = None;
         let mut picked = Vec::with_capacity(rows.len());
         for r in &rows {
-            // Columns: grp, ord, id, the 12 job columns, fencing_token, due.
-            due = r.get(16);
-            let Some(grp) = r.get::<_, Option<i32>>(0) else {
+            // Columns: n, id, the 12 job columns, fencing_token, due.
+            due = r.get(15);
+            let Some(n) = r.get::<_, Option<i64>>(0) else {
                 continue; // no job claimed: the row only carries `due`
             };
-            let ord: i64 = r.get(1);
-            let id: i64 = r.get(2);
-            let row = job_row_at(r, 3)?;
-            let token: i64 = r.get(15);
-            picked.push(((grp, ord, id), row, token));
+            let row = job_row_at(r, 2)?;
+            let token: i64 = r.get(14);
+            picked.push((n, row, token));
         }
         picked.sort_by_key(|p| p.0);
         let jobs: Vec<Claimed> = picked
@@ -1312,15 +1423,7 @@ impl PriorityQueue for PostgresStore {
     }
 
     async fn promote(&self, key: &MediaKey, _now: Timestamp) -> Result<bool> {
-        let (bot, sha, kind) = key_args(key);
-        let n = self
-            .execute(
-                "promoting a job",
-                &self.shared.sql.promote,
-                &[&bot, &sha, &kind],
-            )
-            .await?;
-        Ok(n > 0)
+        self.set_demand(key, true).await
     }
 
     async fn get(&self, key: &MediaKey) -> Result<Option<JobInfo>> {
@@ -1416,6 +1519,34 @@ impl PriorityQueue for PostgresStore {
 
     fn notifier(&self) -> Option<Arc<Notify>> {
         Some(self.shared.notify.clone())
+    }
+
+    async fn clear_demand(&self, key: &MediaKey) -> Result<bool> {
+        self.set_demand(key, false).await
+    }
+
+    async fn record_rejection(&self, key: &MediaKey) -> Result<u32> {
+        let (bot, sha, kind) = key_args(key);
+        let rows = self
+            .query(
+                "counting a rejected file_id",
+                &self.shared.sql.record_rejection,
+                &[&bot, &sha, &kind],
+            )
+            .await?;
+        let n: i32 = rows.first().map_or(1, |r| r.get(0));
+        Ok(u32::try_from(n).unwrap_or(0))
+    }
+
+    async fn clear_rejections(&self, key: &MediaKey) -> Result<()> {
+        let (bot, sha, kind) = key_args(key);
+        self.execute(
+            "clearing rejections",
+            &self.shared.sql.clear_rejections,
+            &[&bot, &sha, &kind],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>> {

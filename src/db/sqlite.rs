@@ -1,9 +1,11 @@
 //! The embedded backend: SQLite through rusqlite (bundled library), one file, one writer.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -17,10 +19,10 @@ use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
 use super::{JobRow, Ranks, aging_cutoff, key_from_row, ms, ts};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
-use crate::media::{FileId, Job, MediaKey, Timestamp};
+use crate::media::{BotId, FileId, Job, MediaKey, Timestamp};
 use crate::queue::{
-    BotSummary, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome,
-    QueueDepth,
+    BotSummary, Branch, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome,
+    QueueDepth, pick,
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
@@ -28,8 +30,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/sqlite/0001_init.sql")),
     (
         2,
+        "claims",
+        include_str!("migrations/sqlite/0002_claims.sql"),
+    ),
+    (
+        3,
         "claim_log",
-        include_str!("migrations/sqlite/0002_claim_log.sql"),
+        include_str!("migrations/sqlite/0003_claim_log.sql"),
     ),
 ];
 
@@ -96,7 +103,12 @@ impl SqliteStoreBuilder {
             .spawn(move || writer(conn, policy, rx))
             .map_err(|e| Error::io("starting the SQLite writer thread", e))?;
         Ok(SqliteStore {
-            shared: Arc::new(Shared { ops, policy, path }),
+            shared: Arc::new(Shared {
+                ops,
+                turn: AtomicU64::new(0),
+                policy,
+                path,
+            }),
         })
     }
 
@@ -204,6 +216,8 @@ pub struct SqliteStore {
 struct Shared {
     /// Calls for the writer thread, which owns the connection; it stops when this drops.
     ops: mpsc::Sender<Op>,
+    /// The claim-slot counter of the priority policy (bot rotation, aged share).
+    turn: AtomicU64,
     policy: PriorityPolicy,
     path: PathBuf,
 }
@@ -251,6 +265,23 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Sets the demand of the media's unfinished job; answers whether there is one.
+    async fn set_demand(&self, key: &MediaKey, demand: bool) -> Result<bool> {
+        let (bot, sha, kind) = key_params(key);
+        self.call("setting a job's demand", move |c, _| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE media_cache SET demand = ?4, \
+                     priority = CASE WHEN ?4 THEN rank_demanded ELSE rank_plain END \
+                     WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 \
+                     AND job_state IN ('queued', 'delayed', 'claimed')",
+                )?
+                .execute(params![bot, sha, kind, demand])?;
+            Ok(Ok(n > 0))
+        })
+        .await
     }
 
     /// Runs `f` on the writer thread, in a savepoint of the next batch's transaction; answers
@@ -444,14 +475,29 @@ impl FileIdCache for SqliteStore {
     }
 }
 
-fn claim_tx(
-    tx: &Connection,
-    policy: &PriorityPolicy,
-    owner: &str,
+/// What a claim asks for.
+struct ClaimReq {
+    owner: String,
+    bots: Vec<BotId>,
     max: usize,
     lease: Duration,
     now: Timestamp,
+}
+
+fn claim_tx(
+    tx: &Connection,
+    policy: &PriorityPolicy,
+    turn: &mut u64,
+    req: &ClaimReq,
 ) -> rusqlite::Result<Result<Claim>> {
+    let ClaimReq {
+        owner,
+        bots,
+        max,
+        lease,
+        now,
+    } = req;
+    let (owner, max, lease, now) = (owner.as_str(), *max, *lease, *now);
     let now_ms = ms(now);
     // Due retries and lapsed leases return to the queue.
     tx.prepare_cached(
@@ -465,26 +511,33 @@ fn claim_tx(
     )?
     .execute([now_ms])?;
 
-    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let limit = i64::try_from(max).unwrap_or(i64::MAX);
     let cutoff = aging_cutoff(policy, now);
-    // Rule 1: aged jobs, oldest first; rule 2: the rest by rank.
-    let mut ids: Vec<i64> = tx
-        .prepare_cached(
-            "SELECT id FROM media_cache WHERE job_state = 'queued' AND enqueued_at <= ?1 \
-             ORDER BY enqueued_at, id LIMIT ?2",
-        )?
-        .query_map(params![cutoff, max], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let rest = max - ids.len() as i64;
-    if rest > 0 {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id FROM media_cache WHERE job_state = 'queued' AND enqueued_at > ?1 \
-             ORDER BY priority, id LIMIT ?2",
-        )?;
-        for id in stmt.query_map(params![cutoff, rest], |r| r.get(0))? {
-            ids.push(id?);
+    // Each (bot, list) is read once, when the pick first needs it, up to `max` ids: a list
+    // the pick never reaches (fresh jobs behind enough aged ones) costs nothing.
+    let mut lists: HashMap<(usize, Branch), VecDeque<i64>> = HashMap::new();
+    let mut failed = None;
+    let mut ids = pick(policy, bots.len(), max, turn, |b, branch| {
+        if failed.is_some() {
+            return None;
         }
+        if let std::collections::hash_map::Entry::Vacant(e) = lists.entry((b, branch)) {
+            match candidates(tx, branch, bots[b].as_str(), cutoff, limit) {
+                Ok(ids) => {
+                    e.insert(ids);
+                }
+                Err(err) => {
+                    failed = Some(err);
+                    return None;
+                }
+            }
+        }
+        lists.get_mut(&(b, branch)).and_then(VecDeque::pop_front)
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
+    ids.truncate(max);
 
     let expires_at = now.plus(lease);
     let owner_arc: Arc<str> = owner.into();
@@ -568,6 +621,8 @@ impl PriorityQueue for SqliteStore {
                              WHEN demand OR excluded.demand THEN rank_demanded \
                              ELSE rank_plain END, \
                            dead_seq = NULL, \
+                           rerun = CASE WHEN job_state = 'claimed' THEN 1 \
+                             WHEN job_state IN ('queued', 'delayed') THEN rerun ELSE 0 END, \
                            job_state = CASE WHEN job_state IS NULL OR job_state = 'dead' \
                              THEN 'queued' ELSE job_state END \
                          RETURNING last_push",
@@ -604,18 +659,30 @@ impl PriorityQueue for SqliteStore {
     async fn claim(
         &self,
         owner: &str,
+        bots: &[BotId],
         max: usize,
         lease: Duration,
         now: Timestamp,
     ) -> Result<Claim> {
-        if max == 0 {
+        if max == 0 || bots.is_empty() {
             return Ok(Claim::default());
         }
-        let owner = owner.to_owned();
+        let req = ClaimReq {
+            owner: owner.to_owned(),
+            bots: bots.to_vec(),
+            max,
+            lease,
+            now,
+        };
+        let shared = self.shared.clone();
         self.call("claiming jobs", move |c, policy| {
-            let claim = claim_tx(c, policy, &owner, max, lease, now)?;
+            // The writer thread runs one call at a time: the counter is read and written
+            // by this claim alone.
+            let mut turn = shared.turn.load(Ordering::Relaxed);
+            let claim = claim_tx(c, policy, &mut turn, &req)?;
+            shared.turn.store(turn, Ordering::Relaxed);
             if let Ok(claim) = &claim {
-                super::sqlite_status::log_claims(c, &claim.jobs, now)?;
+                super::sqlite_status::log_claims(c, &claim.jobs, req.now)?;
             }
             Ok(claim)
         })
@@ -653,18 +720,26 @@ impl PriorityQueue for SqliteStore {
         let l = lease.clone();
         self.call("completing a job", move |c, _| {
             let tx = c;
-            // No file_id cached: the row has nothing left to say; otherwise keep it, job-less.
+            let args = params![bot, sha, kind, &*l.owner, l.token as i64];
+            // A push came while the job was held: it runs again, from zero attempts.
             let n = tx
                 .prepare_cached(&format!(
+                    "UPDATE media_cache SET job_state = 'queued', rerun = 0, retry_count = 0, \
+                     lease_owner = NULL, lease_expires_at = NULL WHERE {HELD} AND rerun = 1"
+                ))?
+                .execute(args)?
+                // No file_id cached: the row has nothing left to say; otherwise keep it,
+                // job-less.
+                + tx.prepare_cached(&format!(
                     "DELETE FROM media_cache WHERE {HELD} AND file_id IS NULL"
                 ))?
-                .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?
+                .execute(args)?
                 + tx.prepare_cached(&format!(
                     "UPDATE media_cache SET job_state = NULL, lease_owner = NULL, \
                      lease_expires_at = NULL, next_retry_at = NULL, demand = 0 \
                      WHERE {HELD} AND file_id IS NOT NULL"
                 ))?
-                .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?;
+                .execute(args)?;
             Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
         })
         .await
@@ -685,7 +760,7 @@ impl PriorityQueue for SqliteStore {
                 .prepare_cached(&format!(
                     "UPDATE media_cache SET job_state = 'delayed', next_retry_at = ?6, \
                      retry_count = retry_count + ?7, last_error = ?8, lease_owner = NULL, \
-                     lease_expires_at = NULL WHERE {HELD}"
+                     lease_expires_at = NULL, rerun = 0 WHERE {HELD}"
                 ))?
                 .execute(params![
                     bot,
@@ -711,7 +786,7 @@ impl PriorityQueue for SqliteStore {
             let n = c
                 .prepare_cached(&format!(
                     "UPDATE media_cache SET job_state = 'dead', retry_count = retry_count + 1, \
-                     last_error = ?6, lease_owner = NULL, lease_expires_at = NULL, \
+                     last_error = ?6, lease_owner = NULL, lease_expires_at = NULL, rerun = 0, \
                      dead_seq = (SELECT coalesce(max(dead_seq), 0) + 1 FROM media_cache \
                                  WHERE job_state = 'dead') \
                      WHERE {HELD}"
@@ -729,7 +804,7 @@ impl PriorityQueue for SqliteStore {
             let n = c
                 .prepare_cached(&format!(
                     "UPDATE media_cache SET job_state = 'queued', lease_owner = NULL, \
-                     lease_expires_at = NULL WHERE {HELD}"
+                     lease_expires_at = NULL, rerun = 0 WHERE {HELD}"
                 ))?
                 .execute(params![bot, sha, kind, &*l.owner, l.token as i64])?;
             Ok(if n == 0 { Err(lease_lost(&l)) } else { Ok(()) })
@@ -739,18 +814,7 @@ impl PriorityQueue for SqliteStore {
     }
 
     async fn promote(&self, key: &MediaKey, _now: Timestamp) -> Result<bool> {
-        let (bot, sha, kind) = key_params(key);
-        self.call("promoting a job", move |c, _| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE media_cache SET demand = 1, priority = rank_demanded \
-                     WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 \
-                     AND job_state IN ('queued', 'delayed', 'claimed')",
-                )?
-                .execute(params![bot, sha, kind])?;
-            Ok(Ok(n > 0))
-        })
-        .await
+        self.set_demand(key, true).await
     }
 
     async fn get(&self, key: &MediaKey) -> Result<Option<JobInfo>> {
@@ -858,12 +922,70 @@ impl PriorityQueue for SqliteStore {
         None
     }
 
+    async fn clear_demand(&self, key: &MediaKey) -> Result<bool> {
+        self.set_demand(key, false).await
+    }
+
+    async fn record_rejection(&self, key: &MediaKey) -> Result<u32> {
+        let (bot, sha, kind) = key_params(key);
+        self.call("counting a rejected file_id", move |c, _| {
+            let n: i64 = c
+                .prepare_cached(
+                    "INSERT INTO media_rejections (bot_slug, sha256, kind, count) \
+                     VALUES (?1, ?2, ?3, 1) ON CONFLICT (bot_slug, sha256, kind) \
+                     DO UPDATE SET count = count + 1 RETURNING count",
+                )?
+                .query_row(params![bot, sha, kind], |r| r.get(0))?;
+            Ok(Ok(u32::try_from(n).unwrap_or(u32::MAX)))
+        })
+        .await
+    }
+
+    async fn clear_rejections(&self, key: &MediaKey) -> Result<()> {
+        let (bot, sha, kind) = key_params(key);
+        self.call("clearing rejections", move |c, _| {
+            c.prepare_cached(
+                "DELETE FROM media_rejections WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3",
+            )?
+            .execute(params![bot, sha, kind])?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
     async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>> {
         self.call("summarising the queue", move |c, _| {
             super::sqlite_status::summary(c, now)
         })
         .await
     }
+}
+
+/// Up to `limit` ids of one bot's list, best first.
+fn candidates(
+    tx: &Connection,
+    branch: Branch,
+    bot: &str,
+    cutoff: i64,
+    limit: i64,
+) -> rusqlite::Result<VecDeque<i64>> {
+    let sql = match branch {
+        Branch::Demanded => {
+            "SELECT id FROM media_cache WHERE bot_slug = ?1 AND job_state = 'queued' \
+             AND demand = 1 AND ?2 = ?2 ORDER BY priority, id LIMIT ?3"
+        }
+        Branch::Aged => {
+            "SELECT id FROM media_cache WHERE bot_slug = ?1 AND job_state = 'queued' \
+             AND demand = 0 AND enqueued_at <= ?2 ORDER BY enqueued_at, id LIMIT ?3"
+        }
+        Branch::Fresh => {
+            "SELECT id FROM media_cache WHERE bot_slug = ?1 AND job_state = 'queued' \
+             AND demand = 0 AND enqueued_at > ?2 ORDER BY priority, id LIMIT ?3"
+        }
+    };
+    tx.prepare_cached(sql)?
+        .query_map(params![bot, cutoff, limit], |r| r.get(0))?
+        .collect()
 }
 
 fn key_is_some(bot: &str) -> i64 {

@@ -1,7 +1,7 @@
 //! [`PriorityQueue::summary`](crate::PriorityQueue::summary) for the durable backends: what
 //! both read from their tables, folded into [`BotSummary`] rows the same way.
 //!
-//! Both keep a `claim_log` table (migration 2): one row per claim, the bot and the time,
+//! Both keep a `claim_log` table (migration 3): one row per claim, the bot and the time,
 //! trimmed to [`SUMMARY_WINDOW`] by every claim that writes to it, so it holds about a minute
 //! of claims.
 

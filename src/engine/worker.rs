@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::{Inner, PrewarmEngine, lock};
 use crate::error::{Error, Result};
-use crate::media::MediaKey;
+use crate::media::{BotId, MediaKey};
 use crate::queue::{Claimed, Lease};
 use crate::upload::{UploadRequest, Uploaded};
 
@@ -127,6 +127,8 @@ impl Dispatcher {
     async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
         let inner = self.inner.clone();
         let remote = inner.queue.notifier();
+        // The bots this engine uploads for: a claim never takes another bot's job.
+        let bots: Vec<BotId> = inner.uploaders.keys().cloned().collect();
         tracing::info!(
             instance = %inner.instance,
             concurrency = inner.config.concurrency,
@@ -163,7 +165,7 @@ impl Dispatcher {
             let now = inner.clock.now();
             let claim = match inner
                 .queue
-                .claim(&inner.instance, free, inner.config.lease, now)
+                .claim(&inner.instance, &bots, free, inner.config.lease, now)
                 .await
             {
                 Ok(claim) => {

@@ -7,17 +7,18 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::{
-    BotSummary, Claim, Claimed, JobInfo, JobState, Lease, PriorityPolicy, PriorityQueue,
-    PushOutcome, QueueDepth, SUMMARY_WINDOW,
+    BotSummary, Branch, Claim, Claimed, JobInfo, JobState, Lease, PriorityPolicy, PriorityQueue,
+    PushOutcome, QueueDepth, SUMMARY_WINDOW, pick,
 };
 use crate::error::{Error, Result};
 use crate::media::{BotId, Job, MediaKey, Timestamp};
 
 /// An in-memory [`PriorityQueue`]: binary heaps, O(log n) push and claim.
 ///
-/// Jobs live in a slab, found by media through a hash map; four heaps index them: claimable
-/// jobs by rank and by age (for the aging rule), delayed jobs by run time, claimed jobs by
-/// lease expiry. Heap entries
+/// Jobs live in a slab, found by media through a hash map; heaps index them: for each bot,
+/// its claimable jobs in three heaps (demanded ones by rank, the others by rank and by age,
+/// for the aging rule); for the whole queue, delayed jobs by run time and claimed jobs by
+/// lease expiry. A claim looks only at the heaps of the bots it names. Heap entries
 /// are not removed when a job moves on: each entry carries a sequence number and is skipped
 /// when it no longer matches its job, and a heap is rebuilt when stale entries outnumber live
 /// ones, so memory stays proportional to the jobs held.
@@ -43,16 +44,31 @@ struct State {
     /// rather than by key, which keeps them 24 bytes and spares a hash lookup per pop.
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    by_rank: BinaryHeap<Reverse<(i64, u64, u32)>>,
-    by_age: BinaryHeap<Reverse<(Timestamp, u64, u32)>>,
+    /// Each bot's claimable jobs.
+    bots: HashMap<BotId, BotHeaps>,
     delayed: BinaryHeap<Reverse<(Timestamp, u64, u32)>>,
     leases: BinaryHeap<Reverse<(Timestamp, u64, u32)>>,
     dead: BTreeMap<u64, u32>,
     depth: QueueDepth,
     next_seq: u64,
+    /// The claim-slot counter of [`pick`]: bot rotation and the aged share.
+    turn: u64,
+    /// Telegram's refusals of each media's file_id, until cleared.
+    rejections: HashMap<MediaKey, u32>,
     /// Recent claims (time, bot), oldest first, for [`PriorityQueue::summary`]; trimmed to
     /// [`SUMMARY_WINDOW`] at each claim, so it holds at most a minute's claims.
     claims: VecDeque<(Timestamp, BotId)>,
+}
+
+/// One bot's claimable jobs, by the lists of [`PriorityPolicy`].
+#[derive(Debug, Default)]
+struct BotHeaps {
+    /// Demanded jobs, by rank (first come, first served).
+    demanded: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// The others by rank.
+    by_rank: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// The others by age.
+    by_age: BinaryHeap<Reverse<(Timestamp, u64, u32)>>,
 }
 
 #[derive(Debug)]
@@ -64,6 +80,8 @@ struct Slot {
     seq: u64,
     /// The fencing token of the current lease (0 before the first claim).
     token: u64,
+    /// A push merged into the job while claimed: `complete` queues it again.
+    rerun: bool,
     last_error: Option<String>,
 }
 
@@ -161,8 +179,14 @@ impl State {
         match &slot.state {
             JobState::Queued => {
                 let (rank, enqueued) = (self.policy.rank(&slot.job), slot.job.enqueued_at);
-                self.by_rank.push(Reverse((rank, seq, idx)));
-                self.by_age.push(Reverse((enqueued, seq, idx)));
+                let demand = slot.job.demand;
+                let heaps = self.bots.entry(slot.job.key.bot.clone()).or_default();
+                if demand {
+                    heaps.demanded.push(Reverse((rank, seq, idx)));
+                } else {
+                    heaps.by_rank.push(Reverse((rank, seq, idx)));
+                    heaps.by_age.push(Reverse((enqueued, seq, idx)));
+                }
             }
             JobState::Delayed { run_at } => self.delayed.push(Reverse((*run_at, seq, idx))),
             JobState::Claimed { expires_at, .. } => {
@@ -182,6 +206,7 @@ impl State {
             state: JobState::Queued,
             seq,
             token: 0,
+            rerun: false,
             last_error: None,
         };
         let idx = match self.free.pop() {
@@ -240,27 +265,50 @@ impl State {
         }
     }
 
-    /// The best claimable job, if any.
-    fn pop_best(&mut self, now: Timestamp) -> Option<u32> {
-        // Rule 1: a job that has waited past the aging bound goes first.
-        while let Some(&Reverse((enqueued, seq, idx))) = self.by_age.peek() {
-            if !self.is_current(seq, idx, queued) {
-                self.by_age.pop();
-                continue;
+    /// The best job of `bot` in `branch`, if any, removed from its heap.
+    fn take(&mut self, bot: &BotId, branch: Branch, now: Timestamp) -> Option<u32> {
+        let bound = self.policy.aging_bound();
+        let Self { bots, slots, .. } = self;
+        let heaps = bots.get_mut(bot)?;
+        let current = |seq: u64, idx: u32| {
+            slots
+                .get(idx as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| s.seq == seq && queued(&s.state))
+        };
+        match branch {
+            Branch::Demanded => {
+                while let Some(Reverse((_, seq, idx))) = heaps.demanded.pop() {
+                    if current(seq, idx) {
+                        return Some(idx);
+                    }
+                }
+                None
             }
-            if now.since(enqueued) >= self.policy.aging_bound() {
-                self.by_age.pop();
-                return Some(idx);
+            Branch::Aged => {
+                while let Some(&Reverse((enqueued, seq, idx))) = heaps.by_age.peek() {
+                    if !current(seq, idx) {
+                        heaps.by_age.pop();
+                        continue;
+                    }
+                    if now.since(enqueued) >= bound {
+                        heaps.by_age.pop();
+                        return Some(idx);
+                    }
+                    break;
+                }
+                None
             }
-            break;
+            // Taken only once the aged list is empty, so every live entry here is fresh.
+            Branch::Fresh => {
+                while let Some(Reverse((_, seq, idx))) = heaps.by_rank.pop() {
+                    if current(seq, idx) {
+                        return Some(idx);
+                    }
+                }
+                None
+            }
         }
-        // Rule 2: lowest rank.
-        while let Some(Reverse((_, seq, idx))) = self.by_rank.pop() {
-            if self.is_current(seq, idx, queued) {
-                return Some(idx);
-            }
-        }
-        None
     }
 
     /// The earliest time a delayed job or a lease comes due, dropping stale heap tops.
@@ -292,14 +340,26 @@ impl State {
                 .and_then(Option::as_ref)
                 .is_some_and(|s| s.seq == seq)
         };
-        if self.by_rank.len() > limit {
-            self.by_rank
-                .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
+        for heaps in self.bots.values_mut() {
+            if heaps.demanded.len() > limit {
+                heaps
+                    .demanded
+                    .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
+            }
+            if heaps.by_rank.len() > limit {
+                heaps
+                    .by_rank
+                    .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
+            }
+            if heaps.by_age.len() > limit {
+                heaps
+                    .by_age
+                    .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
+            }
         }
-        if self.by_age.len() > limit {
-            self.by_age
-                .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
-        }
+        // A bot whose jobs all left keeps no heaps.
+        self.bots
+            .retain(|_, h| !(h.demanded.is_empty() && h.by_rank.is_empty() && h.by_age.is_empty()));
         if self.delayed.len() > limit {
             self.delayed
                 .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
@@ -308,6 +368,26 @@ impl State {
             self.leases
                 .retain(|Reverse((_, seq, idx))| live(*seq, *idx));
         }
+    }
+
+    /// Sets the demand of the media's unfinished job; answers whether there is one.
+    fn set_demand(&mut self, key: &MediaKey, demand: bool) -> bool {
+        let Some(idx) = self.find(key) else {
+            return false;
+        };
+        let Some(slot) = self.slot_mut(idx) else {
+            return false;
+        };
+        if matches!(slot.state, JobState::Dead) {
+            return false;
+        }
+        let reindex = slot.job.demand != demand && queued(&slot.state);
+        slot.job.demand = demand;
+        if reindex {
+            // Into the bot's other list.
+            self.set_state(idx, JobState::Queued);
+        }
+        true
     }
 
     /// The slot number of the job the lease still holds.
@@ -352,6 +432,7 @@ impl PriorityQueue for MemoryQueue {
                     } else {
                         let promote = job.demand && !slot.job.demand;
                         slot.job.demand |= job.demand;
+                        slot.rerun |= claimed(&slot.state);
                         if promote && queued(&slot.state) {
                             // Re-indexed under the demanded rank.
                             st.set_state(idx, JobState::Queued);
@@ -370,6 +451,7 @@ impl PriorityQueue for MemoryQueue {
     async fn claim(
         &self,
         owner: &str,
+        bots: &[BotId],
         max: usize,
         lease: Duration,
         now: Timestamp,
@@ -378,9 +460,11 @@ impl PriorityQueue for MemoryQueue {
         st.wake_due(now);
         let owner: Arc<str> = owner.into();
         let expires_at = now.plus(lease);
-        let mut jobs = Vec::with_capacity(max.min(st.depth.queued as usize));
-        while jobs.len() < max {
-            let Some(idx) = st.pop_best(now) else { break };
+        let policy = st.policy;
+        let mut turn = st.turn;
+        let picked = pick(&policy, bots.len(), max, &mut turn, |b, branch| {
+            let idx = st.take(&bots[b], branch, now)?;
+            // Claimed at once: its entries in the bot's other heaps turn stale.
             st.set_state(
                 idx,
                 JobState::Claimed {
@@ -388,6 +472,11 @@ impl PriorityQueue for MemoryQueue {
                     expires_at,
                 },
             );
+            Some(idx)
+        });
+        st.turn = turn;
+        let mut jobs = Vec::with_capacity(picked.len());
+        for idx in picked {
             // Tokens come from the queue-wide sequence: larger for every claim, even of a
             // media whose earlier job finished and was pushed anew.
             let token = st.seq();
@@ -399,7 +488,7 @@ impl PriorityQueue for MemoryQueue {
                 job: slot.job.clone(),
                 lease: Lease {
                     key: slot.job.key.clone(),
-                    token: slot.token,
+                    token,
                     owner: owner.clone(),
                     expires_at,
                 },
@@ -429,9 +518,25 @@ impl PriorityQueue for MemoryQueue {
     }
 
     async fn complete(&self, lease: &Lease) -> Result<()> {
-        let mut st = self.lock();
-        let idx = st.held(lease)?;
-        st.remove(idx);
+        let rerun = {
+            let mut st = self.lock();
+            let idx = st.held(lease)?;
+            match st.slot_mut(idx) {
+                Some(slot) if slot.rerun => {
+                    slot.rerun = false;
+                    slot.job.attempts = 0;
+                    st.set_state(idx, JobState::Queued);
+                    true
+                }
+                _ => {
+                    st.remove(idx);
+                    false
+                }
+            }
+        };
+        if rerun {
+            self.notify.notify_waiters();
+        }
         Ok(())
     }
 
@@ -448,6 +553,7 @@ impl PriorityQueue for MemoryQueue {
             if let Some(slot) = st.slot_mut(idx) {
                 slot.job.attempts += u32::from(count_attempt);
                 slot.last_error = Some(error.to_owned());
+                slot.rerun = false;
             }
             st.set_state(idx, JobState::Delayed { run_at });
         }
@@ -461,6 +567,7 @@ impl PriorityQueue for MemoryQueue {
         if let Some(slot) = st.slot_mut(idx) {
             slot.job.attempts += 1;
             slot.last_error = Some(error.to_owned());
+            slot.rerun = false;
         }
         st.set_state(idx, JobState::Dead);
         Ok(())
@@ -470,6 +577,9 @@ impl PriorityQueue for MemoryQueue {
         {
             let mut st = self.lock();
             let idx = st.held(lease)?;
+            if let Some(slot) = st.slot_mut(idx) {
+                slot.rerun = false;
+            }
             st.set_state(idx, JobState::Queued);
         }
         self.notify.notify_waiters();
@@ -477,22 +587,7 @@ impl PriorityQueue for MemoryQueue {
     }
 
     async fn promote(&self, key: &MediaKey, _now: Timestamp) -> Result<bool> {
-        let mut st = self.lock();
-        let Some(idx) = st.find(key) else {
-            return Ok(false);
-        };
-        let Some(slot) = st.slot_mut(idx) else {
-            return Ok(false);
-        };
-        if matches!(slot.state, JobState::Dead) {
-            return Ok(false);
-        }
-        let reindex = !slot.job.demand && queued(&slot.state);
-        slot.job.demand = true;
-        if reindex {
-            st.set_state(idx, JobState::Queued);
-        }
-        Ok(true)
+        Ok(self.lock().set_demand(key, true))
     }
 
     async fn get(&self, key: &MediaKey) -> Result<Option<JobInfo>> {
@@ -546,6 +641,22 @@ impl PriorityQueue for MemoryQueue {
 
     fn notifier(&self) -> Option<Arc<Notify>> {
         Some(self.notify.clone())
+    }
+
+    async fn clear_demand(&self, key: &MediaKey) -> Result<bool> {
+        Ok(self.lock().set_demand(key, false))
+    }
+
+    async fn record_rejection(&self, key: &MediaKey) -> Result<u32> {
+        let mut st = self.lock();
+        let n = st.rejections.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        Ok(*n)
+    }
+
+    async fn clear_rejections(&self, key: &MediaKey) -> Result<()> {
+        self.lock().rejections.remove(key);
+        Ok(())
     }
 
     async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>> {

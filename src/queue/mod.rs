@@ -16,6 +16,7 @@ use crate::media::{BotId, Job, MediaKey, Timestamp};
 
 pub use memory::MemoryQueue;
 pub use policy::PriorityPolicy;
+pub(crate) use policy::{Branch, pick};
 
 /// What [`PriorityQueue::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,11 +146,21 @@ impl QueueDepth {
 /// # Contract
 /// - **One unfinished job per media.** `push` of a key whose job is queued, delayed or claimed
 ///   merges into it (demand is kept if either had it) and answers
-///   [`PushOutcome::Merged`]; of a dead job revives it with zero attempts.
-/// - **Order.** `claim` hands out claimable jobs in the order of the queue's
-///   [`PriorityPolicy`]: every job older than the policy's aging bound first (oldest first),
-///   then by [`PriorityPolicy::rank`], lowest first. Jobs delayed until a later time are not
-///   claimable before it.
+///   [`PushOutcome::Merged`]; of a dead job revives it with zero attempts. A push merged into
+///   a *claimed* job is not lost when its holder finishes: `complete` then queues the job
+///   again (zero attempts) instead of removing it, since the push may come after what the
+///   holder uploaded went stale (a re-warm after Telegram rejected a file_id). `retry` and
+///   `release` run the job again anyway; `fail` ends it, and a later push revives it.
+/// - **Bots.** `claim` names the bots its caller serves (the bots of its uploaders) and never
+///   answers another bot's job; an empty `bots` claims nothing. Bots sharing one queue (one
+///   database) so never hold each other's jobs.
+/// - **Order.** Within each bot, `claim` hands out claimable jobs in the order of the queue's
+///   [`PriorityPolicy`]: jobs someone waits for (demanded) first, then jobs older than the
+///   aging bound (oldest first), then the rest by [`PriorityPolicy::rank`], lowest first;
+///   except one slot in [`PriorityPolicy::aged_share`], where aged jobs go before demanded
+///   ones, so that nothing starves. A claim for several bots takes one job from each bot in
+///   rotation (skipping bots with nothing claimable), so one bot's backlog never delays
+///   another bot's jobs. Jobs delayed until a later time are not claimable before it.
 /// - **Leases.** A claimed job belongs to the lease holder until `expires_at`; after that the
 ///   next `claim` may hand it to another worker with a larger fencing token. `complete`,
 ///   `retry`, `fail`, `release` and `extend` check the lease and answer
@@ -157,8 +168,12 @@ impl QueueDepth {
 /// - `complete` removes the job. `retry` makes it claimable again at `run_at`, counting a
 ///   failed attempt when `count_attempt`. `fail` moves it to the dead state with the error.
 ///   `release` returns it to the queue untouched (for shutdown).
-/// - `promote` marks a job as demanded (someone waits for it), which puts it first among jobs
-///   that have not aged; a delayed job stays delayed.
+/// - `promote` marks a job as demanded (someone waits for it), which puts it in its bot's
+///   demanded list; a delayed job stays delayed. `clear_demand` undoes it when the last
+///   waiter leaves.
+/// - **Rejections.** `record_rejection` counts, per media, the times Telegram refused its
+///   file_id when sent, whether or not the media has a job (durably in a durable backend),
+///   until `clear_rejections`.
 /// - Times are passed in by the caller, so the queue has no clock of its own and tests can
 ///   drive it.
 /// - `notifier` is a signal the queue raises when work may have become claimable through
@@ -169,10 +184,11 @@ pub trait PriorityQueue: Send + Sync + Debug + 'static {
     /// Queues `job`, or merges it into the media's unfinished job.
     async fn push(&self, job: Job, now: Timestamp) -> Result<PushOutcome>;
 
-    /// Claims up to `max` jobs for `owner`, each leased until `now + lease`.
+    /// Claims up to `max` jobs of `bots` for `owner`, each leased until `now + lease`.
     async fn claim(
         &self,
         owner: &str,
+        bots: &[BotId],
         max: usize,
         lease: Duration,
         now: Timestamp,
@@ -217,6 +233,17 @@ pub trait PriorityQueue: Send + Sync + Debug + 'static {
 
     /// A signal raised when work may have become claimable through someone else.
     fn notifier(&self) -> Option<Arc<Notify>>;
+
+    /// The media's job loses its demand (the last waiter left); answers whether there was an
+    /// unfinished job.
+    async fn clear_demand(&self, key: &MediaKey) -> Result<bool>;
+
+    /// Counts one more refusal of the media's file_id by Telegram; answers the count, this one
+    /// included. Kept, with or without a job, until [`clear_rejections`](Self::clear_rejections).
+    async fn record_rejection(&self, key: &MediaKey) -> Result<u32>;
+
+    /// Forgets the media's rejections (a warm succeeded).
+    async fn clear_rejections(&self, key: &MediaKey) -> Result<()>;
 
     /// Per bot, ordered by bot id: its jobs in each state, its oldest unfinished job, and its
     /// claims in the [`SUMMARY_WINDOW`] up to `now`. Bots with no job and no such claim are

@@ -4,15 +4,26 @@ use crate::media::{Job, MediaKind};
 
 /// The order in which warm jobs run, shared by every queue backend.
 ///
-/// Two rules, applied in turn:
-/// 1. **Aging.** A job that has waited longer than [`aging_bound`](Self::aging_bound) goes
-///    before every job that has not, oldest first. However many better jobs keep arriving,
-///    a job therefore starts at most `aging_bound` after it was queued, plus the time the
-///    workers need to drain the jobs that aged before it.
-/// 2. **Rank** ([`rank`](Self::rank), lowest first): jobs someone is waiting for, then by a
-///    class made of the kind (photos first, videos last) and the size (each doubling above
-///    64 KiB one step back), then the most recently queued first, because freshly saved media
-///    is the media a bot is about to send.
+/// Each bot's claimable jobs fall in three lists:
+/// 1. **Demanded**: someone is waiting for the media (a send or a wait), first come, first
+///    served.
+/// 2. **Aged**: not demanded, waiting longer than [`aging_bound`](Self::aging_bound), oldest
+///    first.
+/// 3. **Fresh**: the rest, by [`rank`](Self::rank), lowest first: a class made of the kind
+///    (photos first, videos last) and the size (each doubling above 64 KiB one step back),
+///    then the most recently queued first, because freshly saved media is the media a bot is
+///    about to send.
+///
+/// A claim slot takes from the first non-empty list in the order demanded, aged, fresh, except
+/// one slot in [`aged_share`](Self::aged_share) of each bot's turns, which takes aged, demanded,
+/// fresh. Demand therefore beats age (a waiting send is not stuck behind a backlog that has
+/// aged), and aged jobs still get at least one slot in `aged_share` while demand lasts, so
+/// nothing starves: without demand, a job starts at most `aging_bound` after it was queued,
+/// plus the time the workers need to drain the jobs that aged before it; with endless demand,
+/// that drain runs at one slot in `aged_share`.
+///
+/// A claim for several bots gives their lists turns in rotation, one slot each, skipping a
+/// bot with nothing claimable: no bot's backlog holds back another bot's jobs.
 ///
 /// The rank is a plain `i64` so that durable backends can store it in an indexed column.
 ///
@@ -26,12 +37,68 @@ use crate::media::{Job, MediaKind};
 /// let video = Job::new(MediaKey::new(bot, Sha256::of(b"v"), MediaKind::Video), 40_000_000, Timestamp(2_000));
 /// assert!(policy.rank(&photo) < policy.rank(&video));
 /// assert_eq!(policy.aging_bound(), Duration::from_secs(60));
+/// assert_eq!(policy.aged_share(), 4);
 /// # Ok::<(), prewarm::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PriorityPolicy {
     aging_bound: Duration,
+    aged_share: u32,
 }
+
+/// One list of a bot's claimable jobs (see [`PriorityPolicy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Branch {
+    /// Demanded jobs, first come, first served.
+    Demanded,
+    /// Jobs past the aging bound, oldest first.
+    Aged,
+    /// The rest, by rank.
+    Fresh,
+}
+
+/// Picks up to `max` jobs for `bots` bots, in the order of `policy`: slot by slot, bots in
+/// rotation, each slot from the first list of that bot's turn that `take` finds non-empty.
+/// `take(bot, branch)` removes and answers that list's best job. `turn` is the caller's slot
+/// counter, advanced by the number of jobs picked, so that rotation and the aged share carry
+/// over from one claim to the next.
+pub(crate) fn pick<T>(
+    policy: &PriorityPolicy,
+    bots: usize,
+    max: usize,
+    turn: &mut u64,
+    mut take: impl FnMut(usize, Branch) -> Option<T>,
+) -> Vec<T> {
+    let mut picked = Vec::new();
+    if bots == 0 {
+        return picked;
+    }
+    let n = bots as u64;
+    // Bots found empty in every list during this claim: they stay empty until it ends.
+    let mut empty = vec![false; bots];
+    'slots: while picked.len() < max {
+        for offset in 0..n {
+            let slot = *turn + offset;
+            let bot = (slot % n) as usize;
+            if empty[bot] {
+                continue;
+            }
+            for branch in policy.branches(slot / n) {
+                if let Some(job) = take(bot, branch) {
+                    picked.push(job);
+                    *turn = slot + 1;
+                    continue 'slots;
+                }
+            }
+            empty[bot] = true;
+        }
+        break;
+    }
+    picked
+}
+
+/// One slot in this many goes to aged jobs ahead of demand.
+const DEFAULT_AGED_SHARE: u32 = 4;
 
 /// Ranks of demanded jobs sit below every class rank.
 const DEMAND_BASE: i64 = i64::MIN / 2;
@@ -39,11 +106,37 @@ const DEMAND_BASE: i64 = i64::MIN / 2;
 const CLASS_STEP: i64 = 1 << 42;
 
 impl PriorityPolicy {
-    /// A policy whose jobs all start within `aging_bound` of being queued (plus drain time).
+    /// A policy whose jobs all start within `aging_bound` of being queued (plus drain time),
+    /// with one slot in 4 kept for aged jobs while demand waits.
     ///
-    /// A zero bound makes the queue plain FIFO.
+    /// A zero bound makes the queue FIFO for jobs nobody waits for.
     pub const fn new(aging_bound: Duration) -> Self {
-        Self { aging_bound }
+        Self {
+            aging_bound,
+            aged_share: DEFAULT_AGED_SHARE,
+        }
+    }
+
+    /// Keeps one claim slot in `n` of each bot's turns for aged jobs, ahead of demanded ones
+    /// (default 4; `n` below 1 counts as 1: aged jobs always first, as before demand existed).
+    #[must_use]
+    pub const fn with_aged_share(mut self, n: u32) -> Self {
+        self.aged_share = if n == 0 { 1 } else { n };
+        self
+    }
+
+    /// One slot in how many of each bot's turns goes to aged jobs before demanded ones.
+    pub const fn aged_share(&self) -> u32 {
+        self.aged_share
+    }
+
+    /// The lists a bot's `turn`-th claim slot tries, in order.
+    pub(crate) fn branches(&self, turn: u64) -> [Branch; 3] {
+        if turn % u64::from(self.aged_share) == u64::from(self.aged_share) - 1 {
+            [Branch::Aged, Branch::Demanded, Branch::Fresh]
+        } else {
+            [Branch::Demanded, Branch::Aged, Branch::Fresh]
+        }
     }
 
     /// How long a job may wait before it goes ahead of every job that has not aged.
@@ -129,6 +222,26 @@ mod tests {
         let mut earlier = job(MediaKind::Video, 1, now - 5);
         earlier.demand = true;
         assert!(p.rank(&earlier) < p.rank(&demanded));
+    }
+
+    /// Two bots in rotation, each with demand and aged work: every fourth turn of each bot
+    /// takes aged first; an empty bot yields its slot.
+    #[test]
+    fn pick_rotates_bots_and_keeps_the_aged_share() {
+        let p = PriorityPolicy::default();
+        let mut turn = 0;
+        let got = pick(&p, 2, 8, &mut turn, |bot, branch| Some((bot, branch)));
+        let aged: Vec<_> = got.iter().filter(|g| g.1 == Branch::Aged).collect();
+        assert_eq!(got.len(), 8);
+        assert_eq!(turn, 8);
+        assert!(got.iter().step_by(2).all(|g| g.0 == 0), "{got:?}");
+        assert_eq!(aged, [&(0, Branch::Aged), &(1, Branch::Aged)], "{got:?}");
+        let got = pick(&p, 2, 3, &mut turn, |bot, branch| {
+            (bot == 1).then_some((bot, branch))
+        });
+        assert_eq!(got.len(), 3, "bot 1 takes the slots bot 0 cannot use");
+        assert!(pick(&p, 0, 3, &mut turn, |_, _| Some(())).is_empty());
+        assert!(pick(&p, 2, 3, &mut turn, |_, _| None::<()>).is_empty());
     }
 
     #[test]
