@@ -92,6 +92,7 @@
 #![deny(missing_docs, rust_2018_idioms, rustdoc::broken_intra_doc_links)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 
+pub mod bulk;
 pub mod cache;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -1,5 +1,6 @@
 //! `examples/warm_dir.rs` end to end in demo mode: the JSON line's counts, the failures named
-//! on stderr with exit code 1, an idempotent second run, and a SIGKILL then resume.
+//! on stderr with exit code 1, an idempotent second run, a SIGKILL then resume, and reruns
+//! answered from the file index without reading the files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -22,6 +23,7 @@ fn warm_dir_bin() -> PathBuf {
 fn warm_dir(dir: &Path, state: &Path) -> Command {
     let mut cmd = Command::new(warm_dir_bin());
     cmd.arg(dir)
+        .arg("--demo")
         .arg("--db")
         .arg(state.join("db.sqlite"))
         .env("PREWARM_MEDIA_DIR", state.join("media"))
@@ -97,6 +99,12 @@ fn warms_a_mixed_folder_names_failures_and_runs_again_idempotently() {
     assert_eq!(j["ready"], 10, "{j}");
     assert_eq!(j["failed"], 2, "{j}");
     assert_eq!(j["skipped"], 0, "{j}");
+    assert_eq!(j["saved"], 10, "{j}");
+    assert_eq!(
+        j["hashed"], 12,
+        "every file read, the two bad ones too: {j}"
+    );
+    assert_eq!(j["skipped_by_index"], 0, "{j}");
     assert!(j["uploads"].as_u64().unwrap() >= 10, "{j}");
     assert_eq!(j["bytes"].as_u64(), Some(good_bytes), "{j}");
     assert!(
@@ -117,6 +125,84 @@ fn warms_a_mixed_folder_names_failures_and_runs_again_idempotently() {
     assert_eq!(j["ready"], 10, "{j}");
     assert_eq!(j["uploads"], 0, "no Telegram upload on a second run: {j}");
     assert_eq!(j["bytes"], 0, "no store write on a second run: {j}");
+    assert_eq!(j["saved"], 0, "{j}");
+    assert_eq!(
+        j["skipped_by_index"], 10,
+        "the good files answered by the index: {j}"
+    );
+    assert_eq!(j["hashed"], 2, "only the two failed files read again: {j}");
+}
+
+/// Writes `data` over `path` and gives it back its modification time: a change `stat` cannot
+/// see. Only a read of the file would notice.
+fn overwrite_unseen(path: &Path, data: &[u8]) {
+    let modified = std::fs::metadata(path)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    std::fs::write(path, data).expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_modified(modified)
+        .expect("set mtime");
+}
+
+#[test]
+fn a_rerun_reads_no_file_whose_index_entry_matches_and_rehash_reads_them_all() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = tempfile::tempdir().expect("state");
+    const FILES: u64 = 6;
+    let path = |i: u64| dir.path().join(format!("p{i}.jpg"));
+    for i in 0..FILES {
+        std::fs::write(path(i), bytes(200 + i, 25_000, JPEG)).expect("write");
+    }
+    let run = |extra: &[&str]| {
+        let out = warm_dir(dir.path(), state.path())
+            .args(extra)
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_line(&out)
+    };
+    let j = run(&[]);
+    assert_eq!(
+        (j["saved"].as_u64(), j["hashed"].as_u64()),
+        (Some(FILES), Some(FILES)),
+        "{j}"
+    );
+
+    // p0 now holds other bytes, its size and modification time unchanged. Had the rerun read
+    // it, those bytes would be a new media, stored and uploaded.
+    overwrite_unseen(&path(0), &bytes(300, 25_000, JPEG));
+    let j = run(&[]);
+    assert_eq!(j["hashed"], 0, "no file read: {j}");
+    assert_eq!(j["skipped_by_index"], FILES, "{j}");
+    assert_eq!(j["skipped"], FILES, "{j}");
+    assert_eq!(j["uploads"], 0, "{j}");
+
+    // --rehash reads every file and finds p0's new bytes.
+    let j = run(&["--rehash"]);
+    assert_eq!(j["hashed"], FILES, "{j}");
+    assert_eq!(j["skipped_by_index"], 0, "{j}");
+    assert_eq!(j["saved"], 1, "p0's new bytes: {j}");
+    assert_eq!(j["skipped"], FILES - 1, "{j}");
+    assert!(j["uploads"].as_u64().unwrap() >= 1, "{j}");
+
+    // A file changed the ordinary way (new modification time) is hashed again, alone.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(path(1), bytes(301, 26_000, JPEG)).expect("write");
+    let j = run(&[]);
+    assert_eq!(j["hashed"], 1, "{j}");
+    assert_eq!(j["skipped_by_index"], FILES - 1, "{j}");
+    assert_eq!(j["saved"], 1, "{j}");
+    assert_eq!(j["ready"], FILES, "{j}");
 }
 
 #[test]

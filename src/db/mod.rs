@@ -17,6 +17,8 @@
 //! [`open`] picks a backend from a `PREWARM_DB`-style string: a `postgres://` URL or a file
 //! path.
 
+#[cfg(feature = "sqlite")]
+mod file_index;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
@@ -28,6 +30,8 @@ mod sqlite_status;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod status;
 
+#[cfg(feature = "sqlite")]
+pub use file_index::{FileIndex, FileStat, IndexedFile};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "sqlite")]
