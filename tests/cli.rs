@@ -1,5 +1,5 @@
-//! The `prewarm` binary end to end, against SQLite and PostgreSQL: `status`, `dead` and
-//! `requeue` read and repair a queue another process filled; `metrics` warms it in demo mode
+//! The `prewarm` binary end to end, against SQLite and PostgreSQL: `warm` warms a folder in
+//! demo mode; `status`, `dead` and `requeue` read and repair a queue another process filled; `metrics` warms it in demo mode
 //! and serves every metric the Grafana dashboard (`dashboards/prewarm.json`) queries; exit
 //! codes 0, 1 and 2; `--help` on every command.
 
@@ -228,6 +228,10 @@ fn bad_arguments_and_configuration_exit_2_and_failures_exit_1() {
         &["requeue", "x/photo/00", "--all"],
         &["metrics"],
         &["metrics", "--listen", "nowhere"],
+        &["warm"],
+        &["warm", "/definitely/not/a/folder"],
+        &["warm", ".", "--kind", "gif"],
+        &["warm", ".", "--concurrency", "0"],
     ] {
         assert_eq!(code(&run(args, &[])), 2, "{args:?}");
     }
@@ -280,6 +284,7 @@ fn every_command_has_help() {
         &["dead", "--help"],
         &["requeue", "--help"],
         &["metrics", "--help"],
+        &["warm", "--help"],
     ] {
         let out = run(args, &[]);
         assert_eq!(code(&out), 0, "{args:?}");
@@ -429,4 +434,49 @@ async fn metrics_warms_the_queue_and_serves_what_the_dashboard_queries() {
     })
     .await
     .expect("the checks");
+}
+
+#[test]
+fn warm_warms_a_folder_names_failures_and_skips_on_a_rerun() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = tempfile::tempdir().expect("state");
+    for i in 0..4u8 {
+        let mut jpeg = b"\xFF\xD8\xFF\xE0".to_vec();
+        jpeg.resize(3_000 + usize::from(i), i);
+        std::fs::write(dir.path().join(format!("p{i}.jpg")), jpeg).expect("write");
+    }
+    std::fs::write(dir.path().join("empty.jpg"), b"").expect("write");
+    let db = state.path().join("db.sqlite");
+    let media = state.path().join("media");
+    let (db, media) = (db.to_str().expect("utf-8"), media.to_str().expect("utf-8"));
+    let folder = dir.path().to_str().expect("utf-8");
+    let envs = [("PREWARM_MEDIA_DIR", media)];
+    let first = run(&["warm", folder, "--db", db, "--json"], &envs);
+    assert_eq!(code(&first), 1, "one file failed: {first:?}");
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains("empty.jpg"),
+        "the failed file is named: {stderr}"
+    );
+    let report = json(&first);
+    assert_eq!(report["files"], 5, "{report}");
+    assert_eq!(report["ready"], 4, "{report}");
+    assert_eq!(report["failed"], 1, "{report}");
+    assert_eq!(report["uploads"], 4, "{report}");
+
+    let status = json(&run(&["status", "--json"], &[("PREWARM_DB", db)]));
+    let pending: u64 = status["bots"]
+        .as_array()
+        .expect("bots")
+        .iter()
+        .map(|b| b["queued"].as_u64().unwrap_or(0) + b["claimed"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(pending, 0, "nothing left to warm: {status}");
+
+    std::fs::remove_file(dir.path().join("empty.jpg")).expect("remove");
+    let again = run(&["warm", folder, "--db", db, "--json"], &envs);
+    assert_eq!(code(&again), 0, "{again:?}");
+    let report = json(&again);
+    assert_eq!(report["skipped"], 4, "all warm before: {report}");
+    assert_eq!(report["uploads"], 0, "{report}");
 }

@@ -4,6 +4,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
+//! | `prewarm warm DIR` | stores and warms every file under DIR (what `examples/warm_dir.rs` does), with a progress line and a JSON summary |
 //! | `prewarm status` | per bot: jobs queued / delayed / claimed / dead, the oldest job's age, uploads in the last minute |
 //! | `prewarm dead [--limit N]` | the dead jobs: key, kind, size, attempts, last error |
 //! | `prewarm requeue KEY` / `prewarm requeue --all` | queues dead jobs again, attempts reset |
@@ -13,11 +14,12 @@
 //! configuration is [`PrewarmEngine::from_env`](crate::PrewarmEngine::from_env)'s: the
 //! database is `PREWARM_DB` (or a PostgreSQL `DATABASE_URL`), with `PREWARM_DB_SCHEMA`.
 //!
-//! Exit codes: 0 done, 1 something failed (the database could not be reached, a key had no
-//! dead job), 2 bad arguments or configuration.
+//! Exit codes: 0 done, 1 something failed (a file did not warm, the database could not be
+//! reached, a key had no dead job), 2 bad arguments or configuration.
 
 mod metrics;
 mod queue;
+mod warm;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -31,8 +33,9 @@ use crate::error::Error;
 #[command(
     name = "prewarm",
     version,
-    about = "Operate prewarm: queue status, dead jobs, requeue, a Prometheus endpoint.",
-    long_about = "Operate prewarm: queue status, dead jobs, requeue, a Prometheus endpoint.\n\n\
+    about = "Operate prewarm: warm a folder, queue status, dead jobs, requeue, a Prometheus endpoint.",
+    long_about = "Operate prewarm: warm a folder, queue status, dead jobs, requeue, a Prometheus \
+        endpoint.\n\n\
         Configuration comes from the environment, as for PrewarmEngine::from_env: PREWARM_DB \
         (a SQLite file or a postgres:// URL), PREWARM_DB_SCHEMA, TELEGRAM_BOT_TOKEN, \
         MEDIA_WARMUP_CHAT_IDS, R2_* or PREWARM_MEDIA_DIR.\n\n\
@@ -48,6 +51,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Stores and warms every regular file under DIR; files already warm are skipped, and a
+    /// run stopped midway finishes when run again. Exit 1 when any file failed.
+    Warm(warm::WarmArgs),
     /// Per bot: jobs queued, delayed, claimed and dead, the oldest job's age, uploads in the
     /// last minute.
     Status,
@@ -82,6 +88,9 @@ enum Failure {
     Usage(String),
     /// Something failed: exit code 1.
     Failed(String),
+    /// Some of the work failed, and the command's output already says what: exit code 1,
+    /// with no second JSON document.
+    Reported(String),
 }
 
 impl From<Error> for Failure {
@@ -128,6 +137,7 @@ where
     let json = cli.json;
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Warm(args) => warm::warm(args, json).await,
             Command::Status => queue::status(json).await,
             Command::Dead { limit } => queue::dead(limit, json).await,
             Command::Requeue { key, all } => queue::requeue(key.as_deref(), all, json).await,
@@ -141,12 +151,13 @@ where
 }
 
 fn report(json: bool, failure: Failure) -> ExitCode {
-    let (code, message) = match failure {
-        Failure::Usage(m) => (2u8, m),
-        Failure::Failed(m) => (1u8, m),
+    let (code, message, reported) = match failure {
+        Failure::Usage(m) => (2u8, m, false),
+        Failure::Failed(m) => (1u8, m, false),
+        Failure::Reported(m) => (1u8, m, true),
     };
     eprintln!("prewarm: {message}");
-    if json {
+    if json && !reported {
         println!(
             "{}",
             serde_json::json!({ "error": message, "exit_code": code })

@@ -110,7 +110,7 @@ pub(super) async fn requeue(key: Option<&str>, all: bool, json: bool) -> Result<
         println!("requeued {n} job{}", if n == 1 { "" } else { "s" });
     }
     match key {
-        Some(key) if n == 0 => Err(Failure::Failed(format!(
+        Some(key) if n == 0 => Err(Failure::Reported(format!(
             "{key} has no dead job (see `prewarm dead`)"
         ))),
         _ => Ok(()),
