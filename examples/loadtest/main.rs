@@ -15,6 +15,8 @@
 //!   --rss              32 concurrent uploads of 40 MB videos with a full 64 MB byte cache
 //!   --no-url           the store gives no URLs (every upload streams from the store)
 //!   --seed S           input seed (default 7)
+//!   --traffic          the send path: Zipf-popular sends to users while new media arrive,
+//!                      ours then the seed's design, for --duration S (see traffic.rs)
 //! ```
 //!
 //! `LOADTEST_DEBUG=1` prints every 429 the fake answered (when, which chat, whether it was a
@@ -34,6 +36,8 @@
 //! bursts of 3 per private chat, 20 a minute per group) and the URL server run in a child
 //! process (this example started again with `--serve-fake`), as Telegram and R2 are other
 //! machines: the peak RSS reported (VmHWM) is the bot's process alone.
+
+mod traffic;
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -79,6 +83,7 @@ struct Opts {
     rss: bool,
     urls: bool,
     seed: u64,
+    traffic: bool,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -94,6 +99,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         rss: false,
         urls: true,
         seed: 7,
+        traffic: false,
     };
     let mut it = args.iter();
     let num = |v: Option<&String>, name: &str| -> Result<f64, String> {
@@ -117,6 +123,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--rss" => o.rss = true,
             "--no-url" => o.urls = false,
             "--seed" => o.seed = num(it.next(), "--seed")? as u64,
+            "--traffic" => o.traffic = true,
             other => return Err(format!("unknown option {other}; see the example's docs")),
         }
     }
@@ -1099,7 +1106,11 @@ fn main() {
         if serve {
             return serve_fake(o).await;
         }
-        if o.compare {
+        if o.traffic {
+            for line in traffic::run(o.duration, o.seed).await? {
+                println!("{line}");
+            }
+        } else if o.compare {
             let ours = run_ours(&o).await?;
             println!("{ours}");
             let which = o.baseline.clone().unwrap_or_else(|| "seed".to_owned());
