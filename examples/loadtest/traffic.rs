@@ -22,7 +22,7 @@
 //! that the crate's share of a send's latency is the measured time minus `FILE_ID_MS`.
 //!
 //! One JSON line per design: `sends`, `share_by_file_id` (the fake's count of sends by
-//! file_id over the sends that succeeded), `share_by_upload`, `errors` (with their kinds),
+//! file_id over all sends), `share_by_upload` (the other successful sends), `errors` (with their kinds),
 //! `old_sends` and `old_by_file_id_share` (sends to media saved over `OLD` earlier that found
 //! the file_id cached when they started), `latency_ms` over all successful sends,
 //! `file_id_latency_ms` over those that found the file_id cached, `crate_share_ms` (that,
@@ -466,11 +466,12 @@ fn report(
         .collect();
     let errors: u64 = s.errors.values().sum();
     let sends = s.sent + errors;
+    // Shares of every send, failed ones included.
     let share = |n: u64| {
-        if s.sent == 0 {
+        if sends == 0 {
             0.0
         } else {
-            (n as f64 / s.sent as f64 * 10_000.0).round() / 10_000.0
+            (n as f64 / sends as f64 * 10_000.0).round() / 10_000.0
         }
     };
     let mut out = json!({
