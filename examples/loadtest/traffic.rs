@@ -139,14 +139,32 @@ impl World {
         id
     }
 
-    /// The media of the next send.
-    fn pick(&mut self, now: Instant) -> usize {
+    /// The media of the next send, and its age.
+    fn pick(&mut self, now: Instant) -> (usize, Duration) {
         let newest = self.saved_at.len() - 1;
-        if self.rng.f64() < FRESH_SHARE && now - self.saved_at[newest] < FRESH {
-            return newest;
-        }
-        let rank = self.zipf.rank(&mut self.rng, self.by_rank.len());
-        self.by_rank[rank]
+        let idx = if self.rng.f64() < FRESH_SHARE && now - self.saved_at[newest] < FRESH {
+            newest
+        } else {
+            self.by_rank[self.zipf.rank(&mut self.rng, self.by_rank.len())]
+        };
+        (idx, now - self.saved_at[idx])
+    }
+
+    /// A send by file_id of `idx` started at `t`.
+    fn sent_by_file_id(&mut self, idx: usize, t: Instant) {
+        let since = t - self.saved_at[idx];
+        self.first_file_id_send[idx].get_or_insert(since);
+    }
+
+    /// From save to the first send by file_id, of each new media sent so, sorted.
+    fn firsts(&self) -> Vec<Duration> {
+        let mut v: Vec<Duration> = self.first_file_id_send[LIBRARY..]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v
     }
 }
 
@@ -367,11 +385,7 @@ async fn run_ours(
     while start.elapsed() < window {
         tick.tick().await;
         let now = Instant::now();
-        let (idx, age) = {
-            let mut w = world.lock().unwrap();
-            let idx = w.pick(now);
-            (idx, now - w.saved_at[idx])
-        };
+        let (idx, age) = world.lock().unwrap().pick(now);
         let key = keys.lock().unwrap()[idx].clone();
         let chat = user(0, n);
         n += 1;
@@ -387,9 +401,7 @@ async fn run_ours(
             let result = send_cached(&engine, &telegram, chat, &key, WAIT).await;
             let lat = t.elapsed();
             if cached && result.is_ok() {
-                let mut w = world.lock().unwrap();
-                let since = t - w.saved_at[idx];
-                w.first_file_id_send[idx].get_or_insert(since);
+                world.lock().unwrap().sent_by_file_id(idx, t);
             }
             let result = result.map(|_| lat).map_err(|e| kind_of(&e));
             sends.lock().unwrap().record(age, cached, result);
@@ -408,15 +420,7 @@ async fn run_ours(
         .map(|k| u64::from(fake.fake().uploads_of(&k.sha256).uploads))
         .sum();
     let w = world.lock().unwrap();
-    let firsts: Vec<Duration> = {
-        let mut v: Vec<Duration> = w.first_file_id_send[LIBRARY..]
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
-        v.sort_unstable();
-        v
-    };
+    let firsts = w.firsts();
     let mut s = std::mem::take(&mut *sends.lock().unwrap());
     let by_file_id = after.sent_by_file_id - before.sent_by_file_id;
     Ok(report(
@@ -598,11 +602,7 @@ async fn run_seed(
     while start.elapsed() < window {
         tick.tick().await;
         let now = Instant::now();
-        let (idx, age) = {
-            let mut w = world.lock().unwrap();
-            let idx = w.pick(now);
-            (idx, now - w.saved_at[idx])
-        };
+        let (idx, age) = world.lock().unwrap().pick(now);
         let chat = user(1, n);
         n += 1;
         let file_id = cache.lock().unwrap().get(&idx).cloned();
@@ -622,9 +622,7 @@ async fn run_seed(
             let ok = seed_send_file_id(&client, &api, chat, &file_id).await;
             let lat = t.elapsed();
             if ok {
-                let mut w = world.lock().unwrap();
-                let since = t - w.saved_at[idx];
-                w.first_file_id_send[idx].get_or_insert(since);
+                world.lock().unwrap().sent_by_file_id(idx, t);
             }
             let result = if ok {
                 Ok(lat)
@@ -640,15 +638,7 @@ async fn run_seed(
     let after = fake.fake().stats();
     let new_media = media.lock().unwrap().len();
     let w = world.lock().unwrap();
-    let firsts: Vec<Duration> = {
-        let mut v: Vec<Duration> = w.first_file_id_send[LIBRARY..]
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
-        v.sort_unstable();
-        v
-    };
+    let firsts = w.firsts();
     let warmed = cache.lock().unwrap().len() - LIBRARY;
     let mut s = std::mem::take(&mut *sends.lock().unwrap());
     let by_file_id = after.sent_by_file_id - before.sent_by_file_id;
