@@ -41,7 +41,12 @@ pub(super) async fn serve(listen: SocketAddr, json: bool) -> Result<(), Failure>
         .map_err(|e| Failure::Failed(format!("installing the Prometheus recorder: {e}")))?;
     zero_counters();
     let setup = PrewarmEngine::from_env().await?;
-    let queue = open_queue().await.ok().map(|store| store.queue);
+    // No durable queue configured: the engine's own gauges only (its queue is in memory).
+    let queue = match open_queue().await {
+        Ok(store) => Some(store.queue),
+        Err(Failure::Usage(_)) => None,
+        Err(e) => return Err(e),
+    };
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::Failed(format!("listening on {listen}: {e}")))?;
