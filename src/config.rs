@@ -300,6 +300,16 @@ async fn durable(get: Lookup<'_>, demo: bool) -> Result<Option<Durable>> {
     }
 }
 
+/// The durable cache and queue the environment names, opened as [`PrewarmEngine::from_env`]
+/// opens them (`None`: `PREWARM_DB=memory`): for the operator's commands.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) async fn open_durable(get: Lookup<'_>) -> Result<Option<crate::db::DurableStore>> {
+    match db_target(get, false)? {
+        Some(target) => crate::db::open(&target).await.map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Where the cache and the queue live: a database target for [`crate::db::open`], or `None`
 /// for memory.
 fn db_target(get: Lookup<'_>, demo: bool) -> Result<Option<String>> {

@@ -86,6 +86,7 @@
 //! | `postgres` | `db::PostgresStore`: a durable cache and queue on PostgreSQL, shared by many instances |
 //! | `r2` | `store::R2Store`: Cloudflare R2 or any S3-compatible service, with a hand-written SigV4 signer (reqwest, rustls) |
 //! | `teloxide` | `teloxide::input_file`: a media as teloxide's `InputFile` (the file_id when warm, the bytes otherwise), and `teloxide::record_sent` |
+//! | `cli` | the `prewarm` operator command (`cargo install --path . --features cli`) and the `cli` module behind it: status, dead jobs, requeue, a Prometheus endpoint |
 //! | `telegram` | `config` and `PrewarmEngine::from_env`; `TelegramUploader` (the Bot API over reqwest with rustls: every media kind, by URL or streamed upload, rate limits per bot and chat, a warm-up chat pool) and `send_cached` |
 //! | `testkit` | `testkit::FakeBotApi`: a fake Bot API on loopback, faithful to the real one's limits, errors and 429s, with fault injection, for your bot's tests (implies `telegram`) |
 #![forbid(unsafe_code)]
@@ -94,6 +95,8 @@
 
 pub mod bulk;
 pub mod cache;
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "telegram")]
 pub mod config;
 #[cfg(feature = "conformance")]

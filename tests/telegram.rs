@@ -961,3 +961,41 @@ async fn an_upload_waiting_for_its_store_holds_no_send_slot() {
     );
     fake.shutdown().await;
 }
+
+/// `with_file_id_latency`: a send by file_id takes its own latency, uploads the general one
+/// (paused time: the fake's sleeps are what the clock shows).
+#[tokio::test(start_paused = true)]
+async fn sends_by_file_id_take_their_own_latency() {
+    let fake = FakeBotApi::builder()
+        .with_bot(TOKEN)
+        .with_chats([CHAT])
+        .with_limits(FakeLimits::off())
+        .with_latency(Latency::fixed(ms(1500)))
+        .with_file_id_latency(Latency::fixed(ms(40)))
+        .start()
+        .await
+        .expect("fake");
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let (bytes, _) = sample(MediaKind::Photo, 1, 2000);
+    let started = tokio::time::Instant::now();
+    let got = up
+        .upload(request(&bot, MediaKind::Photo, &bytes, None))
+        .await
+        .expect("upload");
+    let upload = started.elapsed();
+    let key = MediaKey::new(bot, Sha256::of(&bytes), MediaKind::Photo);
+    let started = tokio::time::Instant::now();
+    up.send_file_id(CHAT, &key, &got.file_id)
+        .await
+        .expect("by file_id");
+    let by_file_id = started.elapsed();
+    assert!(
+        upload >= ms(1500),
+        "the upload took the general latency: {upload:?}"
+    );
+    assert!(
+        (ms(40)..ms(1000)).contains(&by_file_id),
+        "the send by file_id took its own: {by_file_id:?}"
+    );
+}

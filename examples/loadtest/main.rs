@@ -18,6 +18,8 @@
 //!   --bulk [-n N] [--chats K] [--kill-at M] [--state DIR]
 //!                      N media (default 10,000) through `BulkSaver::save_all` and a store
 //!                      150 to 800 ms away, 30 chats; see `bulk.rs`
+//!   --traffic          the send path: Zipf-popular sends to users while new media arrive,
+//!                      ours then the seed's design, for --duration S (see traffic.rs)
 //! ```
 //!
 //! `LOADTEST_DEBUG=1` prints every 429 the fake answered (when, which chat, whether it was a
@@ -39,6 +41,7 @@
 //! machines: the peak RSS reported (VmHWM) is the bot's process alone.
 
 mod bulk;
+mod traffic;
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -84,6 +87,7 @@ struct Opts {
     rss: bool,
     urls: bool,
     seed: u64,
+    traffic: bool,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -99,6 +103,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         rss: false,
         urls: true,
         seed: 7,
+        traffic: false,
     };
     let mut it = args.iter();
     let num = |v: Option<&String>, name: &str| -> Result<f64, String> {
@@ -122,6 +127,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--rss" => o.rss = true,
             "--no-url" => o.urls = false,
             "--seed" => o.seed = num(it.next(), "--seed")? as u64,
+            "--traffic" => o.traffic = true,
             other => return Err(format!("unknown option {other}; see the example's docs")),
         }
     }
@@ -1117,7 +1123,11 @@ fn main() {
         if serve {
             return serve_fake(o).await;
         }
-        if o.compare {
+        if o.traffic {
+            for line in traffic::run(o.duration, o.seed).await? {
+                println!("{line}");
+            }
+        } else if o.compare {
             let ours = run_ours(&o).await?;
             println!("{ours}");
             let which = o.baseline.clone().unwrap_or_else(|| "seed".to_owned());

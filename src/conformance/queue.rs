@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::unique_key;
 use crate::error::Error;
 use crate::media::{BotId, Job, MediaKey, MediaKind, Sha256, Timestamp};
-use crate::queue::{JobState, PriorityPolicy, PriorityQueue, PushOutcome};
+use crate::queue::{JobState, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth};
 
 /// The time the suite starts at (2027-01-15).
 pub const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -71,6 +71,7 @@ where
     aged_jobs_keep_a_share_under_demand(&*new_queue().await).await;
     the_same_owner_claiming_again_is_fenced(&*new_queue().await).await;
     a_job_pushed_again_after_complete_gets_a_larger_token(&*new_queue().await).await;
+    summary_reports_each_bot(&*new_queue().await).await;
 }
 
 /// A pushed job is claimed once, with a lease for the owner, then completed and gone.
@@ -911,4 +912,77 @@ pub async fn a_job_pushed_again_after_complete_gets_a_larger_token(q: &dyn Prior
         last = c.lease.token;
         q.complete(&c.lease).await.expect("complete");
     }
+}
+
+/// `summary` reports per bot, in bot order: jobs by state, when its oldest unfinished job was
+/// queued, and its claims in the minute up to `now` (finished jobs' claims included).
+pub async fn summary_reports_each_bot(q: &dyn PriorityQueue) {
+    assert!(
+        q.summary(T0).await.expect("summary").is_empty(),
+        "an empty queue reports no bot"
+    );
+    let (a, b) = (bot("summary-a"), bot("summary-b"));
+    for t in [0, 1, 2] {
+        q.push(job_of(&a, MediaKind::Photo, 10, at(t)), at(t))
+            .await
+            .expect("push");
+    }
+    let mut claimed = q
+        .claim("w", std::slice::from_ref(&a), 3, LEASE, at(10))
+        .await
+        .expect("claim")
+        .jobs;
+    assert_eq!(claimed.len(), 3);
+    // The oldest dies, so that counting dead jobs as unfinished would show.
+    claimed.sort_by_key(|c| std::cmp::Reverse(c.job.enqueued_at));
+    let (dead, held, delayed) = (
+        claimed.pop().expect("job"),
+        claimed.pop().expect("job"),
+        claimed.pop().expect("job"),
+    );
+    q.retry(&delayed.lease, at(100), true, "x")
+        .await
+        .expect("retry");
+    q.fail(&dead.lease, "x").await.expect("fail");
+    q.push(job_of(&a, MediaKind::Photo, 10, at(20)), at(20))
+        .await
+        .expect("push");
+    q.push(job_of(&b, MediaKind::Photo, 10, at(11)), at(11))
+        .await
+        .expect("push");
+
+    let s = q.summary(at(30)).await.expect("summary");
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!((&s[0].bot, &s[1].bot), (&a, &b), "bots in order: {s:?}");
+    let want = QueueDepth {
+        queued: 1,
+        delayed: 1,
+        claimed: 1,
+        dead: 1,
+    };
+    assert_eq!(s[0].depth, want, "{s:?}");
+    let oldest = held.job.enqueued_at.min(delayed.job.enqueued_at);
+    assert_eq!(
+        s[0].oldest_enqueued_at,
+        Some(oldest),
+        "the oldest unfinished job, not the dead one: {s:?}"
+    );
+    assert_eq!(s[0].claims_last_minute, 3, "{s:?}");
+    assert_eq!(s[1].depth.queued, 1, "{s:?}");
+    assert_eq!(s[1].depth.pending(), 1, "{s:?}");
+    assert_eq!(s[1].oldest_enqueued_at, Some(at(11)), "{s:?}");
+    assert_eq!(s[1].claims_last_minute, 0, "{s:?}");
+
+    q.complete(&held.lease).await.expect("complete");
+    let s = q.summary(at(70)).await.expect("summary");
+    assert_eq!(s[0].depth.claimed, 0, "{s:?}");
+    assert_eq!(
+        s[0].claims_last_minute, 3,
+        "a claim counts for a full minute, finished or not: {s:?}"
+    );
+    let s = q.summary(at(71)).await.expect("summary");
+    assert_eq!(
+        s[0].claims_last_minute, 0,
+        "claims older than a minute: {s:?}"
+    );
 }

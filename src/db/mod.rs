@@ -24,8 +24,14 @@ mod file_index;
 mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_budget;
+#[cfg(feature = "postgres")]
+mod postgres_status;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_status;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod status;
 
 #[cfg(feature = "sqlite")]
 pub use file_index::{FileIndex, FileStat, IndexedFile};

@@ -19,8 +19,8 @@ use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
 use crate::media::{BotId, FileId, Job, MediaKey, Timestamp};
 use crate::queue::{
-    Branch, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
-    pick,
+    BotSummary, Branch, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome,
+    QueueDepth, pick,
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "claims",
         include_str!("migrations/postgres/0002_claims.sql"),
+    ),
+    (
+        3,
+        "claim_log",
+        include_str!("migrations/postgres/0003_claim_log.sql"),
     ),
 ];
 
@@ -332,7 +337,7 @@ fn validate_schema(schema: &str) -> Result<()> {
     }
 }
 
-fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
+pub(super) fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
     use tokio_postgres::error::SqlState;
     let retryable = e.is_closed()
         || match e.code() {
@@ -1591,6 +1596,8 @@ impl PriorityQueue for PostgresStore {
         if !jobs.is_empty() {
             next_due = Some(next_due.map_or(expires_at, |d| d.min(expires_at)));
         }
+        super::postgres_status::log_claims(&self.client().await?, &self.shared.schema, &jobs, now)
+            .await?;
         Ok(Claim { jobs, next_due })
     }
 
@@ -1791,6 +1798,10 @@ impl PriorityQueue for PostgresStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>> {
+        super::postgres_status::summary(&self.client().await?, &self.shared.schema, now).await
     }
 }
 

@@ -21,8 +21,8 @@ use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
 use crate::media::{BotId, FileId, Job, MediaKey, Timestamp};
 use crate::queue::{
-    Branch, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome, QueueDepth,
-    pick,
+    BotSummary, Branch, Claim, Claimed, JobInfo, Lease, PriorityPolicy, PriorityQueue, PushOutcome,
+    QueueDepth, pick,
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "claims",
         include_str!("migrations/sqlite/0002_claims.sql"),
+    ),
+    (
+        3,
+        "claim_log",
+        include_str!("migrations/sqlite/0003_claim_log.sql"),
     ),
 ];
 
@@ -703,9 +708,12 @@ impl PriorityQueue for SqliteStore {
             // The writer thread runs one call at a time: the counter is read and written
             // by this claim alone.
             let mut turn = shared.turn.load(Ordering::Relaxed);
-            let claim = claim_tx(c, policy, &mut turn, &req);
+            let claim = claim_tx(c, policy, &mut turn, &req)?;
             shared.turn.store(turn, Ordering::Relaxed);
-            claim
+            if let Ok(claim) = &claim {
+                super::sqlite_status::log_claims(c, &claim.jobs, req.now)?;
+            }
+            Ok(claim)
         })
         .await
     }
@@ -970,6 +978,13 @@ impl PriorityQueue for SqliteStore {
             )?
             .execute(params![bot, sha, kind])?;
             Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>> {
+        self.call("summarising the queue", move |c, _| {
+            super::sqlite_status::summary(c, now)
         })
         .await
     }

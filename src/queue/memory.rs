@@ -1,5 +1,5 @@
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::{
-    Branch, Claim, Claimed, JobInfo, JobState, Lease, PriorityPolicy, PriorityQueue, PushOutcome,
-    QueueDepth, pick,
+    BotSummary, Branch, Claim, Claimed, JobInfo, JobState, Lease, PriorityPolicy, PriorityQueue,
+    PushOutcome, QueueDepth, SUMMARY_WINDOW, pick,
 };
 use crate::error::{Error, Result};
 use crate::media::{BotId, Job, MediaKey, Timestamp};
@@ -55,6 +55,9 @@ struct State {
     turn: u64,
     /// Telegram's refusals of each media's file_id, until cleared.
     rejections: HashMap<MediaKey, u32>,
+    /// Recent claims (time, bot), oldest first, for [`PriorityQueue::summary`]; trimmed to
+    /// [`SUMMARY_WINDOW`] at each claim, so it holds at most a minute's claims.
+    claims: VecDeque<(Timestamp, BotId)>,
 }
 
 /// One bot's claimable jobs, by the lists of [`PriorityPolicy`].
@@ -491,6 +494,7 @@ impl PriorityQueue for MemoryQueue {
                 },
             });
         }
+        st.log_claims(&jobs, now);
         let next_due = st.next_due();
         st.compact();
         Ok(Claim { jobs, next_due })
@@ -653,5 +657,45 @@ impl PriorityQueue for MemoryQueue {
     async fn clear_rejections(&self, key: &MediaKey) -> Result<()> {
         self.lock().rejections.remove(key);
         Ok(())
+    }
+
+    async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>> {
+        Ok(self.lock().summary(now))
+    }
+}
+
+impl State {
+    fn log_claims(&mut self, jobs: &[Claimed], now: Timestamp) {
+        let horizon = Timestamp(now.0.saturating_sub(SUMMARY_WINDOW.as_millis() as u64));
+        while self.claims.front().is_some_and(|(at, _)| *at < horizon) {
+            self.claims.pop_front();
+        }
+        self.claims
+            .extend(jobs.iter().map(|c| (now, c.job.key.bot.clone())));
+    }
+
+    /// O(jobs held): an operator's view, not a hot path.
+    fn summary(&self, now: Timestamp) -> Vec<BotSummary> {
+        let mut bots: BTreeMap<BotId, BotSummary> = BTreeMap::new();
+        for slot in self.slots.iter().flatten() {
+            let bot = &slot.job.key.bot;
+            let s = bots
+                .entry(bot.clone())
+                .or_insert_with(|| BotSummary::empty(bot.clone()));
+            *count(&mut s.depth, &slot.state) += 1;
+            if !matches!(slot.state, JobState::Dead) {
+                let at = slot.job.enqueued_at;
+                s.oldest_enqueued_at = Some(s.oldest_enqueued_at.map_or(at, |o| o.min(at)));
+            }
+        }
+        let horizon = Timestamp(now.0.saturating_sub(SUMMARY_WINDOW.as_millis() as u64));
+        for (at, bot) in &self.claims {
+            if *at >= horizon && *at <= now {
+                bots.entry(bot.clone())
+                    .or_insert_with(|| BotSummary::empty(bot.clone()))
+                    .claims_last_minute += 1;
+            }
+        }
+        bots.into_values().collect()
     }
 }

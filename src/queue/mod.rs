@@ -109,6 +109,31 @@ pub struct QueueDepth {
     pub dead: u64,
 }
 
+/// One bot's jobs, as [`PriorityQueue::summary`] reports them to an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotSummary {
+    /// The bot.
+    pub bot: BotId,
+    /// How many of its jobs are in each state.
+    pub depth: QueueDepth,
+    /// When its oldest unfinished job (queued, delayed or claimed) was first queued.
+    pub oldest_enqueued_at: Option<Timestamp>,
+    /// Its jobs claimed (upload attempts started) in the minute up to `now`.
+    pub claims_last_minute: u64,
+}
+
+impl BotSummary {
+    /// A bot with nothing to report yet.
+    pub(crate) fn empty(bot: BotId) -> Self {
+        Self {
+            bot,
+            depth: QueueDepth::default(),
+            oldest_enqueued_at: None,
+            claims_last_minute: 0,
+        }
+    }
+}
+
 impl QueueDepth {
     /// Jobs not yet finished: queued, delayed and claimed.
     pub fn pending(&self) -> u64 {
@@ -224,4 +249,12 @@ pub trait PriorityQueue: Send + Sync + Debug + 'static {
 
     /// Forgets the media's rejections (a warm succeeded).
     async fn clear_rejections(&self, key: &MediaKey) -> Result<()>;
+
+    /// Per bot, ordered by bot id: its jobs in each state, its oldest unfinished job, and its
+    /// claims in the [`SUMMARY_WINDOW`] up to `now`. Bots with no job and no such claim are
+    /// left out. For operators (`prewarm status`), not for the hot path: it may scan.
+    async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>>;
 }
+
+/// How far back [`PriorityQueue::summary`] counts claims: one minute.
+pub const SUMMARY_WINDOW: Duration = Duration::from_secs(60);

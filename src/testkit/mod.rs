@@ -278,6 +278,7 @@ pub struct FakeBotApiBuilder {
     faults: Faults,
     latency: Latency,
     chat_problems: HashMap<i64, ChatProblem>,
+    file_id_latency: Option<Latency>,
 }
 
 impl FakeBotApiBuilder {
@@ -319,6 +320,13 @@ impl FakeBotApiBuilder {
         self
     }
 
+    /// The latency of a send by file_id instead of [`with_latency`](Self::with_latency)'s:
+    /// Telegram answers those in tens of milliseconds, uploads in 0.5 to 2 s.
+    pub fn with_file_id_latency(mut self, latency: Latency) -> Self {
+        self.file_id_latency = Some(latency);
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving on the current tokio runtime.
     ///
     /// # Errors
@@ -340,14 +348,16 @@ impl FakeBotApiBuilder {
             .map_err(|e| Error::Config {
                 message: format!("cannot build the fake's HTTP client: {}", e.without_url()),
             })?;
-        let shared = Arc::new(server::Shared::new(
+        let mut shared = server::Shared::new(
             bots,
             self.chats,
             self.limits,
             self.faults,
             self.latency,
             fetcher,
-        ));
+        );
+        shared.set_file_id_latency(self.file_id_latency);
+        let shared = Arc::new(shared);
         shared.lock().chat_problems = self.chat_problems;
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, shared.clone(), stopped));

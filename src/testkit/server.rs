@@ -50,6 +50,8 @@ pub(super) struct Shared {
     pub(super) chats: HashSet<i64>,
     pub(super) latency: Latency,
     pub(super) fetcher: reqwest::Client,
+    /// The latency of a send by file_id, when it differs from `latency`.
+    file_id_latency: Option<Latency>,
     in_flight: AtomicU32,
     pub(super) state: Mutex<State>,
 }
@@ -95,6 +97,7 @@ impl Shared {
             bots,
             chats: chats.into_iter().collect(),
             latency,
+            file_id_latency: None,
             fetcher,
             in_flight: AtomicU32::new(0),
             state: Mutex::new(State {
@@ -104,6 +107,30 @@ impl Shared {
             }),
         }
     }
+}
+
+impl Shared {
+    /// Sends by file_id take `latency` rather than the latency of other requests.
+    pub(super) fn set_file_id_latency(&mut self, latency: Option<Latency>) {
+        self.file_id_latency = latency;
+    }
+
+    /// The latency of a send by file_id: no bytes to receive, none to store.
+    fn draw_file_id_latency(&self) -> Option<Duration> {
+        self.file_id_latency.as_ref().map(Latency::draw)
+    }
+}
+
+/// A send whose media field is neither a file part nor a URL: a file_id.
+fn sends_a_file_id(method: &str, params: &Params) -> bool {
+    send_kind(method).is_some_and(|kind| {
+        let field = kind.as_str();
+        !params.files.contains_key(field)
+            && params
+                .text
+                .get(field)
+                .is_some_and(|v| !v.starts_with("http://") && !v.starts_with("https://"))
+    })
 }
 
 pub(super) async fn serve(
@@ -155,8 +182,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
     // takes its latency (the upload's time at Telegram) after that: counted after its
     // latency, a request that arrived first could be charged after one that arrived later
     // and be refused although it kept to the limits when it arrived.
-    let delay = shared.latency.draw();
-    let latency = || async move {
+    let mut delay = shared.latency.draw();
+    let latency = |delay: Duration| async move {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -164,7 +191,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
 
     let path = req.uri().path().to_owned();
     if let Some(n) = path.strip_prefix("/files/") {
-        latency().await;
+        latency(delay).await;
         return Ok(hosted(&shared, n));
     }
     let Some((token, method)) = path
@@ -196,6 +223,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
     };
 
     let lower = method.to_ascii_lowercase();
+    if sends_a_file_id(&lower, &params) {
+        delay = shared.draw_file_id_latency().unwrap_or(delay);
+    }
     let reply = match lower.as_str() {
         "getme" => Ok(ok(json!({
             "id": bot.parse::<i64>().unwrap_or(0),
@@ -210,7 +240,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
             None => Ok(error(404, "Not Found")),
         },
     };
-    latency().await;
+    latency(delay).await;
     let chat = params.text.get("chat_id").and_then(|c| c.parse().ok());
     match &reply {
         Ok(r) => {
