@@ -390,6 +390,8 @@ struct SlowStore {
     seed: u64,
     url_base: String,
     objects: Mutex<HashMap<ObjectKey, Spec>>,
+    /// The content type each object was stored with in this run (a std lock, as above).
+    types: Mutex<HashMap<ObjectKey, String>>,
     // A std lock: one short write, never held across an `.await`.
     log: Mutex<std::fs::File>,
     writes: AtomicU64,
@@ -424,10 +426,15 @@ impl SlowStore {
             seed,
             url_base,
             objects: Mutex::new(objects),
+            types: Mutex::new(HashMap::new()),
             log: Mutex::new(file),
             writes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
         })
+    }
+
+    fn content_type(&self, key: &ObjectKey) -> Option<String> {
+        self.types.lock().unwrap().get(key).cloned()
     }
 
     fn spec(&self, key: &ObjectKey) -> prewarm::Result<Spec> {
@@ -454,6 +461,7 @@ impl MediaStore for SlowStore {
     async fn put(&self, key: &ObjectKey, payload: PutPayload) -> prewarm::Result<PutOutcome> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         let len = payload.len();
+        let content_type = payload.content_type().map(str::to_owned);
         let mut body = payload.into_stream();
         let mut head = BytesMut::new();
         let mut got = 0u64;
@@ -482,6 +490,9 @@ impl MediaStore for SlowStore {
         )
         .map_err(|e| io_error("writing the store's log", e))?;
         self.objects.lock().unwrap().insert(key.clone(), s);
+        if let Some(ct) = content_type {
+            self.types.lock().unwrap().insert(key.clone(), ct);
+        }
         Ok(PutOutcome::Created)
     }
 
@@ -493,6 +504,7 @@ impl MediaStore for SlowStore {
             meta: ObjectMeta {
                 key: key.clone(),
                 size: s.size,
+                content_type: self.content_type(key),
             },
             body: generated_stream(self.seed, s, None),
         })
@@ -505,6 +517,7 @@ impl MediaStore for SlowStore {
         Ok(ObjectMeta {
             key: key.clone(),
             size: s.size,
+            content_type: self.content_type(key),
         })
     }
 
@@ -514,7 +527,12 @@ impl MediaStore for SlowStore {
         Ok(())
     }
 
-    async fn url(&self, key: &ObjectKey, _expires_in: Duration) -> prewarm::Result<Option<String>> {
+    async fn url(
+        &self,
+        key: &ObjectKey,
+        _expires_in: Duration,
+        _content_type: Option<&str>,
+    ) -> prewarm::Result<Option<String>> {
         // Presigning is local: no round trip.
         let s = self.spec(key)?;
         Ok(Some(format!(

@@ -51,8 +51,13 @@ impl MediaStore for SlowStore {
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.inner.delete(key).await
     }
-    async fn url(&self, key: &ObjectKey, ttl: Duration) -> Result<Option<String>> {
-        self.inner.url(key, ttl).await
+    async fn url(
+        &self,
+        key: &ObjectKey,
+        ttl: Duration,
+        content_type: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.inner.url(key, ttl, content_type).await
     }
 }
 

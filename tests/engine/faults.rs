@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use prewarm::queue::{Claim, JobInfo, Lease, PushOutcome, QueueDepth};
+use prewarm::queue::{BotSummary, Claim, JobInfo, Lease, PushOutcome, QueueDepth};
 use prewarm::{
     BotId, Error, FileId, FileIdCache, Job, LruFileIdCache, MediaKey, MemoryQueue, PriorityQueue,
     Timestamp,
@@ -122,6 +122,10 @@ impl PriorityQueue for FaultyQueue {
 
     async fn clear_rejections(&self, key: &MediaKey) -> prewarm::Result<()> {
         self.inner.clear_rejections(key).await
+    }
+
+    async fn summary(&self, now: Timestamp) -> prewarm::Result<Vec<BotSummary>> {
+        self.inner.summary(now).await
     }
 }
 
