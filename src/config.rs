@@ -186,7 +186,12 @@ fn with_budget(
 async fn rate_budget(get: Lookup<'_>, demo: bool) -> Result<Option<Arc<dyn crate::upload::RateBudget>>> {
     #[cfg(feature = "postgres")]
     if let Some(url) = db_target(get, demo)?.filter(|t| is_postgres(t)) {
-        let budget = crate::db::PostgresBudget::builder(url).connect().await?;
+        // The same schema as the queue's, so that deployments kept apart stay apart here too.
+        let mut builder = crate::db::PostgresBudget::builder(url);
+        if let Some(schema) = get("PREWARM_DB_SCHEMA")? {
+            builder = builder.with_schema(schema);
+        }
+        let budget = builder.connect().await?;
         return Ok(Some(Arc::new(budget)));
     }
     let _ = (get, demo);
