@@ -127,7 +127,7 @@ mod shared {
 
     use crate::error::{Error, Result};
     use crate::media::{BotId, Job, MediaKey, Sha256, Timestamp};
-    use crate::queue::{JobInfo, JobState, PriorityPolicy};
+    use crate::queue::{JobInfo, JobState, Lease, PriorityPolicy, PushOutcome};
 
     /// A job's two possible ranks. The policy lives in Rust, so the database stores both and
     /// picks by the `demand` column: a merge or a promote flips demand without knowing the
@@ -229,6 +229,45 @@ mod shared {
                 state,
                 last_error: self.last_error,
             })
+        }
+    }
+
+    /// A versioned migration: its version, name and SQL.
+    pub(crate) type Migration = (i32, &'static str, &'static str);
+
+    /// The migrations of `list` past `current`, in order; an error when the database is
+    /// newer than this prewarm (`what` names it and `instead` the way out).
+    pub(crate) fn pending(
+        list: &'static [Migration],
+        current: i32,
+        what: &str,
+        instead: &str,
+    ) -> Result<impl Iterator<Item = &'static Migration>> {
+        let latest = list.last().map_or(0, |m| m.0);
+        if current > latest {
+            return Err(Error::Config {
+                message: format!(
+                    "{what} is at schema version {current}, newer than this prewarm knows \
+                     ({latest}): upgrade prewarm or {instead}"
+                ),
+            });
+        }
+        Ok(list.iter().filter(move |m| m.0 > current))
+    }
+
+    /// What a push did, from the word the upsert records in `last_push`.
+    pub(crate) fn push_outcome(word: &str) -> PushOutcome {
+        match word {
+            "merged" => PushOutcome::Merged,
+            "revived" => PushOutcome::Revived,
+            _ => PushOutcome::Queued,
+        }
+    }
+
+    /// A finishing call by a worker that no longer holds the job.
+    pub(crate) fn lease_lost(lease: &Lease) -> Error {
+        Error::LeaseLost {
+            key: lease.key.clone(),
         }
     }
 

@@ -16,7 +16,9 @@ use rusqlite::{
 use tokio::sync::Notify;
 
 use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
-use super::{JobRow, Ranks, aging_cutoff, key_from_row, ms, ts};
+use super::{
+    JobRow, Migration, Ranks, aging_cutoff, key_from_row, lease_lost, ms, pending, push_outcome, ts,
+};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
 use crate::media::{BotId, FileId, Job, MediaKey, Timestamp};
@@ -26,7 +28,7 @@ use crate::queue::{
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &[Migration] = &[
     (1, "init", include_str!("migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -141,23 +143,14 @@ fn migrate(conn: &mut Connection) -> Result<()> {
              applied_at INTEGER NOT NULL DEFAULT (unixepoch()))",
     )
     .map_err(|e| sqlite_err("creating schema_migrations", e))?;
-    let current: i64 = tx
+    let current: i32 = tx
         .query_row(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
             [],
             |r| r.get(0),
         )
         .map_err(|e| sqlite_err("reading schema_migrations", e))?;
-    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if current > latest {
-        return Err(Error::Config {
-            message: format!(
-                "the database is at schema version {current}, newer than this prewarm knows \
-                 ({latest}): upgrade prewarm or use another file"
-            ),
-        });
-    }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for (version, name, sql) in pending(MIGRATIONS, current, "the database", "use another file")? {
         tx.execute_batch(sql)
             .map_err(|e| sqlite_err(&format!("applying migration {version} ({name})"), e))?;
         tx.execute(
@@ -407,12 +400,6 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRow>> {
 const HELD: &str = "bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 AND job_state = 'claimed' \
                     AND lease_owner = ?4 AND fencing_token = ?5";
 
-fn lease_lost(lease: &Lease) -> Error {
-    Error::LeaseLost {
-        key: lease.key.clone(),
-    }
-}
-
 #[async_trait]
 impl FileIdCache for SqliteStore {
     async fn get(&self, key: &MediaKey) -> Result<Option<FileId>> {
@@ -649,11 +636,7 @@ impl PriorityQueue for SqliteStore {
                         ],
                         |r| r.get(0),
                     )?;
-                Ok(Ok(match outcome.as_str() {
-                    "merged" => PushOutcome::Merged,
-                    "revived" => PushOutcome::Revived,
-                    _ => PushOutcome::Queued,
-                }))
+                Ok(Ok(push_outcome(&outcome)))
             })
             .await?;
         Ok(outcome)
