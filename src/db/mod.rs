@@ -255,6 +255,23 @@ mod shared {
         Ok(list.iter().filter(move |m| m.0 > current))
     }
 
+    /// The statement of `depth()` on `table`: one row of four counts (queued, delayed,
+    /// claimed, dead), each over its state's partial index (queued jobs over the demanded and
+    /// the undemanded ones, tested by the dialect's `demanded` and `undemanded`), so that its
+    /// cost follows the jobs, never the table (whose ready rows, one per media ever warmed,
+    /// are most of it).
+    pub(crate) fn depth_sql(table: &str, demanded: &str, undemanded: &str) -> String {
+        let count =
+            |state: &str| format!("(SELECT count(*) FROM {table} WHERE job_state = '{state}'");
+        let queued = count("queued");
+        format!(
+            "SELECT {queued} AND {demanded}) + {queued} AND {undemanded}), {}), {}), {})",
+            count("delayed"),
+            count("claimed"),
+            count("dead")
+        )
+    }
+
     /// What a push did, from the word the upsert records in `last_push`.
     pub(crate) fn push_outcome(word: &str) -> PushOutcome {
         match word {

@@ -15,9 +15,9 @@ use rusqlite::{
 };
 use tokio::sync::Notify;
 
-use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
 use super::{
-    JobRow, Migration, Ranks, aging_cutoff, key_from_row, lease_lost, ms, pending, push_outcome, ts,
+    JobRow, Migration, Ranks, aging_cutoff, depth_sql, key_from_row, lease_lost, ms, pending,
+    push_outcome, ts,
 };
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
@@ -877,23 +877,19 @@ impl PriorityQueue for SqliteStore {
 
     async fn depth(&self) -> Result<QueueDepth> {
         self.call("counting jobs", move |c, _| {
-            let mut depth = QueueDepth::default();
-            let mut stmt = c.prepare_cached(
-                "SELECT job_state, count(*) FROM media_cache WHERE job_state IS NOT NULL \
-                 GROUP BY job_state",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (state, n) = row?;
-                let n = u64::try_from(n).unwrap_or(0);
-                match state.as_str() {
-                    QUEUED => depth.queued = n,
-                    DELAYED => depth.delayed = n,
-                    CLAIMED => depth.claimed = n,
-                    DEAD => depth.dead = n,
-                    _ => {}
-                }
-            }
+            let n = |r: &rusqlite::Row<'_>, i| {
+                r.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0))
+            };
+            let depth = c
+                .prepare_cached(&depth_sql("media_cache", "demand = 1", "demand = 0"))?
+                .query_row([], |r| {
+                    Ok(QueueDepth {
+                        queued: n(r, 0)?,
+                        delayed: n(r, 1)?,
+                        claimed: n(r, 2)?,
+                        dead: n(r, 3)?,
+                    })
+                })?;
             Ok(Ok(depth))
         })
         .await
@@ -946,6 +942,7 @@ fn candidates(
     limit: i64,
 ) -> rusqlite::Result<VecDeque<i64>> {
     let sql = match branch {
+        // `?2 = ?2`: the demanded list has no cutoff, but every branch binds the same three.
         Branch::Demanded => {
             "SELECT id FROM media_cache WHERE bot_slug = ?1 AND job_state = 'queued' \
              AND demand = 1 AND ?2 = ?2 ORDER BY priority, id LIMIT ?3"

@@ -28,7 +28,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
-    JobRow, Migration, Ranks, aging_cutoff, key_from_row, lease_lost, ms, pending, push_outcome, ts,
+    JobRow, Migration, Ranks, aging_cutoff, depth_sql, key_from_row, lease_lost, ms, pending,
+    push_outcome, ts,
 };
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};

@@ -303,16 +303,7 @@ impl Sql {
                  updated_at = now() WHERE id = $1 AND job_state = 'dead'"
             ),
             notify: "SELECT pg_notify($1::text, '')::text".to_owned(),
-            // One count per state, each over its partial index: the cost follows the jobs,
-            // not the table (whose ready rows, one per media ever warmed, are most of it).
-            depth: format!(
-                "SELECT (SELECT count(*) FROM {s}.media_cache WHERE job_state = 'queued' \
-                   AND demand) + (SELECT count(*) FROM {s}.media_cache \
-                   WHERE job_state = 'queued' AND NOT demand), \
-                 (SELECT count(*) FROM {s}.media_cache WHERE job_state = 'delayed'), \
-                 (SELECT count(*) FROM {s}.media_cache WHERE job_state = 'claimed'), \
-                 (SELECT count(*) FROM {s}.media_cache WHERE job_state = 'dead')"
-            ),
+            depth: depth_sql(&format!("{s}.media_cache"), "demand", "NOT demand"),
             record_rejection: format!(
                 "INSERT INTO {s}.media_rejections AS r (bot_slug, sha256, kind, count) \
                  VALUES ($1, $2, $3, 1) ON CONFLICT (bot_slug, sha256, kind) \
