@@ -183,7 +183,10 @@ fn with_budget(
 
 /// With a PostgreSQL `PREWARM_DB`, the rate budget there: the processes of a bot sharing a
 /// database share its Telegram limits. Otherwise `None`: the uploader's own, in the process.
-async fn rate_budget(get: Lookup<'_>, demo: bool) -> Result<Option<Arc<dyn crate::upload::RateBudget>>> {
+async fn rate_budget(
+    get: Lookup<'_>,
+    demo: bool,
+) -> Result<Option<Arc<dyn crate::upload::RateBudget>>> {
     #[cfg(feature = "postgres")]
     if let Some(url) = db_target(get, demo)?.filter(|t| is_postgres(t)) {
         // The same schema as the queue's, so that deployments kept apart stay apart here too.

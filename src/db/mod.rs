@@ -22,10 +22,6 @@
 mod file_index;
 #[cfg(feature = "postgres")]
 mod postgres;
-#[cfg(feature = "postgres")]
-mod postgres_budget;
-#[cfg(feature = "postgres")]
-mod postgres_status;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
@@ -36,9 +32,9 @@ mod status;
 #[cfg(feature = "sqlite")]
 pub use file_index::{FileIndex, FileStat, IndexedFile};
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresStore, PostgresStoreBuilder, QueueClock};
+pub use postgres::{PostgresBudget, PostgresBudgetBuilder};
 #[cfg(feature = "postgres")]
-pub use postgres_budget::{PostgresBudget, PostgresBudgetBuilder};
+pub use postgres::{PostgresStore, PostgresStoreBuilder, QueueClock};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 
@@ -142,7 +138,7 @@ mod shared {
 
     use crate::error::{Error, Result};
     use crate::media::{BotId, Job, MediaKey, Sha256, Timestamp};
-    use crate::queue::{JobInfo, JobState, PriorityPolicy};
+    use crate::queue::{JobInfo, JobState, Lease, PriorityPolicy, PushOutcome};
 
     /// A job's two possible ranks. The policy lives in Rust, so the database stores both and
     /// picks by the `demand` column: a merge or a promote flips demand without knowing the
@@ -244,6 +240,62 @@ mod shared {
                 state,
                 last_error: self.last_error,
             })
+        }
+    }
+
+    /// A versioned migration: its version, name and SQL.
+    pub(crate) type Migration = (i32, &'static str, &'static str);
+
+    /// The migrations of `list` past `current`, in order; an error when the database is
+    /// newer than this prewarm (`what` names it and `instead` the way out).
+    pub(crate) fn pending(
+        list: &'static [Migration],
+        current: i32,
+        what: &str,
+        instead: &str,
+    ) -> Result<impl Iterator<Item = &'static Migration>> {
+        let latest = list.last().map_or(0, |m| m.0);
+        if current > latest {
+            return Err(Error::Config {
+                message: format!(
+                    "{what} is at schema version {current}, newer than this prewarm knows \
+                     ({latest}): upgrade prewarm or {instead}"
+                ),
+            });
+        }
+        Ok(list.iter().filter(move |m| m.0 > current))
+    }
+
+    /// The statement of `depth()` on `table`: one row of four counts (queued, delayed,
+    /// claimed, dead), each over its state's partial index (queued jobs over the demanded and
+    /// the undemanded ones, tested by the dialect's `demanded` and `undemanded`), so that its
+    /// cost follows the jobs, never the table (whose ready rows, one per media ever warmed,
+    /// are most of it).
+    pub(crate) fn depth_sql(table: &str, demanded: &str, undemanded: &str) -> String {
+        let count =
+            |state: &str| format!("(SELECT count(*) FROM {table} WHERE job_state = '{state}'");
+        let queued = count("queued");
+        format!(
+            "SELECT {queued} AND {demanded}) + {queued} AND {undemanded}), {}), {}), {})",
+            count("delayed"),
+            count("claimed"),
+            count("dead")
+        )
+    }
+
+    /// What a push did, from the word the upsert records in `last_push`.
+    pub(crate) fn push_outcome(word: &str) -> PushOutcome {
+        match word {
+            "merged" => PushOutcome::Merged,
+            "revived" => PushOutcome::Revived,
+            _ => PushOutcome::Queued,
+        }
+    }
+
+    /// A finishing call by a worker that no longer holds the job.
+    pub(crate) fn lease_lost(lease: &Lease) -> Error {
+        Error::LeaseLost {
+            key: lease.key.clone(),
         }
     }
 

@@ -15,8 +15,10 @@ use rusqlite::{
 };
 use tokio::sync::Notify;
 
-use super::state::{CLAIMED, DEAD, DELAYED, QUEUED};
-use super::{JobRow, Ranks, aging_cutoff, key_from_row, ms, ts};
+use super::{
+    JobRow, Migration, Ranks, aging_cutoff, depth_sql, key_from_row, lease_lost, ms, pending,
+    push_outcome, ts,
+};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
 use crate::media::{BotId, FileId, Job, MediaKey, Timestamp};
@@ -26,7 +28,7 @@ use crate::queue::{
 };
 
 /// Versioned migrations, applied in order, each once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &[Migration] = &[
     (1, "init", include_str!("migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -167,23 +169,14 @@ fn migrate(conn: &mut Connection) -> Result<()> {
              applied_at INTEGER NOT NULL DEFAULT (unixepoch()))",
     )
     .map_err(|e| sqlite_err("creating schema_migrations", e))?;
-    let current: i64 = tx
+    let current: i32 = tx
         .query_row(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
             [],
             |r| r.get(0),
         )
         .map_err(|e| sqlite_err("reading schema_migrations", e))?;
-    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if current > latest {
-        return Err(Error::Config {
-            message: format!(
-                "the database is at schema version {current}, newer than this prewarm knows \
-                 ({latest}): upgrade prewarm or use another file"
-            ),
-        });
-    }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for (version, name, sql) in pending(MIGRATIONS, current, "the database", "use another file")? {
         tx.execute_batch(sql)
             .map_err(|e| sqlite_err(&format!("applying migration {version} ({name})"), e))?;
         tx.execute(
@@ -433,12 +426,6 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRow>> {
 const HELD: &str = "bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 AND job_state = 'claimed' \
                     AND lease_owner = ?4 AND fencing_token = ?5";
 
-fn lease_lost(lease: &Lease) -> Error {
-    Error::LeaseLost {
-        key: lease.key.clone(),
-    }
-}
-
 #[async_trait]
 impl FileIdCache for SqliteStore {
     async fn get(&self, key: &MediaKey) -> Result<Option<FileId>> {
@@ -675,11 +662,7 @@ impl PriorityQueue for SqliteStore {
                         ],
                         |r| r.get(0),
                     )?;
-                Ok(Ok(match outcome.as_str() {
-                    "merged" => PushOutcome::Merged,
-                    "revived" => PushOutcome::Revived,
-                    _ => PushOutcome::Queued,
-                }))
+                Ok(Ok(push_outcome(&outcome)))
             })
             .await?;
         Ok(outcome)
@@ -923,23 +906,19 @@ impl PriorityQueue for SqliteStore {
 
     async fn depth(&self) -> Result<QueueDepth> {
         self.call("counting jobs", move |c, _| {
-            let mut depth = QueueDepth::default();
-            let mut stmt = c.prepare_cached(
-                "SELECT job_state, count(*) FROM media_cache WHERE job_state IS NOT NULL \
-                 GROUP BY job_state",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (state, n) = row?;
-                let n = u64::try_from(n).unwrap_or(0);
-                match state.as_str() {
-                    QUEUED => depth.queued = n,
-                    DELAYED => depth.delayed = n,
-                    CLAIMED => depth.claimed = n,
-                    DEAD => depth.dead = n,
-                    _ => {}
-                }
-            }
+            let n = |r: &rusqlite::Row<'_>, i| {
+                r.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0))
+            };
+            let depth = c
+                .prepare_cached(&depth_sql("media_cache", "demand = 1", "demand = 0"))?
+                .query_row([], |r| {
+                    Ok(QueueDepth {
+                        queued: n(r, 0)?,
+                        delayed: n(r, 1)?,
+                        claimed: n(r, 2)?,
+                        dead: n(r, 3)?,
+                    })
+                })?;
             Ok(Ok(depth))
         })
         .await
@@ -999,6 +978,7 @@ fn candidates(
     limit: i64,
 ) -> rusqlite::Result<VecDeque<i64>> {
     let sql = match branch {
+        // `?2 = ?2`: the demanded list has no cutoff, but every branch binds the same three.
         Branch::Demanded => {
             "SELECT id FROM media_cache WHERE bot_slug = ?1 AND job_state = 'queued' \
              AND demand = 1 AND ?2 = ?2 ORDER BY priority, id LIMIT ?3"

@@ -1,12 +1,12 @@
 //! The SQL of [`PriorityQueue::summary`](crate::PriorityQueue::summary) on PostgreSQL, and
-//! the claim log it reads (see [`super::status`]). Free functions over a client and the
+//! the claim log it reads (see [`crate::db::status`]). Free functions over a client and the
 //! schema name, so that the store's impl calls them in one line.
 
 use deadpool_postgres::Client;
 
-use super::ms;
-use super::postgres::pg_err as pg;
-use super::status::{fold, horizon_ms};
+use super::pg_err as pg;
+use crate::db::ms;
+use crate::db::status::{fold, horizon_ms};
 use crate::error::Result;
 use crate::media::Timestamp;
 use crate::queue::{BotSummary, Claimed};
