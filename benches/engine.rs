@@ -1,9 +1,13 @@
 //! Engine overhead: 1,000 media warmed through the engine with a zero-latency uploader,
 //! beside the same 1,000 uploads called directly (16 at a time), in one criterion group; then
-//! the dispatch delay (push to upload start) of an idle engine, printed as p50/p99.
+//! the dispatch delay (push to upload start) of an idle engine, printed as p50/p99; then one
+//! 8 MiB put into a `MemoryStore` whose digest the store checks again (`PutPayload::from_stream`,
+//! what every save cost before) beside one it trusts (`PutPayload::from_hashed_stream`, what a
+//! save costs now, its one hash done by the engine).
 //!
 //! ```text
 //! cargo bench --bench engine
+//! cargo bench --bench engine -- put_8mib --warm-up-time 1 --measurement-time 3
 //! ```
 
 use std::sync::Arc;
@@ -139,5 +143,48 @@ fn idle_dispatch(c: &mut Criterion) {
     rt.block_on(running.shutdown()).expect("shutdown");
 }
 
-criterion_group!(benches, overhead, idle_dispatch);
+fn put_8mib(c: &mut Criterion) {
+    const LEN: usize = 8 * 1024 * 1024;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let bytes = Bytes::from(vec![0x5Au8; LEN]);
+    let sha = Sha256::of(&bytes);
+    let key = prewarm::ObjectKey::for_content(&sha);
+    let mut group = c.benchmark_group("put_8mib");
+    group.throughput(Throughput::Bytes(LEN as u64));
+    type Payload = fn(u64, Sha256, prewarm::store::ByteStream) -> prewarm::store::PutPayload;
+    let ways: [(&str, Payload); 2] = [
+        (
+            "store_hashes_again",
+            prewarm::store::PutPayload::from_stream,
+        ),
+        (
+            "engine_hash_trusted",
+            prewarm::store::PutPayload::from_hashed_stream,
+        ),
+    ];
+    for (name, payload) in ways {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| {
+                let body = futures::stream::once({
+                    let bytes = bytes.clone();
+                    async move { Ok(bytes) }
+                })
+                .boxed();
+                let (store, key) = (prewarm::store::MemoryStore::new(), key.clone());
+                async move {
+                    use prewarm::MediaStore;
+                    store
+                        .put(&key, payload(LEN as u64, sha, body))
+                        .await
+                        .expect("put")
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, overhead, idle_dispatch, put_8mib);
 criterion_main!(benches);

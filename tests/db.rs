@@ -1,15 +1,14 @@
 //! The durable backends (SQLite, PostgreSQL) against the conformance suites, and their
-//! durability: crash recovery under SIGKILL, many instances sharing one database.
+//! behaviour under concurrency. The crash tests (SIGKILL, many instances sharing one
+//! database) are in `tests/crash.rs`.
 //!
 //! PostgreSQL tests read `DATABASE_URL`; each uses its own schema so they run in parallel.
 //! Unset, they fail when `CI=true` and skip with a notice elsewhere.
 
 mod support;
 
-use std::path::Path;
-use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prewarm::cache::TieredCache;
 use prewarm::conformance;
@@ -17,19 +16,7 @@ use prewarm::db::SqliteStore;
 use prewarm::queue::QueueDepth;
 use prewarm::{MediaKey, MediaKind, PriorityQueue, Sha256};
 
-use support::child::{bot, media_bytes, open_db};
-use support::{read_log, spawn_child};
-
-/// The child process of the crash and many-instance tests (it re-runs this binary).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the child process of the crash and many-instance tests, started by them"]
-async fn child_process_entry() {
-    assert!(
-        std::env::var("PREWARM_CHILD").is_ok(),
-        "started by the crash tests with PREWARM_CHILD set, not by hand"
-    );
-    support::child::run().await;
-}
+use support::child::{bot, media_bytes};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tiered_cache_over_sqlite_conforms() {
@@ -141,112 +128,6 @@ fn key_of(i: usize) -> MediaKey {
     MediaKey::new(bot(), Sha256::of(&media_bytes(i)), MediaKind::Photo)
 }
 
-fn log_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
-}
-
-/// Waits until the child has logged `more` uploads past `from` (it is mid-run), then a random
-/// while longer, then SIGKILLs it.
-fn kill_mid_run(child: &mut Child, log: &Path, from: usize, more: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while log_lines(log) < from + more {
-        assert!(
-            child.try_wait().expect("try_wait").is_none(),
-            "the child exited before it was killed"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the child logged no upload in 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(fastrand::u64(0..400)));
-    assert!(
-        child.try_wait().expect("try_wait").is_none(),
-        "the child finished before it was killed: make its run longer"
-    );
-    child.kill().expect("SIGKILL the child");
-    child.wait().expect("reap the child");
-}
-
-fn wait_success(child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            assert!(status.success(), "{what} failed: {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} did not finish in 180 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-const CRASH_MEDIA: usize = 300;
-
-/// Warms 300 media in a child process on `db`, SIGKILLs it mid-run three times, restarts it,
-/// and checks that nothing was lost.
-async fn crash_and_recover(db: &str, dir: &Path) {
-    let log = dir.join("uploads.log");
-    let envs = |run: &str| {
-        vec![
-            ("CHILD_DB", db.to_owned()),
-            ("CHILD_STORE", dir.join("media").display().to_string()),
-            ("CHILD_LOG", log.display().to_string()),
-            ("CHILD_RUN", run.to_owned()),
-            ("CHILD_N", CRASH_MEDIA.to_string()),
-            ("CHILD_CONCURRENCY", "4".to_owned()),
-        ]
-    };
-    for round in 0..3 {
-        let before = log_lines(&log);
-        let mut child = spawn_child(&envs(&format!("killed{round}")));
-        kill_mid_run(&mut child, &log, before, 10);
-    }
-    let before_final = log_lines(&log);
-    assert!(
-        before_final < CRASH_MEDIA,
-        "the killed runs uploaded everything ({before_final}): the kills came too late"
-    );
-    eprintln!("{db}: {before_final} uploads logged by the three killed runs");
-    let mut child = spawn_child(&envs("final"));
-    wait_success(&mut child, "the restarted child");
-
-    let (cache, queue) = open_db(db).await;
-    assert_eq!(
-        queue.depth().await.expect("depth"),
-        QueueDepth::default(),
-        "no job is left queued, delayed, claimed or dead"
-    );
-    let uploads = read_log(&log);
-    for i in 0..CRASH_MEDIA {
-        let key = key_of(i);
-        let cached = cache
-            .get(&key)
-            .await
-            .expect("get")
-            .unwrap_or_else(|| panic!("media {i} was lost: not ready"));
-        let ids = uploads
-            .get(&key.sha256.to_hex())
-            .unwrap_or_else(|| panic!("media {i} is ready but was never uploaded"));
-        assert_eq!(
-            cached.as_str(),
-            ids.last().expect("one upload at least"),
-            "media {i}: the cached file_id is not the one from its last successful upload"
-        );
-        assert!(
-            queue.get(&key).await.expect("get job").is_none(),
-            "media {i} kept a job"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_survives_sigkill() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = format!("sqlite:{}", dir.path().join("prewarm.db").display());
-    crash_and_recover(&db, dir.path()).await;
-}
-
 #[cfg(feature = "postgres")]
 mod pg {
     use std::sync::Arc;
@@ -327,172 +208,10 @@ mod pg_durability {
     use std::sync::Arc;
 
     use prewarm::db::PostgresStore;
-    use prewarm::queue::QueueDepth;
     use prewarm::queue::{JobState, PushOutcome};
     use prewarm::{BotId, Job, MediaKey, MediaKind, PriorityQueue, Sha256, Timestamp};
 
-    use super::{crash_and_recover, key_of, kill_mid_run, log_lines, wait_success};
-    use crate::support::child::open_db;
-    use crate::support::{database_url, drop_schema, read_log, spawn_child, unique_schema};
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_survives_sigkill() {
-        let Some(url) = database_url("postgres_survives_sigkill") else {
-            return;
-        };
-        let schema = unique_schema("crash");
-        let dir = tempfile::tempdir().expect("temp dir");
-        crash_and_recover(&format!("pg:{schema}"), dir.path()).await;
-        drop_schema(&url, &schema).await;
-    }
-
-    /// Three engines in three processes share one schema and warm 1,000 media; one is
-    /// SIGKILLed mid-run. Everything gets ready; only an upload the killed instance made and
-    /// could not record is ever repeated.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn three_instances_share_postgres_and_survive_one_kill() {
-        const N: usize = 1_000;
-        const CONCURRENCY: usize = 8;
-        let Some(url) = database_url("three_instances_share_postgres") else {
-            return;
-        };
-        let schema = unique_schema("many");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = format!("pg:{schema}");
-        // Migrate once up front so the children start on an existing schema (they would also
-        // cope without: the advisory lock orders their migrations).
-        drop(open_db(&db).await);
-        // Each instance has its own media folder (an FsStore belongs to one process; instances
-        // on many machines would share R2), filled before any starts: another instance may
-        // claim a media's job before this one has saved it.
-        for i in 0..3 {
-            let store = prewarm::store::FsStore::open(dir.path().join(format!("media{i}")))
-                .await
-                .expect("fs store");
-            for m in 0..N {
-                prewarm::MediaStoreExt::put_bytes(&store, crate::media_bytes(m))
-                    .await
-                    .expect("prefill");
-            }
-        }
-        let barrier = dir.path().join("go");
-        let logs: Vec<_> = (0..3)
-            .map(|i| dir.path().join(format!("uploads{i}.log")))
-            .collect();
-        let mut children: Vec<_> = (0..3)
-            .map(|i| {
-                spawn_child(&[
-                    ("CHILD_DB", db.clone()),
-                    // A folder each: an FsStore belongs to one process (instances on many
-                    // machines would share R2 instead).
-                    (
-                        "CHILD_STORE",
-                        dir.path().join(format!("media{i}")).display().to_string(),
-                    ),
-                    ("CHILD_LOG", logs[i].display().to_string()),
-                    ("CHILD_RUN", format!("instance{i}")),
-                    ("CHILD_N", N.to_string()),
-                    ("CHILD_CONCURRENCY", CONCURRENCY.to_string()),
-                    ("CHILD_BARRIER", barrier.display().to_string()),
-                ])
-            })
-            .collect();
-        // All three start warming at once, so the work is shared and the kill lands mid-run.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while (0..3).any(|i| !dir.path().join(format!("go.instance{i}")).exists()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the instances did not get ready"
-            );
-            for c in &mut children {
-                assert!(
-                    c.try_wait().expect("try_wait").is_none(),
-                    "an instance died early"
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        std::fs::write(&barrier, b"go").expect("go");
-        kill_mid_run(&mut children[0], &logs[0], 0, 20);
-        wait_success(&mut children[1], "instance 1");
-        wait_success(&mut children[2], "instance 2");
-
-        let (cache, queue) = open_db(&db).await;
-        assert_eq!(
-            queue.depth().await.expect("depth"),
-            QueueDepth::default(),
-            "dead: {:?}",
-            queue.dead(5).await
-        );
-        let per_log: Vec<_> = logs.iter().map(|l| read_log(l)).collect();
-        assert!(log_lines(&logs[0]) >= 20, "the killed instance did work");
-        assert!(
-            log_lines(&logs[1]) > 0 && log_lines(&logs[2]) > 0,
-            "the work was shared"
-        );
-        let mut repeated = 0;
-        for i in 0..N {
-            let key = key_of(i);
-            let sha = key.sha256.to_hex();
-            let cached = cache
-                .get(&key)
-                .await
-                .expect("get")
-                .unwrap_or_else(|| panic!("media {i} was lost"));
-            let count = |l: &HashMap<String, Vec<String>>| l.get(&sha).map_or(0, Vec::len);
-            let (killed, survivors) = (count(&per_log[0]), count(&per_log[1]) + count(&per_log[2]));
-            assert!(
-                killed + survivors >= 1,
-                "media {i} is ready but was never uploaded"
-            );
-            assert!(
-                survivors <= 1,
-                "media {i} was uploaded {survivors} times by live instances"
-            );
-            assert!(
-                killed <= 1,
-                "media {i} was uploaded twice by the killed instance"
-            );
-            if killed + survivors > 1 {
-                repeated += 1;
-            }
-            let all: Vec<&String> = per_log
-                .iter()
-                .filter_map(|l| l.get(&sha))
-                .flatten()
-                .collect();
-            assert!(
-                all.iter().any(|id| id.as_str() == cached.as_str()),
-                "media {i}: the cached file_id {cached} was never uploaded"
-            );
-            if survivors == 1 {
-                let live = per_log[1]
-                    .get(&sha)
-                    .or(per_log[2].get(&sha))
-                    .expect("logged");
-                assert_eq!(
-                    cached.as_str(),
-                    live[0],
-                    "media {i}: the last upload's id is cached"
-                );
-            }
-        }
-        eprintln!(
-            "uploads logged: killed {}, survivors {} + {}; {repeated} media uploaded twice",
-            log_lines(&logs[0]),
-            log_lines(&logs[1]),
-            log_lines(&logs[2])
-        );
-        // Only uploads in flight in the killed instance (at most its concurrency) repeat.
-        assert!(
-            repeated <= CONCURRENCY,
-            "{repeated} media were uploaded twice; at most {CONCURRENCY} were in flight when \
-             the instance was killed"
-        );
-        drop(queue);
-        drop(cache);
-        drop_schema(&url, &schema).await;
-    }
+    use crate::support::{database_url, drop_schema, unique_schema};
 
     /// Pushes arriving together (batched into one statement by the store) keep the contract:
     /// one job per media, the first push queues or revives, later ones merge their demand.

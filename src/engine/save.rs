@@ -44,7 +44,7 @@ impl PrewarmEngine {
         let size = bytes.len() as u64;
         // Held before the job exists, so that its worker finds the bytes here.
         inner.bytes.insert(sha, bytes);
-        self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
+        self.store_and_enqueue(&key, PutPayload::from_hashed_stream(size, sha, body))
             .await?;
         Ok(key)
     }
@@ -86,7 +86,7 @@ impl PrewarmEngine {
             .await
             .map_err(|e| Error::io("reopening the spool file", e))?;
         let body = crate::store::file_stream(file);
-        self.store_and_enqueue(&key, PutPayload::from_stream(size, sha, body))
+        self.store_and_enqueue(&key, PutPayload::from_hashed_stream(size, sha, body))
             .await?;
         Ok(key)
     }
@@ -119,30 +119,46 @@ where
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| Error::io(format!("creating spool file {}", path.display()), e))?;
-    let mut hasher = Sha256Hasher::new();
+    // The hash runs on a blocking thread, chunk by chunk as the bytes pass: a large stream
+    // never holds a runtime thread for a SHA-256 pass. The bounded channel paces the stream
+    // to the hash.
+    let (chunks, mut to_hash) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let hashing = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256Hasher::new();
+        while let Some(chunk) = to_hash.blocking_recv() {
+            hasher.update(&chunk);
+        }
+        hasher.finish()
+    });
+    let mut size = 0u64;
     let mut stream = std::pin::pin!(stream.map_err(|e| std::io::Error::other(e.into())));
     while let Some(chunk) = stream
         .try_next()
         .await
         .map_err(|e| Error::io("reading the media stream", e))?
     {
-        hasher.update(&chunk);
-        if hasher.len() > limit {
-            return Err(Error::TooLarge {
-                kind,
-                size: hasher.len(),
-                limit,
-            });
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(Error::TooLarge { kind, size, limit });
         }
         file.write_all(&chunk)
             .await
             .map_err(|e| Error::io("writing the spool file", e))?;
+        if chunks.send(chunk).await.is_err() {
+            break; // the hashing thread is gone: its join below says why
+        }
     }
+    drop(chunks);
     file.flush()
         .await
         .map_err(|e| Error::io("writing the spool file", e))?;
-    let size = hasher.len();
-    Ok((size, hasher.finish()))
+    let sha = hashing.await.map_err(|e| {
+        Error::io(
+            "hashing a streamed media",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    Ok((size, sha))
 }
 
 /// A spool file, removed when dropped.

@@ -41,6 +41,8 @@ pub struct PutPayload {
     sha256: Sha256,
     content_type: Option<String>,
     body: ByteStream,
+    /// The digest was computed from these very bytes by the caller: not hashed again.
+    hashed: bool,
 }
 
 impl PutPayload {
@@ -52,6 +54,7 @@ impl PutPayload {
             sha256,
             content_type: None,
             body: stream::once(async move { Ok(bytes) }).boxed(),
+            hashed: true,
         }
     }
 
@@ -64,6 +67,22 @@ impl PutPayload {
             sha256,
             content_type: None,
             body,
+            hashed: false,
+        }
+    }
+
+    /// A payload from a stream whose digest the caller computed from these very bytes (as
+    /// [`PrewarmEngine`](crate::PrewarmEngine) does once per save): a store trusts the digest
+    /// and does not hash the body again; it still fails the put when the length is wrong.
+    /// A wrong digest here stores the bytes under the wrong content address: pass only a
+    /// digest you computed yourself.
+    pub fn from_hashed_stream(len: u64, sha256: Sha256, body: ByteStream) -> Self {
+        Self {
+            len,
+            sha256,
+            content_type: None,
+            body,
+            hashed: true,
         }
     }
 
@@ -263,12 +282,19 @@ pub trait MediaStoreExt: MediaStore {
 impl<T: MediaStore + ?Sized> MediaStoreExt for T {}
 
 /// Wraps a payload's body so that it fails unless exactly `len` bytes with digest `sha256`
-/// pass through. Stores use it to refuse a payload that lies about itself.
+/// pass through (the length only, for a payload [`from_hashed_stream`](PutPayload::from_hashed_stream)).
+/// Stores use it to refuse a payload that lies about itself.
 pub(crate) fn verified(payload: PutPayload) -> ByteStream {
     let PutPayload {
-        len, sha256, body, ..
+        len,
+        sha256,
+        body,
+        hashed,
+        ..
     } = payload;
-    let mut hasher = crate::media::Sha256Hasher::new();
+    // `None`: the caller hashed these bytes already; only their length is checked.
+    let mut hasher = (!hashed).then(crate::media::Sha256Hasher::new);
+    let mut seen = 0u64;
     let mut body = body;
     let mut done = false;
     stream::poll_fn(move |cx| {
@@ -277,8 +303,11 @@ pub(crate) fn verified(payload: PutPayload) -> ByteStream {
         }
         match futures::ready!(body.poll_next_unpin(cx)) {
             Some(Ok(chunk)) => {
-                hasher.update(&chunk);
-                if hasher.len() > len {
+                seen += chunk.len() as u64;
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&chunk);
+                }
+                if seen > len {
                     done = true;
                     return std::task::Poll::Ready(Some(Err(payload_mismatch(format!(
                         "the body is longer than its declared {len} bytes"
@@ -292,15 +321,14 @@ pub(crate) fn verified(payload: PutPayload) -> ByteStream {
             }
             None => {
                 done = true;
-                let got = std::mem::take(&mut hasher);
-                if got.len() != len {
+                if seen != len {
                     return std::task::Poll::Ready(Some(Err(payload_mismatch(format!(
-                        "the body has {} bytes, not its declared {len}",
-                        got.len()
+                        "the body has {seen} bytes, not its declared {len}"
                     )))));
                 }
-                let digest = got.finish();
-                if digest != sha256 {
+                if let Some(digest) = hasher.take().map(crate::media::Sha256Hasher::finish)
+                    && digest != sha256
+                {
                     return std::task::Poll::Ready(Some(Err(payload_mismatch(format!(
                         "the body's SHA-256 is {digest}, not its declared {sha256}"
                     )))));
@@ -334,5 +362,40 @@ fn payload_mismatch(reason: String) -> Error {
     Error::InvalidInput {
         what: "put payload",
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(bytes: &'static [u8]) -> ByteStream {
+        stream::once(async move { Ok(Bytes::from_static(bytes)) }).boxed()
+    }
+
+    async fn drain(payload: PutPayload) -> Result<()> {
+        verified(payload).try_for_each(|_| async { Ok(()) }).await
+    }
+
+    #[tokio::test]
+    async fn a_payload_hashed_by_its_caller_is_not_hashed_again_but_its_length_is_checked() {
+        let bytes = b"a media";
+        // A digest that is not the bytes': only a store that hashes again can tell.
+        let other = Sha256::of(b"something else");
+        let checked = drain(PutPayload::from_stream(7, other, body(bytes))).await;
+        assert!(
+            matches!(checked, Err(Error::InvalidInput { .. })),
+            "{checked:?}"
+        );
+        drain(PutPayload::from_hashed_stream(7, other, body(bytes)))
+            .await
+            .expect("the caller's digest is trusted");
+        for len in [6, 8] {
+            let short = drain(PutPayload::from_hashed_stream(len, other, body(bytes))).await;
+            assert!(
+                matches!(short, Err(Error::InvalidInput { .. })),
+                "{len}: {short:?}"
+            );
+        }
     }
 }
