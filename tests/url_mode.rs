@@ -242,3 +242,24 @@ impl MediaStore for WrongTypeUrls {
         Ok(Some(self.url.clone()))
     }
 }
+
+/// Every attempt asks the store for a new URL rather than reusing the one the source was
+/// made with: here that first URL serves the wrong type (as a failed fetch Telegram has
+/// cached would keep failing), and the send goes by a fresh R2 URL all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_attempt_gets_a_fresh_url_from_the_store() {
+    let s = setup().await;
+    let store: Arc<dyn MediaStore> = Arc::new(s.store.clone());
+    let (kind, bytes) = media(MediaKind::Document, PDF, 20_000);
+    let mut request = stored(store.clone(), &s.uploader, kind, &bytes).await;
+    let stale = s.fake.host_file(bytes.clone(), "text/html");
+    let object = ObjectKey::for_content(&Sha256::of(&bytes));
+    request.source = MediaSource::from_store(store, object, Some(stale));
+    s.uploader.upload(request).await.expect("by a fresh URL");
+    let stats = s.uploader.stats();
+    assert_eq!(
+        (stats.sent_by_url, stats.url_fallbacks),
+        (1, 0),
+        "{stats:?}"
+    );
+}

@@ -19,6 +19,8 @@ pub async fn run_all(store: &dyn MediaStore) {
     multi_chunk_body_streams_back_intact(store).await;
     concurrent_puts_of_one_key_agree(store).await;
     url_is_optional_but_never_an_error(store).await;
+    content_type_is_kept(store).await;
+    urls_are_fresh_on_every_call(store).await;
 }
 
 fn random_bytes(len: usize) -> Bytes {
@@ -195,5 +197,32 @@ pub async fn url_is_optional_but_never_an_error(store: &dyn MediaStore) {
             url.starts_with("http://") || url.starts_with("https://"),
             "an http(s) URL: {url}"
         );
+    }
+}
+
+/// The content type a put gives comes back from `head` and `get`.
+pub async fn content_type_is_kept(store: &dyn MediaStore) {
+    let data = random_bytes(300);
+    let key = ObjectKey::for_content(&Sha256::of(&data));
+    let payload = PutPayload::from_bytes(data).with_content_type("image/webp");
+    assert_eq!(
+        store.put(&key, payload).await.expect("put"),
+        PutOutcome::Created
+    );
+    let head = store.head(&key).await.expect("head");
+    assert_eq!(head.content_type.as_deref(), Some("image/webp"), "head");
+    let got = store.get(&key).await.expect("get");
+    assert_eq!(got.meta.content_type.as_deref(), Some("image/webp"), "get");
+}
+
+/// Two calls of `url` never answer the same URL (Telegram caches a URL's outcome, a failed
+/// fetch too), whatever content type they ask for.
+pub async fn urls_are_fresh_on_every_call(store: &dyn MediaStore) {
+    let (key, _) = store.put_bytes(random_bytes(64)).await.expect("put");
+    let ttl = std::time::Duration::from_secs(60);
+    let a = store.url(&key, ttl, Some("image/jpeg")).await.expect("url");
+    let b = store.url(&key, ttl, Some("image/jpeg")).await.expect("url");
+    if a.is_some() || b.is_some() {
+        assert_ne!(a, b, "two calls, two URLs");
     }
 }

@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// A rate the fake enforces: at most `count` sends in any window of `per`, and, with a
-/// burst below `count`, no more than `burst` back to back, then one each `per / count`.
+/// A rate the fake enforces, in one of two shapes:
+/// - [`new`](Self::new): `count` sends per `per`, evenly paced (one each `per / count`),
+///   with [`with_burst`](Self::with_burst) sends allowed back to back after a quiet spell;
+/// - [`window`](Self::window): at most `count` sends in any rolling window of `per`, however
+///   they bunch (Telegram's "no more than 20 messages per minute" in a group).
 ///
 /// ```
 /// use std::time::Duration;
 /// use prewarm::testkit::FakeRate;
 ///
-/// // 20 a minute, in any rolling minute (a group's limit).
-/// let group = FakeRate::new(20, Duration::from_secs(60));
+/// // 20 in any minute (a group's limit).
+/// let group = FakeRate::window(20, Duration::from_secs(60));
 /// // One a second, bursts of three (a private chat's).
 /// let private = FakeRate::new(1, Duration::from_secs(1)).with_burst(3);
 /// assert_eq!(group.count(), 20);
@@ -28,32 +31,45 @@ pub struct FakeRate {
     count: u32,
     per: Duration,
     burst: u32,
+    window: bool,
 }
 
 impl FakeRate {
-    /// At most `count` (at least 1) sends in any window of `per`.
+    /// `count` (at least 1) sends per `per`, paced evenly, with a burst of 1.
     pub fn new(count: u32, per: Duration) -> Self {
+        Self {
+            count: count.max(1),
+            per,
+            burst: 1,
+            window: false,
+        }
+    }
+
+    /// At most `count` (at least 1) sends in any rolling window of `per`.
+    pub fn window(count: u32, per: Duration) -> Self {
         let count = count.max(1);
         Self {
             count,
             per,
             burst: count,
+            window: true,
         }
     }
 
-    /// At most `burst` (at least 1) sends back to back; then they are paced at `per / count`.
+    /// Lets up to `burst` (at least 1) paced sends go back to back after a quiet spell (a
+    /// window rate bunches freely already).
     #[must_use]
     pub fn with_burst(mut self, burst: u32) -> Self {
         self.burst = burst.max(1);
         self
     }
 
-    /// The sends allowed per window.
+    /// The sends allowed per `per`.
     pub fn count(&self) -> u32 {
         self.count
     }
 
-    /// The window.
+    /// The period.
     pub fn per(&self) -> Duration {
         self.per
     }
@@ -65,11 +81,6 @@ impl FakeRate {
 
     fn interval(&self) -> Duration {
         self.per / self.count
-    }
-
-    /// The most sends any window may hold: `count`, or the burst when it is larger.
-    fn window_cap(&self) -> usize {
-        self.count.max(self.burst) as usize
     }
 }
 
@@ -94,13 +105,13 @@ pub struct FakeLimits {
 }
 
 impl FakeLimits {
-    /// Telegram's published limits: 30 sends a second per bot, one a second per private chat
-    /// (bursts of 3), 20 in any minute per group or channel.
+    /// Telegram's published limits: 30 sends a second per bot (bursts of 30), one a second
+    /// per private chat (bursts of 3), 20 in any minute per group or channel.
     pub fn telegram() -> Self {
         Self {
-            bot: Some(FakeRate::new(30, Duration::from_secs(1))),
+            bot: Some(FakeRate::new(30, Duration::from_secs(1)).with_burst(30)),
             private_chat: Some(FakeRate::new(1, Duration::from_secs(1)).with_burst(3)),
-            group_chat: Some(FakeRate::new(20, Duration::from_secs(60))),
+            group_chat: Some(FakeRate::window(20, Duration::from_secs(60))),
             per_chat: HashMap::new(),
         }
     }
@@ -161,9 +172,9 @@ impl Default for FakeLimits {
 /// One bot's or chat's record: recent sends, the pacing, and the ban a 429 gave.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Gate {
-    /// GCRA's theoretical arrival time.
+    /// GCRA's theoretical arrival time (paced rates).
     tat: Option<Instant>,
-    /// The sends of the last window, oldest first.
+    /// The sends of the last window, oldest first (window rates).
     recent: VecDeque<Instant>,
     banned_until: Option<Instant>,
     /// How long the running ban was given for: a send inside it starts it again.
@@ -173,30 +184,32 @@ pub(super) struct Gate {
 impl Gate {
     /// How long until a send conforms to `rate` (zero: it does now).
     fn wait(&mut self, rate: FakeRate, now: Instant) -> Duration {
-        while self
-            .recent
-            .front()
-            .is_some_and(|&t| now.saturating_duration_since(t) >= rate.per)
-        {
-            self.recent.pop_front();
+        if rate.window {
+            while self
+                .recent
+                .front()
+                .is_some_and(|&t| now.saturating_duration_since(t) >= rate.per)
+            {
+                self.recent.pop_front();
+            }
+            return match self.recent.len().checked_sub(rate.count as usize) {
+                Some(i) => (self.recent[i] + rate.per).saturating_duration_since(now),
+                None => Duration::ZERO,
+            };
         }
         let tolerance = rate.interval() * (rate.burst - 1);
-        let paced = match self.tat {
+        match self.tat {
             Some(tat) => (tat.checked_sub(tolerance).unwrap_or(now)).saturating_duration_since(now),
             None => Duration::ZERO,
-        };
-        let windowed = if self.recent.len() >= rate.window_cap() {
-            let oldest = self.recent[self.recent.len() - rate.window_cap()];
-            (oldest + rate.per).saturating_duration_since(now)
-        } else {
-            Duration::ZERO
-        };
-        paced.max(windowed)
+        }
     }
 
     fn take(&mut self, rate: FakeRate, now: Instant) {
-        self.tat = Some(self.tat.unwrap_or(now).max(now) + rate.interval());
-        self.recent.push_back(now);
+        if rate.window {
+            self.recent.push_back(now);
+        } else {
+            self.tat = Some(self.tat.unwrap_or(now).max(now) + rate.interval());
+        }
     }
 
     /// Inside a ban: starts it again from `now` (Telegram prolongs a ban a request arrives

@@ -263,3 +263,81 @@ pub trait Uploader: Send + Sync + Debug + 'static {
     /// Uploads one media.
     async fn upload(&self, request: UploadRequest) -> Result<Uploaded>;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::media::{MediaKind, ObjectKey};
+    use crate::store::{GetResult, MemoryStore, ObjectMeta, PutOutcome, PutPayload};
+
+    /// A memory store that counts the reads of whole objects.
+    #[derive(Debug, Default)]
+    struct CountingStore {
+        inner: MemoryStore,
+        gets: AtomicU32,
+    }
+
+    #[async_trait]
+    impl MediaStore for CountingStore {
+        async fn put(&self, key: &ObjectKey, payload: PutPayload) -> Result<PutOutcome> {
+            self.inner.put(key, payload).await
+        }
+        async fn get(&self, key: &ObjectKey) -> Result<GetResult> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(key).await
+        }
+        async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
+            self.inner.head(key).await
+        }
+        async fn delete(&self, key: &ObjectKey) -> Result<()> {
+            self.inner.delete(key).await
+        }
+        async fn url(
+            &self,
+            key: &ObjectKey,
+            expires_in: Duration,
+            content_type: Option<&str>,
+        ) -> Result<Option<String>> {
+            self.inner.url(key, expires_in, content_type).await
+        }
+    }
+
+    #[tokio::test]
+    async fn size_and_stored_type_come_without_reading_the_media() {
+        let store = Arc::new(CountingStore::default());
+        let bytes = Bytes::from_static(b"GIF89a an animation");
+        let typed = ObjectKey::new("media/typed").unwrap();
+        let payload = PutPayload::from_bytes(bytes.clone()).with_content_type("image/gif");
+        store.put(&typed, payload).await.unwrap();
+        let source = MediaSource::from_store(store.clone(), typed, None);
+        assert_eq!(source.size().await.unwrap(), bytes.len() as u64);
+        assert_eq!(
+            source
+                .content_type(MediaKind::Animation)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("image/gif")
+        );
+        assert_eq!(store.gets.load(Ordering::SeqCst), 0, "no read of the media");
+
+        // Stored without a type (before types were kept): sniffed from its first chunk.
+        let untyped = ObjectKey::new("media/untyped").unwrap();
+        store
+            .put(&untyped, PutPayload::from_bytes(bytes))
+            .await
+            .unwrap();
+        let source = MediaSource::from_store(store.clone(), untyped, None);
+        assert_eq!(
+            source
+                .content_type(MediaKind::Animation)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("image/gif")
+        );
+        assert_eq!(store.gets.load(Ordering::SeqCst), 1);
+    }
+}

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::R2Store;
-use super::client::{Client, ClientConfig, RetryPolicy};
+use super::client::{Client, ClientConfig};
+use super::errors::RetryPolicy;
 use super::sigv4::{ClockFn, Credentials, Signer};
 use crate::error::{Error, Result};
 

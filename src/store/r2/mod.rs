@@ -2,12 +2,14 @@
 //! S3-compatible service, with a hand-written SigV4 signer.
 //!
 //! - `builder.rs`: configuration, from code or the environment.
-//! - `client.rs`: signed requests, the retry policy, and S3 errors turned into [`Error`]s.
+//! - `client.rs`: signed requests and the S3 operations.
+//! - `errors.rs`: the retry policy, and S3 failures turned into [`Error`]s.
 //! - `multipart.rs`: bounded-memory part uploads for large objects.
 //! - `sigv4.rs`: the signer, with a cached signing key.
 
 mod builder;
 mod client;
+mod errors;
 mod multipart;
 mod sigv4;
 

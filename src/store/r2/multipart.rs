@@ -11,7 +11,8 @@ use futures::TryStreamExt;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 
-use super::client::{Body, Client, Failure, Op, stored_type, xml_escape, xml_tag};
+use super::client::{Body, Client, Op, stored_type};
+use super::errors::{Failure, xml_escape, xml_tag};
 use super::sigv4::{hex, sha256_hex};
 use crate::error::{Error, Result};
 use crate::store::{PutOutcome, PutPayload, verified};
