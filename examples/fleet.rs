@@ -14,7 +14,9 @@
 //! Scenarios, one after the other in one run, each on a fresh schema and a fresh fake:
 //! 1. B bots x K processes;
 //! 2. one bot, 1 process, and 3. the same bot, 3 processes, on the same 8 chats;
-//! 4. one bot, 3 processes, one of them SIGKILLed a third of the way in.
+//! 4. one bot, 3 processes, one of them SIGKILLed a third of the way in;
+//! 5. one bot, 3 processes each keeping its own in-process budget, as before the shared
+//!    budget: the baseline.
 //!
 //! Each prints: media ready, aggregate throughput against what the chats allow (every chat
 //! at its burst plus 1 a second over the run, from the fake's first request to its last
@@ -163,12 +165,14 @@ async fn worker() -> Result<(), Error> {
         .with_pool_size(1)
         .connect()
         .await?;
-    let telegram = TelegramUploader::builder()
+    let mut telegram = TelegramUploader::builder()
         .with_token(token(bot))
         .with_api_base(env("FLEET_API"))
-        .with_warmup_chats(chats(bot))
-        .with_rate_budget(Arc::new(budget))
-        .build()?;
+        .with_warmup_chats(chats(bot));
+    if std::env::var("FLEET_LOCAL_BUDGET").is_err() {
+        telegram = telegram.with_rate_budget(Arc::new(budget));
+    }
+    let telegram = telegram.build()?;
     let queue: Arc<dyn PriorityQueue> = Arc::new(store.clone());
     let engine = PrewarmEngine::builder()
         .with_store(Arc::new(FsStore::open(env("FLEET_MEDIA")).await?))
@@ -196,6 +200,8 @@ struct Scenario {
     bots: usize,
     procs: usize,
     kill: bool,
+    /// Each process keeps its own budget (the baseline).
+    local: bool,
 }
 
 /// What one scenario measured.
@@ -299,6 +305,14 @@ async fn run(url: &str, s: &Scenario, media: usize) -> Result<Measured, Error> {
                 ("FLEET_API", api.clone()),
                 ("FLEET_MEDIA", dir.path().display().to_string()),
                 ("DATABASE_URL", url.to_owned()),
+                (
+                    if s.local {
+                        "FLEET_LOCAL_BUDGET"
+                    } else {
+                        "FLEET_SHARED_BUDGET"
+                    },
+                    "1".into(),
+                ),
             ])?);
         }
     }
@@ -416,18 +430,26 @@ async fn parent() -> Result<(), Error> {
         bots: shape.0,
         procs: shape.1,
         kill: false,
+        local: false,
     }];
     if !only {
-        for (name, procs, kill) in [
-            ("1 bot x 1 process", 1, false),
-            ("1 bot x 3 processes", 3, false),
-            ("1 bot x 3 processes, one SIGKILLed", 3, true),
+        for (name, procs, kill, local) in [
+            ("1 bot x 1 process", 1, false, false),
+            ("1 bot x 3 processes", 3, false, false),
+            ("1 bot x 3 processes, one SIGKILLed", 3, true, false),
+            (
+                "baseline: 1 bot x 3 processes, a budget each",
+                3,
+                false,
+                true,
+            ),
         ] {
             scenarios.push(Scenario {
                 name: name.to_owned(),
                 bots: 1,
                 procs,
                 kill,
+                local,
             });
         }
     }
