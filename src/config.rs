@@ -309,9 +309,17 @@ async fn durable(get: Lookup<'_>, demo: bool) -> Result<Option<Durable>> {
 }
 
 /// The durable cache and queue the environment names, opened as [`PrewarmEngine::from_env`]
-/// opens them (`None`: `PREWARM_DB=memory`): for the operator's commands.
+/// opens them, but only when `PREWARM_DB` (or a PostgreSQL `DATABASE_URL`) names one
+/// (`None` otherwise, and for `PREWARM_DB=memory`): for the operator's commands.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) async fn open_durable(get: Lookup<'_>) -> Result<Option<crate::db::DurableStore>> {
+    // An operator's command inspects the database it is told of: it does not create
+    // `./prewarm.db` in whatever folder it runs in.
+    let named = get("PREWARM_DB")?.is_some()
+        || get("DATABASE_URL")?.is_some_and(|url| cfg!(feature = "postgres") && is_postgres(&url));
+    if !named {
+        return Ok(None);
+    }
     match db_target(get, false)? {
         Some(target) => crate::db::open(&target).await.map(Some),
         None => Ok(None),

@@ -31,6 +31,7 @@ fn prewarm(args: &[&str], envs: &[(&str, &str)]) -> Command {
         "MEDIA_WARMUP_CHAT_IDS",
         "PREWARM_DB",
         "PREWARM_DB_SCHEMA",
+        "PREWARM_DEMO",
         "DATABASE_URL",
         "R2_ENDPOINT",
         "R2_ACCOUNT_ID",
@@ -383,7 +384,11 @@ async fn metrics_warms_the_queue_and_serves_what_the_dashboard_queries() {
     tokio::task::spawn_blocking(move || {
         let mut child = prewarm(
             &["metrics", "--listen", "127.0.0.1:0", "--json"],
-            &[("PREWARM_DB", &db), ("PREWARM_MEDIA_DIR", &media)],
+            &[
+                ("PREWARM_DB", &db),
+                ("PREWARM_MEDIA_DIR", &media),
+                ("PREWARM_DEMO", "1"),
+            ],
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -450,7 +455,7 @@ fn warm_warms_a_folder_names_failures_and_skips_on_a_rerun() {
     let media = state.path().join("media");
     let (db, media) = (db.to_str().expect("utf-8"), media.to_str().expect("utf-8"));
     let folder = dir.path().to_str().expect("utf-8");
-    let envs = [("PREWARM_MEDIA_DIR", media)];
+    let envs = [("PREWARM_MEDIA_DIR", media), ("PREWARM_DEMO", "1")];
     let first = run(&["warm", folder, "--db", db, "--json"], &envs);
     assert_eq!(code(&first), 1, "one file failed: {first:?}");
     let stderr = String::from_utf8_lossy(&first.stderr);
