@@ -582,7 +582,7 @@ mod pg_queue {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1, 2], "each migration once");
+        assert_eq!(versions, [1, 2, 3], "each migration once, all of them");
         drop(stores);
         drop_schema(&url, &schema).await;
     }
