@@ -8,9 +8,9 @@ use super::client::{Client, Token};
 use super::pool::Bench;
 use super::ratelimit::{Limiter, RateLimits};
 use super::{Inner, PUBLIC_API, TelegramUploader, stats};
-use crate::upload::RateBudget;
 use crate::error::{Error, Result};
 use crate::media::{BotId, SizeLimits};
+use crate::upload::RateBudget;
 
 /// Builds a [`TelegramUploader`]. Setters never fail; [`build`](Self::build) validates.
 ///
