@@ -20,7 +20,7 @@ use self::client::{Client, Input};
 use self::pool::Bench;
 use self::ratelimit::{Denied, Limiter, Purpose};
 use self::reply::{ApiError, Message};
-use super::{MediaSource, RateBudget, UploadRequest, Uploaded, Uploader};
+use super::{MediaSource, UploadRequest, Uploaded, Uploader};
 use crate::error::{Error, Result};
 use crate::media::format::Format;
 use crate::media::{BotId, FileId, MediaKey, MediaKind, SizeLimits};
@@ -43,7 +43,7 @@ const DELETE_WAIT: Duration = Duration::from_secs(5);
 ///   a streamed multipart upload; a URL Telegram cannot fetch falls back to the upload.
 /// - Sizes are checked against [`SizeLimits`] before any request.
 /// - Sends are spread over the warm-up chats within [`RateLimits`], drawing from a
-///   [`RateBudget`] shared by every clone (in the process by default; give every process of
+///   [`RateBudget`](super::RateBudget) shared by every clone (in the process by default; give every process of
 ///   the bot one shared budget with [`with_rate_budget`](TelegramUploaderBuilder::with_rate_budget)).
 ///   Telegram's 429 does not say whether the chat's or the bot's limit was hit, so a 429
 ///   pauses the chat and the bot for exactly the `retry_after` Telegram asks, before any
