@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use super::builder::validate_schema;
+use super::pg_err;
 use crate::error::{Error, Result};
 use crate::media::BotId;
 use crate::upload::{BudgetRequest, Grant, Rate, RateBudget};
@@ -164,7 +166,7 @@ impl PostgresBudgetBuilder {
                  postgres://user[:password]@host[:port]/database"
             ),
         })?;
-        check_schema(&self.schema)?;
+        validate_schema(&self.schema)?;
         if self.pool_size == 0 {
             return Err(Error::Config {
                 message: "the rate budget's PostgreSQL pool size is 0, expected at least 1"
@@ -374,42 +376,10 @@ impl RateBudget for PostgresBudget {
     }
 }
 
-fn check_schema(schema: &str) -> Result<()> {
-    let ok = !schema.is_empty()
-        && schema.len() <= 50
-        && !schema.as_bytes()[0].is_ascii_digit()
-        && schema
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        return Ok(());
-    }
-    Err(Error::Config {
-        message: format!(
-            "the rate budget's PostgreSQL schema name {schema:?} is invalid: use 1 to 50 \
-             lowercase ASCII letters, digits and '_', not starting with a digit"
-        ),
-    })
-}
-
 fn pool_err(e: deadpool_postgres::PoolError) -> Error {
     Error::Backend {
         backend: "postgres",
         message: format!("getting a connection for the rate budget: {e}"),
         retryable: true,
-    }
-}
-
-fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
-    // `Display` of a tokio-postgres error is only its kind; the server's message is in the
-    // source (a DbError), which never holds the connection password.
-    let detail = match e.as_db_error() {
-        Some(db) => format!("{e}: {}", db.message()),
-        None => e.to_string(),
-    };
-    Error::Backend {
-        backend: "postgres",
-        message: format!("{context}: {detail}"),
-        retryable: e.is_closed() || e.code().is_none(),
     }
 }

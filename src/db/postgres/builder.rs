@@ -229,7 +229,7 @@ fn number(env: crate::env::Lookup<'_>, name: &str, min: u64, max: u64) -> Result
     }
 }
 
-fn validate_schema(schema: &str) -> Result<()> {
+pub(super) fn validate_schema(schema: &str) -> Result<()> {
     let ok = !schema.is_empty()
         && schema.len() <= 50
         && !schema.as_bytes()[0].is_ascii_digit()
