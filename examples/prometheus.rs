@@ -14,7 +14,8 @@
 //! `media_prewarm_retried_total{reason}` (retry rate), `media_prewarm_uploads_total`,
 //! `media_cache_hits_total` / `media_cache_misses_total` (hit rate),
 //! `media_prewarm_time_to_ready_seconds` and `media_prewarm_dispatch_delay_seconds`
-//! (histograms), `media_prewarm_queue_size`.
+//! (histograms), `media_prewarm_queue_size`; a bot that sends with `send_cached` also exports
+//! `media_prewarm_send_latency_seconds{via}` and `media_prewarm_send_failures_total{reason}`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,8 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_http_listener(addr)
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".to_owned()),
+            // Edges at the source's send-latency targets: 50 ms at P50, 150 ms at P95.
             &[
-                0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                30.0, 60.0,
             ],
         )?
         .install()?;

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::engine::{PrewarmEngine, Sendable};
 use crate::error::{Error, Result};
 use crate::media::MediaKey;
@@ -42,7 +44,8 @@ pub async fn send_cached(
     key: &MediaKey,
     wait: Duration,
 ) -> Result<SentMessage> {
-    match send_once(engine, telegram, chat_id, key, wait).await {
+    let started = Instant::now();
+    let result = match send_once(engine, telegram, chat_id, key, wait).await {
         Err(Error::WrongFileId { key, message }) => {
             tracing::info!(media = %key, %message, "Telegram rejected the file_id; re-warming and sending again");
             match send_once(engine, telegram, chat_id, &key, wait).await {
@@ -54,7 +57,20 @@ pub async fn send_cached(
             }
         }
         other => other,
-    }
+    };
+    let outcome = match &result {
+        Ok((_, via)) => Ok(*via == Via::FileId),
+        Err(e) => Err(e.retry_after().is_some()),
+    };
+    engine.record_send(outcome, started.elapsed());
+    result.map(|(sent, _)| sent)
+}
+
+/// How a send went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    FileId,
+    Upload,
 }
 
 /// One send: by file_id, or by the bytes. A rejected file_id is reported to the engine
@@ -65,7 +81,7 @@ async fn send_once(
     chat_id: i64,
     key: &MediaKey,
     wait: Duration,
-) -> Result<SentMessage> {
+) -> Result<(SentMessage, Via)> {
     match engine.sendable(key, wait).await? {
         Sendable::FileId(file_id) => {
             let result = telegram.send_file_id(chat_id, key, &file_id).await;
@@ -82,7 +98,7 @@ async fn send_once(
                 }
                 Err(_) => {}
             }
-            result
+            result.map(|sent| (sent, Via::FileId))
         }
         Sendable::Upload(source) => {
             let (size, source) = sized(source).await?;
@@ -95,7 +111,7 @@ async fn send_once(
             engine
                 .record_file_id(key, sent.uploaded.file_id.clone())
                 .await?;
-            Ok(sent)
+            Ok((sent, Via::Upload))
         }
     }
 }

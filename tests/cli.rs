@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use prewarm::store::FsStore;
+use prewarm::testkit::FakeBotApi;
 use prewarm::{
     BotId, Job, MediaKey, MediaKind, MemoryUploader, PrewarmEngine, PriorityQueue, Sha256,
-    SqliteStore, Timestamp,
+    SqliteStore, TelegramUploader, Timestamp, send_cached,
 };
 use serde_json::Value;
 
@@ -348,6 +350,20 @@ fn dashboard_metrics() -> Vec<String> {
     names
 }
 
+/// Metrics of the send path: exported by the bot's own process, the one that sends to users
+/// with `send_cached`, not by `prewarm metrics`, which only warms.
+fn sent_by_the_bot(name: &str) -> bool {
+    name.starts_with("media_prewarm_send_")
+}
+
+/// Whether the Prometheus text `body` has a sample of `name`.
+fn exported(body: &str, name: &str) -> bool {
+    body.lines().any(|l| {
+        l.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with([' ', '{']))
+    })
+}
+
 #[tokio::test]
 async fn metrics_warms_the_queue_and_serves_what_the_dashboard_queries() {
     const MEDIA: usize = 6;
@@ -425,12 +441,7 @@ async fn metrics_warms_the_queue_and_serves_what_the_dashboard_queries() {
         assert_eq!(sample(&body, &queued), Some(0.0), "{body}");
         let missing: Vec<&String> = names
             .iter()
-            .filter(|n| {
-                !body.lines().any(|l| {
-                    l.strip_prefix(n.as_str())
-                        .is_some_and(|rest| rest.starts_with([' ', '{']))
-                })
-            })
+            .filter(|n| !sent_by_the_bot(n) && !exported(&body, n))
             .collect();
         assert!(
             missing.is_empty(),
@@ -439,6 +450,81 @@ async fn metrics_warms_the_queue_and_serves_what_the_dashboard_queries() {
     })
     .await
     .expect("the checks");
+}
+
+/// The dashboard's send-path panels read what a bot's process exports: a send by upload, one
+/// by file_id and a failed one, through `send_cached` against the fake Bot API, scraped from
+/// this process's own Prometheus recorder.
+#[tokio::test]
+async fn a_bot_process_exports_the_send_path_metrics_the_dashboard_queries() {
+    const TOKEN: &str = "424242:dashboard-token-not-a-secret";
+    const WARMUP: i64 = -100_777;
+    const USER: i64 = 5_001;
+    const STRANGER: i64 = 5_002; // a chat the fake does not know: "chat not found"
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".to_owned()),
+            &[0.001, 0.05, 0.15, 1.0],
+        )
+        .and_then(PrometheusBuilder::install_recorder)
+        .expect("the recorder");
+    let fake = FakeBotApi::builder()
+        .with_bot(TOKEN)
+        .with_chats([WARMUP, USER])
+        .start()
+        .await
+        .expect("fake");
+    let telegram = TelegramUploader::builder()
+        .with_token(TOKEN)
+        .with_api_base(fake.base_url())
+        .with_warmup_chats([WARMUP])
+        .build()
+        .expect("uploader");
+    let bot = prewarm::Uploader::bot(&telegram).clone();
+    let engine = PrewarmEngine::builder()
+        .with_uploader(Arc::new(telegram.clone()))
+        .build()
+        .expect("engine");
+    let mut jpeg = b"\xFF\xD8\xFF\xE0".to_vec();
+    jpeg.resize(3_000, 9);
+    // Saved while no worker runs: the first send finds no file_id and uploads.
+    let key = engine
+        .save(&bot, Bytes::from(jpeg), MediaKind::Photo)
+        .await
+        .expect("save");
+    send_cached(&engine, &telegram, USER, &key, Duration::ZERO)
+        .await
+        .expect("a send by upload");
+    send_cached(&engine, &telegram, USER, &key, Duration::ZERO)
+        .await
+        .expect("a send by the file_id the first one answered");
+    send_cached(&engine, &telegram, STRANGER, &key, Duration::ZERO)
+        .await
+        .expect_err("an unknown chat");
+    let m = engine.metrics().await.expect("metrics");
+    assert_eq!(
+        (m.sent_by_upload, m.sent_by_file_id, m.send_failures),
+        (1, 1, 1),
+        "{m:?}"
+    );
+    assert_eq!(m.send_latency.count, 2, "{m:?}");
+
+    let body = handle.render();
+    let names: Vec<String> = dashboard_metrics()
+        .into_iter()
+        .filter(|n| sent_by_the_bot(n))
+        .collect();
+    assert!(names.len() >= 3, "the dashboard's send panels: {names:?}");
+    let missing: Vec<&String> = names.iter().filter(|n| !exported(&body, n)).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, not exported:\n{body}"
+    );
+    for via in ["file_id", "upload"] {
+        let count = format!("media_prewarm_send_latency_seconds_count{{via=\"{via}\"}}");
+        assert_eq!(sample(&body, &count), Some(1.0), "{body}");
+    }
+    fake.shutdown().await;
 }
 
 #[test]

@@ -22,9 +22,10 @@ pub(crate) const OLDEST_JOB_AGE: &str = "media_prewarm_oldest_job_age_seconds";
 /// Gauge (label `bot`): jobs claimed (upload attempts started) in the last minute.
 pub(crate) const CLAIMS_LAST_MINUTE: &str = "media_prewarm_claims_last_minute";
 
-/// Histogram buckets for the `_seconds` metrics: a send-path millisecond to a slow warm.
+/// Histogram buckets for the `_seconds` metrics: a send-path millisecond to a slow warm, with
+/// edges at the source's send-latency targets (50 ms at P50, 150 ms at P95).
 const BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 /// Histogram buckets for the jobs claimed in one dispatch round.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];

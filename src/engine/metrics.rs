@@ -40,6 +40,13 @@ pub mod names {
     pub const TIME_TO_READY: &str = "media_prewarm_time_to_ready_seconds";
     /// Histogram (seconds): from a push to its upload starting.
     pub const DISPATCH_DELAY: &str = "media_prewarm_dispatch_delay_seconds";
+    /// Histogram (seconds, labelled `via`: `file_id` or `upload`): a cache-first send to a
+    /// user ([`send_cached`](crate::send_cached)), from its call to Telegram's answer, waits
+    /// for a warm in flight and a re-warm after a rejected file_id included: what the bot's
+    /// users feel.
+    pub const SEND_LATENCY: &str = "media_prewarm_send_latency_seconds";
+    /// Counter: cache-first sends that failed (labelled `reason`: `rate_limited` or `error`).
+    pub const SEND_FAILURES: &str = "media_prewarm_send_failures_total";
 }
 
 /// Percentiles of a latency distribution.
@@ -82,6 +89,14 @@ pub struct MetricsSnapshot {
     pub time_to_ready: Percentiles,
     /// Push to upload start, over recent jobs pushed by this engine.
     pub dispatch_delay: Percentiles,
+    /// Cache-first sends to users that went out by file_id.
+    pub sent_by_file_id: u64,
+    /// Cache-first sends to users that uploaded the bytes (no file_id in time).
+    pub sent_by_upload: u64,
+    /// Cache-first sends to users that failed.
+    pub send_failures: u64,
+    /// Call to Telegram's answer, over recent successful cache-first sends of either kind.
+    pub send_latency: Percentiles,
 }
 
 #[derive(Debug, Default)]
@@ -95,8 +110,12 @@ pub(crate) struct Metrics {
     pub(crate) stored_bytes: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) cache_misses: AtomicU64,
+    pub(crate) sent_by_file_id: AtomicU64,
+    pub(crate) sent_by_upload: AtomicU64,
+    pub(crate) send_failures: AtomicU64,
     time_to_ready: Samples,
     dispatch_delay: Samples,
+    send_latency: Samples,
 }
 
 #[derive(Debug, Default)]
@@ -181,6 +200,29 @@ impl Metrics {
         metrics::histogram!(names::DISPATCH_DELAY).record(delay.as_secs_f64());
     }
 
+    /// A cache-first send that went out, by file_id or by upload, after `latency`.
+    pub(crate) fn sent(&self, by_file_id: bool, latency: Duration) {
+        let (counter, via) = if by_file_id {
+            (&self.sent_by_file_id, "file_id")
+        } else {
+            (&self.sent_by_upload, "upload")
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.send_latency.record(latency);
+        metrics::histogram!(names::SEND_LATENCY, "via" => via).record(latency.as_secs_f64());
+    }
+
+    /// A cache-first send that failed.
+    pub(crate) fn send_failed(&self, rate_limited: bool) {
+        self.send_failures.fetch_add(1, Ordering::Relaxed);
+        let reason = if rate_limited {
+            "rate_limited"
+        } else {
+            "error"
+        };
+        metrics::counter!(names::SEND_FAILURES, "reason" => reason).increment(1);
+    }
+
     pub(crate) fn workers(&self, active: u64, concurrency: usize) {
         self.in_flight.store(active, Ordering::Relaxed);
         metrics::gauge!(names::ACTIVE_WORKERS).set(active as f64);
@@ -211,6 +253,10 @@ impl Metrics {
             cache_misses: get(&self.cache_misses),
             time_to_ready: self.time_to_ready.percentiles(),
             dispatch_delay: self.dispatch_delay.percentiles(),
+            sent_by_file_id: get(&self.sent_by_file_id),
+            sent_by_upload: get(&self.sent_by_upload),
+            send_failures: get(&self.send_failures),
+            send_latency: self.send_latency.percentiles(),
         }
     }
 }

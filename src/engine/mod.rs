@@ -245,6 +245,14 @@ impl PrewarmEngine {
         Ok(n)
     }
 
+    /// Counts a cache-first send to a user and its latency (the send path's metrics).
+    pub(crate) fn record_send(&self, outcome: std::result::Result<bool, bool>, latency: Duration) {
+        match outcome {
+            Ok(by_file_id) => self.inner.metrics.sent(by_file_id, latency),
+            Err(rate_limited) => self.inner.metrics.send_failed(rate_limited),
+        }
+    }
+
     /// A snapshot of the engine's counters and latencies.
     ///
     /// # Errors

@@ -258,6 +258,10 @@ pub struct FakeFile {
 pub struct FakeEvent {
     /// When it arrived.
     pub at: Instant,
+    /// How long the fake took over it, from its arrival (headers read) to its answer (body
+    /// read, rules applied, latency slept): what a client's measured time holds that is not
+    /// the client's, but for the HTTP exchange on loopback.
+    pub took: Duration,
     /// The method called.
     pub method: String,
     /// The chat named, if any.

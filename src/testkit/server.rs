@@ -268,8 +268,12 @@ fn log(
     status: u16,
     violation: bool,
 ) {
+    // Taken before the lock: the time spent waiting for it is the fake's too, but not the
+    // request's service time.
+    let took = at.elapsed();
     shared.lock().events.push(FakeEvent {
         at,
+        took,
         method: method.to_owned(),
         chat,
         status,
