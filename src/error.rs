@@ -99,7 +99,8 @@ pub enum Error {
         message: String,
     },
 
-    /// The service refused the request itself (Telegram 400, a malformed upload). Not retried.
+    /// The service refused the request itself (Telegram 400, a malformed upload, a chat that
+    /// refuses the bot: "bot was blocked by the user", kicked, no rights). Not retried.
     #[error("rejected: {message}")]
     Rejected {
         /// The service's reason.

@@ -238,6 +238,15 @@ fn bad_arguments_and_configuration_exit_2_and_failures_exit_1() {
     ] {
         assert_eq!(code(&run(args, &[])), 2, "{args:?}");
     }
+    // Arguments clap refuses are reported as JSON too when `--json` was asked for.
+    let out = run(&["dead", "--limit", "many", "--json"], &[]);
+    assert_eq!(code(&out), 2, "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["exit_code"], 2, "{report}");
+    assert!(
+        report["error"].as_str().is_some_and(|e| e.contains("many")),
+        "the bad value is named: {report}"
+    );
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("q.sqlite");
     let db = db.to_str().expect("utf-8");
@@ -529,6 +538,41 @@ async fn a_bot_process_exports_the_send_path_metrics_the_dashboard_queries() {
 
 #[test]
 fn warm_warms_a_folder_names_failures_and_skips_on_a_rerun() {
+    let state = tempfile::tempdir().expect("state");
+    let db = state.path().join("db.sqlite");
+    let db = db.to_str().expect("utf-8");
+    warm_a_folder_twice(db, &[("PREWARM_DB", db)], state.path());
+}
+
+#[tokio::test]
+async fn warm_on_postgres_warms_a_folder_and_skips_on_a_rerun() {
+    let Some(url) = support::database_url("warm_on_postgres_warms_a_folder_and_skips_on_a_rerun")
+    else {
+        return;
+    };
+    let schema = support::unique_schema("cliwarm");
+    let (u, sch) = (url.clone(), schema.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        // The file index beside a PostgreSQL queue is a local file, under the working folder.
+        let cwd = tempfile::tempdir().expect("cwd");
+        warm_a_folder_twice(
+            &u,
+            &[
+                ("PREWARM_DB", u.as_str()),
+                ("PREWARM_DB_SCHEMA", sch.as_str()),
+            ],
+            cwd.path(),
+        );
+    })
+    .await;
+    support::drop_schema(&url, &schema).await;
+    result.expect("the checks");
+}
+
+/// `prewarm warm` over a folder of 4 photos and an empty file, on the database `db` (which
+/// `db_envs` name for `status`), run in `cwd`: the empty file fails and is named, the rest
+/// is warm; a second run skips all and uploads nothing.
+fn warm_a_folder_twice(db: &str, db_envs: &[(&str, &str)], cwd: &Path) {
     let dir = tempfile::tempdir().expect("dir");
     let state = tempfile::tempdir().expect("state");
     for i in 0..4u8 {
@@ -537,12 +581,18 @@ fn warm_warms_a_folder_names_failures_and_skips_on_a_rerun() {
         std::fs::write(dir.path().join(format!("p{i}.jpg")), jpeg).expect("write");
     }
     std::fs::write(dir.path().join("empty.jpg"), b"").expect("write");
-    let db = state.path().join("db.sqlite");
     let media = state.path().join("media");
-    let (db, media) = (db.to_str().expect("utf-8"), media.to_str().expect("utf-8"));
+    let media = media.to_str().expect("utf-8");
     let folder = dir.path().to_str().expect("utf-8");
-    let envs = [("PREWARM_MEDIA_DIR", media), ("PREWARM_DEMO", "1")];
-    let first = run(&["warm", folder, "--db", db, "--json"], &envs);
+    let mut envs = vec![("PREWARM_MEDIA_DIR", media), ("PREWARM_DEMO", "1")];
+    envs.extend(db_envs.iter().filter(|(k, _)| *k != "PREWARM_DB"));
+    let warm = |envs: &[(&str, &str)]| {
+        prewarm(&["warm", folder, "--db", db, "--json"], envs)
+            .current_dir(cwd)
+            .output()
+            .expect("run prewarm warm")
+    };
+    let first = warm(&envs);
     assert_eq!(code(&first), 1, "one file failed: {first:?}");
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(
@@ -555,7 +605,7 @@ fn warm_warms_a_folder_names_failures_and_skips_on_a_rerun() {
     assert_eq!(report["failed"], 1, "{report}");
     assert_eq!(report["uploads"], 4, "{report}");
 
-    let status = json(&run(&["status", "--json"], &[("PREWARM_DB", db)]));
+    let status = json(&run(&["status", "--json"], db_envs));
     let pending: u64 = status["bots"]
         .as_array()
         .expect("bots")
@@ -565,7 +615,7 @@ fn warm_warms_a_folder_names_failures_and_skips_on_a_rerun() {
     assert_eq!(pending, 0, "nothing left to warm: {status}");
 
     std::fs::remove_file(dir.path().join("empty.jpg")).expect("remove");
-    let again = run(&["warm", folder, "--db", db, "--json"], &envs);
+    let again = warm(&envs);
     assert_eq!(code(&again), 0, "{again:?}");
     let report = json(&again);
     assert_eq!(report["skipped"], 4, "all warm before: {report}");

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use prewarm::testkit::{FakeBotApi, FakeLimits, FakeRate, Faults, Latency};
-use prewarm::upload::{MediaSource, Rate, RateLimits, UploadRequest};
+use prewarm::testkit::{ChatProblem, FakeBotApi, FakeLimits, FakeRate, Faults, Latency};
+use prewarm::upload::{
+    BudgetRequest, Grant, MediaSource, MemoryBudget, Rate, RateBudget, RateLimits, UploadRequest,
+};
 use prewarm::{
     BotId, Error, FileId, MediaKey, MediaKind, PrewarmEngine, Sha256, SizeLimits, TelegramUploader,
     Uploader,
@@ -1000,4 +1002,106 @@ async fn sends_by_file_id_take_their_own_latency() {
         (ms(40)..ms(1000)).contains(&by_file_id),
         "the send by file_id took its own: {by_file_id:?}"
     );
+}
+
+/// 400 "Bad Request: can't upload file by URL" (Telegram fetched the content and could make
+/// no file of it) is a URL problem, not the media's: the upload follows, and is counted.
+#[tokio::test]
+async fn a_url_telegram_cannot_make_a_file_of_falls_back_to_the_upload() {
+    let fake = fake(FakeLimits::off(), &[CHAT]).await;
+    fake.set_faults(Faults::none().with_url_generation_failures(1.0));
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let (bytes, ct) = sample(MediaKind::Photo, 41, 2_000);
+    let url = fake.host_file(bytes.clone(), ct);
+    let got = up
+        .upload(request(&bot, MediaKind::Photo, &bytes, Some(url)))
+        .await
+        .expect("uploaded after the fallback");
+    assert_eq!(
+        fake.file(got.file_id.as_str()).expect("issued").sha256,
+        Sha256::of(&bytes)
+    );
+    let statuses: Vec<u16> = fake
+        .events()
+        .iter()
+        .filter(|e| e.method == "sendPhoto")
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(statuses, [400, 200], "the URL refused, then the upload");
+    assert_eq!(up.stats().url_fallbacks, 1);
+    fake.shutdown().await;
+}
+
+/// A user's chat that refuses the bot (403 "Forbidden: bot was kicked ...", "bot was
+/// blocked by the user") is a refusal of that send, not of the bot's token.
+#[tokio::test]
+async fn a_chat_refusing_the_bot_is_not_an_authorization_failure() {
+    const USER: i64 = 7_001;
+    let fake = fake(FakeLimits::off(), &[CHAT, USER]).await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let (bytes, _) = sample(MediaKind::Photo, 42, 2_000);
+    let request = request(&bot, MediaKind::Photo, &bytes, None);
+    let key = request.key.clone();
+    let warm = up.upload(request).await.expect("warm");
+    fake.set_chat_problem(USER, Some(ChatProblem::Kicked));
+    let err = up
+        .send_file_id(USER, &key, &warm.file_id)
+        .await
+        .expect_err("the chat refuses");
+    assert!(matches!(err, Error::Rejected { .. }), "{err:?}");
+    assert!(err.to_string().contains("kicked"), "{err}");
+    fake.shutdown().await;
+}
+
+/// A budget whose pause takes a while to record, as a shared one does (a database round
+/// trip).
+#[derive(Debug)]
+struct SlowPause(MemoryBudget);
+
+#[async_trait::async_trait]
+impl RateBudget for SlowPause {
+    async fn take(&self, request: &BudgetRequest<'_>) -> prewarm::Result<Grant> {
+        self.0.take(request).await
+    }
+
+    async fn pause(&self, bot: &BotId, chat: i64, retry_after: Duration) -> prewarm::Result<()> {
+        tokio::time::sleep(ms(300)).await;
+        self.0.pause(bot, chat, retry_after).await
+    }
+}
+
+/// After a 429 the chat's slot is handed on only once the pause is recorded: the send
+/// waiting for it does not leave inside Telegram's ban.
+#[tokio::test]
+async fn a_send_waiting_for_the_slot_of_a_429_does_not_go_inside_the_ban() {
+    let fake = fake(
+        FakeLimits::off().with_chat(CHAT, FakeRate::new(1, Duration::from_secs(2))),
+        &[CHAT],
+    )
+    .await;
+    let up = TelegramUploader::builder()
+        .with_token(TOKEN)
+        .with_api_base(fake.base_url())
+        .with_warmup_chats([CHAT])
+        .with_rate_limits(RateLimits::unlimited().with_in_flight_per_chat(1))
+        .with_rate_budget(Arc::new(SlowPause(MemoryBudget::new())))
+        .build()
+        .expect("uploader");
+    let bot = up.bot().clone();
+    let (bytes, _) = sample(MediaKind::Photo, 43, 2_000);
+    let request = request(&bot, MediaKind::Photo, &bytes, None);
+    let key = request.key.clone();
+    // The chat's one send of these 2 s: the next two meet the fake's limit.
+    let warm = up.upload(request).await.expect("warm");
+    let (a, b) = tokio::join!(
+        up.send_file_id(CHAT, &key, &warm.file_id),
+        up.send_file_id(CHAT, &key, &warm.file_id)
+    );
+    let errors = [&a, &b].iter().filter(|r| r.is_err()).count();
+    assert!(errors >= 1, "one of the two met the limit: {a:?} {b:?}");
+    let stats = fake.stats();
+    assert_eq!(stats.violations, 0, "a send went inside the ban: {stats:?}");
+    fake.shutdown().await;
 }

@@ -114,12 +114,26 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            // Help and version go to stdout with 0; usage errors to stderr with 2, and with
+            // `--json` also as the JSON error document every other failure prints.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS;
+            }
+            if args.iter().any(|a| a == "--json") {
+                let rendered = e.render().to_string();
+                let message = rendered.lines().next().unwrap_or("bad arguments");
+                let message = message.trim_start_matches("error: ");
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": message, "exit_code": 2 })
+                );
+            }
+            return ExitCode::from(2);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

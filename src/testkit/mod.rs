@@ -102,6 +102,7 @@ pub struct Faults {
     server_errors: f64,
     resets: f64,
     html: bool,
+    url_generation: f64,
 }
 
 impl Faults {
@@ -123,6 +124,15 @@ impl Faults {
     #[must_use]
     pub fn with_resets(mut self, rate: f64) -> Self {
         self.resets = rate.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Fails this share (0 to 1) of the URLs the fake fetched and would have taken, with
+    /// 400 "Bad Request: can't upload file by URL": the Bot API server's text when Telegram
+    /// fetched the content but could not make a file of it ("File generation failed").
+    #[must_use]
+    pub fn with_url_generation_failures(mut self, rate: f64) -> Self {
+        self.url_generation = rate.clamp(0.0, 1.0);
         self
     }
 }

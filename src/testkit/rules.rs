@@ -46,6 +46,9 @@ pub(super) const WRONG_TYPE: &str = "Bad Request: wrong type of the web page con
 /// "Bad Request: failed to get HTTP URL content" (WEBPAGE_CURL_FAILED): unreachable, not a
 /// 2xx, too large, empty.
 pub(super) const FETCH_FAILED: &str = "Bad Request: failed to get HTTP URL content";
+/// "Bad Request: can't upload file by URL": the Bot API server's text for TDLib's "File
+/// generation failed" (tdlib/telegram-bot-api `Client.cpp`), content fetched but unusable.
+pub(super) const CANT_UPLOAD_BY_URL: &str = "Bad Request: can't upload file by URL";
 /// The answer to a file_id Telegram does not know, or a URL the method cannot use
 /// (MEDIA_EMPTY).
 pub(super) const WRONG_FILE_ID: &str = "Bad Request: wrong file identifier/HTTP URL specified";

@@ -524,6 +524,9 @@ async fn fetch(shared: &Shared, kind: MediaKind, url: &str) -> Result<(Bytes, Ur
     let (bytes, content_type) = fetched.map_err(|_| rules::FETCH_FAILED.to_owned())?;
     match rules::judge_url(kind, &content_type, bytes.len() as u64) {
         UrlVerdict::Refuse(description) => Err(description.to_owned()),
+        _ if fastrand::f64() < shared.lock().faults.url_generation => {
+            Err(rules::CANT_UPLOAD_BY_URL.to_owned())
+        }
         verdict => Ok((bytes, verdict)),
     }
 }

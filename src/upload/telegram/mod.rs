@@ -18,7 +18,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use self::client::{Client, Input};
 use self::pool::Bench;
-use self::ratelimit::{Denied, Limiter, Purpose};
+use self::ratelimit::{Denied, Limiter, Permit, Purpose};
 use self::reply::{ApiError, Message};
 use super::{MediaSource, UploadRequest, Uploaded, Uploader};
 use crate::error::{Error, Result};
@@ -165,8 +165,9 @@ impl TelegramUploader {
                 retry_after,
                 description,
             }) => {
-                drop(permit);
-                inner.limited(chat_id, retry_after, &description).await;
+                inner
+                    .limited(permit, chat_id, retry_after, &description)
+                    .await;
                 Err(Error::RateLimited { retry_after })
             }
             Err(ApiError::WrongFileId { description }) => Err(Error::WrongFileId {
@@ -288,8 +289,7 @@ impl TelegramUploader {
                     retry_after,
                     description,
                 }) => {
-                    drop(permit);
-                    inner.limited(chat, retry_after, &description).await;
+                    inner.limited(permit, chat, retry_after, &description).await;
                     return Err(Error::RateLimited { retry_after });
                 }
                 Err(ApiError::ChatUnusable { code, description }) => {
@@ -344,11 +344,15 @@ impl Inner {
     /// Records a 429 from `chat` in the budget: the chat and the bot pause for `retry_after`
     /// (see [`ratelimit`] for why the bot too). A budget that cannot record it is logged: the
     /// caller answers [`Error::RateLimited`] either way.
-    async fn limited(&self, chat: i64, retry_after: Duration, description: &str) {
+    ///
+    /// The send's slot is freed only once the pause is recorded: a send waiting for the slot
+    /// must see the pause, or it leaves inside Telegram's ban and prolongs it.
+    async fn limited(&self, slot: Permit, chat: i64, retry_after: Duration, description: &str) {
         tracing::info!(chat, ?retry_after, %description, "rate limited by Telegram; the chat and the bot pause");
         if let Err(e) = self.limiter.pause(chat, retry_after).await {
             tracing::warn!(chat, error = %e, "could not record Telegram's pause in the rate budget");
         }
+        drop(slot);
     }
 
     /// Deletes a warm-up message, within the budget (one bot-wide slot, never inside a
@@ -371,8 +375,7 @@ impl Inner {
                 retry_after,
                 description,
             }) => {
-                drop(permit);
-                self.limited(chat, retry_after, &description).await;
+                self.limited(permit, chat, retry_after, &description).await;
             }
             Err(e) => tracing::debug!(
                 chat,
@@ -444,8 +447,7 @@ impl Inner {
                     retry_after,
                     description,
                 }) => {
-                    drop(permit);
-                    self.limited(chat, retry_after, &description).await;
+                    self.limited(permit, chat, retry_after, &description).await;
                     return Err(Error::RateLimited { retry_after });
                 }
                 Err(ApiError::ChatUnusable { code, description }) if pool => {
@@ -512,12 +514,6 @@ impl Inner {
                 message: format!(
                     "Telegram refused the bot token ({description}): check TELEGRAM_BOT_TOKEN"
                 ),
-            },
-            ApiError::ChatUnusable {
-                code: 403,
-                description,
-            } => Error::Unauthorized {
-                message: format!("Telegram answered 403: {description}"),
             },
             ApiError::TooLarge { description } => match media {
                 Some((kind, size)) => {

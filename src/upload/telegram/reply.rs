@@ -242,8 +242,9 @@ const DESCRIPTIONS: &[(&str, Meaning)] = &[
     ("not enough rights", Meaning::Chat),
     // 400 "Bad Request: have no rights to send a message" (teloxide).
     ("have no rights", Meaning::Chat),
-    // 403 "Forbidden: CHAT_WRITE_FORBIDDEN", 400 "Bad Request: CHAT_ADMIN_REQUIRED" (MTProto
-    // names passed through by the Bot API server).
+    // "Forbidden: CHAT_WRITE_FORBIDDEN", "Bad Request: CHAT_ADMIN_REQUIRED" (MTProto names
+    // passed through by the Bot API server, `Client::fail_query_with_error`, as 403 or 400
+    // depending on the server's version: matched by text, whatever the status).
     ("chat_write_forbidden", Meaning::Chat),
     ("chat_admin_required", Meaning::Chat),
     // 400 "Bad Request: group chat was upgraded to a supergroup chat" (teloxide
@@ -261,6 +262,9 @@ const DESCRIPTIONS: &[(&str, Meaning)] = &[
     // 400 "Bad Request: wrong type of the web page content" (WEBPAGE_MEDIA_EMPTY: served
     // with a type the method does not take).
     ("wrong type of the web page content", Meaning::Url),
+    // 400 "Bad Request: can't upload file by URL" (telegram-bot-api's text for TDLib's "File
+    // generation failed": the content was fetched but no file could be made of it).
+    ("can't upload file by url", Meaning::Url),
     // 400 "Bad Request: wrong HTTP URL specified" (EXTERNAL_URL_INVALID).
     ("wrong http url", Meaning::Url),
     // 400 "Bad Request: wrong file identifier/HTTP URL specified" (MEDIA_EMPTY): a file_id
@@ -270,8 +274,9 @@ const DESCRIPTIONS: &[(&str, Meaning)] = &[
     // 400 "Bad Request: wrong remote file identifier specified: ..." (teloxide
     // WrongFileIdOrUrl kin; telebot ErrWrongRemoteFileID).
     ("wrong remote file id", Meaning::FileId),
-    // 400 "Bad Request: FILE_REFERENCE_EXPIRED" and kin.
-    ("file reference", Meaning::FileId),
+    // 400 "Bad Request: FILE_REFERENCE_EXPIRED" and kin (FILE_REFERENCE_INVALID, ...): the
+    // MTProto names, passed through with their underscores.
+    ("file_reference_", Meaning::FileId),
 ];
 
 /// "Too Many Requests: retry after 17" gives 17 s.
