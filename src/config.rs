@@ -201,6 +201,7 @@ async fn rate_budget(
     Ok(None)
 }
 
+#[cfg(any(feature = "postgres", feature = "cli"))]
 fn is_postgres(target: &str) -> bool {
     let target = target.trim();
     target.starts_with("postgres://") || target.starts_with("postgresql://")
@@ -311,7 +312,7 @@ async fn durable(get: Lookup<'_>, demo: bool) -> Result<Option<Durable>> {
 /// The durable cache and queue the environment names, opened as [`PrewarmEngine::from_env`]
 /// opens them, but only when `PREWARM_DB` (or a PostgreSQL `DATABASE_URL`) names one
 /// (`None` otherwise, and for `PREWARM_DB=memory`): for the operator's commands.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(feature = "cli")]
 pub(crate) async fn open_durable(get: Lookup<'_>) -> Result<Option<crate::db::DurableStore>> {
     // An operator's command inspects the database it is told of: it does not create
     // `./prewarm.db` in whatever folder it runs in.
