@@ -204,11 +204,13 @@ impl Gate {
         }
     }
 
-    fn take(&mut self, rate: FakeRate, now: Instant) {
+    /// Counts `cost` sends arriving at `now` (an album's items: the first must conform, the
+    /// rest are owed, so that what follows waits for them).
+    fn take(&mut self, rate: FakeRate, now: Instant, cost: u32) {
         if rate.window {
-            self.recent.push_back(now);
+            self.recent.extend(std::iter::repeat_n(now, cost as usize));
         } else {
-            self.tat = Some(self.tat.unwrap_or(now).max(now) + rate.interval());
+            self.tat = Some(self.tat.unwrap_or(now).max(now) + rate.interval() * cost);
         }
     }
 
@@ -249,12 +251,27 @@ pub(super) struct Gates {
 
 impl Gates {
     /// Counts a send of `bot` to `chat` arriving at `now`, or says why it is refused.
+    #[cfg(test)]
     pub(super) fn admit(
         &mut self,
         limits: &FakeLimits,
         bot: &str,
         chat: i64,
         now: Instant,
+    ) -> Admit {
+        self.admit_messages(limits, bot, chat, now, 1)
+    }
+
+    /// Counts `messages` sends of `bot` to `chat` arriving at `now` at once (an album makes
+    /// one message per item, and each is counted: Telegram does not document how albums
+    /// count, and per item is the strict reading), or says why they are refused.
+    pub(super) fn admit_messages(
+        &mut self,
+        limits: &FakeLimits,
+        bot: &str,
+        chat: i64,
+        now: Instant,
+        messages: u32,
     ) -> Admit {
         let bot_gate = self.bots.entry(bot.to_owned()).or_default();
         if let Some(left) = bot_gate.inside_ban(now) {
@@ -284,13 +301,13 @@ impl Gates {
                 chat_gate.ban_for(secs, now);
                 return Admit::Limited(secs, false);
             }
-            chat_gate.take(rate, now);
+            chat_gate.take(rate, now, messages);
         }
         if let Some(rate) = limits.bot {
             self.bots
                 .get_mut(bot)
                 .expect("inserted above")
-                .take(rate, now);
+                .take(rate, now, messages);
         }
         Admit::Go
     }
@@ -349,6 +366,23 @@ mod tests {
         );
         // After the ban, a minute after the first send, the group takes sends again.
         assert_eq!(gates.admit(&limits, "1", GROUP, t0 + secs(61)), Admit::Go);
+    }
+
+    /// An album's items are counted one by one: after an album of 10, a group has room for
+    /// 10 more sends in the minute, not 19.
+    #[test]
+    fn an_album_counts_each_item() {
+        let limits = FakeLimits::telegram();
+        let mut gates = Gates::default();
+        let t0 = Instant::now();
+        assert_eq!(gates.admit_messages(&limits, "1", GROUP, t0, 10), Admit::Go);
+        for i in 1..=10 {
+            assert_eq!(gates.admit(&limits, "1", GROUP, t0 + secs(i)), Admit::Go);
+        }
+        assert!(matches!(
+            gates.admit(&limits, "1", GROUP, t0 + secs(11)),
+            Admit::Limited(_, false)
+        ));
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(super) async fn send(
         fail(shared, received);
         return Ok(error(code, description));
     }
-    let admitted = admit(shared, bot, chat);
+    let admitted = admit(shared, bot, chat, 1);
     if let Admit::Limited(secs, violation) = admitted {
         fail(shared, received);
         let mut reply = json_reply(
@@ -192,8 +192,9 @@ pub(super) async fn send(
 }
 
 /// `sendMediaGroup`: 2 to 10 photos and videos (or documents only, or audio only). The album
-/// counts as one send against the rate limits (Telegram does not document how it counts);
-/// an album over them gets a 400 "retry after N", as Telegram answers albums.
+/// counts as one send per item against the rate limits (Telegram does not document how it
+/// counts; per item is the strict reading, and an album makes one message per item); an
+/// album over them gets a 400 "retry after N", as Telegram answers albums.
 pub(super) async fn send_group(
     shared: &Shared,
     bot: &str,
@@ -280,7 +281,7 @@ pub(super) async fn send_group(
         return Ok(error(code, description));
     }
     {
-        let admitted = admit(shared, bot, chat);
+        let admitted = admit(shared, bot, chat, wanted.len() as u32);
         if let Admit::Limited(secs, violation) = admitted {
             fail_all(&received);
             let mut reply = error(
@@ -573,10 +574,12 @@ async fn fetch_once(shared: &Shared, url: &str, limit: u64) -> Result<(Bytes, St
 
 /// Counts a send against the bot's and the chat's limits as it arrives, and a refusal in the
 /// stats (a violation when it arrived inside a ban).
-fn admit(shared: &Shared, bot: &str, chat: i64) -> Admit {
+fn admit(shared: &Shared, bot: &str, chat: i64, messages: u32) -> Admit {
     let mut state = shared.lock();
     let state = &mut *state;
-    let admitted = state.gates.admit(&state.limits, bot, chat, Instant::now());
+    let admitted = state
+        .gates
+        .admit_messages(&state.limits, bot, chat, Instant::now(), messages);
     if let Admit::Limited(_, violation) = admitted {
         state.stats.too_many_requests += 1;
         state.stats.violations += u64::from(violation);
