@@ -423,14 +423,18 @@ impl Inner {
                 },
                 None => None,
             };
+            let arrival = Arrival::default();
             let input = match url {
                 Some(url) => Input::Url(url),
-                None => upload_input(kind, request.size, &request.source).await?,
+                None => arrival.at_end_of(upload_input(kind, request.size, &request.source).await?),
             };
-            let permit = self.acquire(&targets, purpose, None).await?;
+            let mut permit = self.acquire(&targets, purpose, None).await?;
             let chat = permit.chat;
             let by_url = matches!(input, Input::Url(_));
             let result = self.client.send_media(kind, chat, input).await;
+            if let Some(at) = arrival.get() {
+                permit.arrived(at);
+            }
             match result {
                 Ok(message) => {
                     self.stats.sent(by_url);
@@ -555,6 +559,42 @@ fn no_chat_left(reasons: String) -> Error {
             "no usable warm-up chat left ({reasons}): check MEDIA_WARMUP_CHAT_IDS, add the bot \
              to each chat, and in a channel make it an administrator allowed to post messages"
         ),
+    }
+}
+
+/// When an upload's body was all sent: about when Telegram counts its message.
+#[derive(Debug, Default, Clone)]
+struct Arrival(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl Arrival {
+    /// `input` with its body's end recorded here.
+    fn at_end_of(&self, input: Input) -> Input {
+        match input {
+            Input::Upload {
+                body,
+                size,
+                file_name,
+                mime,
+            } => {
+                let cell = self.0.clone();
+                let end = stream::once(async move {
+                    *cell.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(tokio::time::Instant::now());
+                })
+                .filter_map(|()| async { None });
+                Input::Upload {
+                    body: body.chain(end).boxed(),
+                    size,
+                    file_name,
+                    mime,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn get(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

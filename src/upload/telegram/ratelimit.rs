@@ -19,6 +19,14 @@
 //! longer than Telegram asked: the pause ends when `retry_after` does, and a send that may not
 //! wait that long answers [`Error::RateLimited`](crate::Error::RateLimited) at once.
 //!
+//! # Groups count arrivals
+//! A group's limit is 20 messages in any minute, counted as they reach Telegram; the budget
+//! counts a send when its slot is taken. Those agree while requests are small. A large
+//! upload reaches Telegram when its body has been sent, which can be long after its slot was
+//! taken. The budget would then let 20 later sends through within a minute of that late
+//! arrival. So, in this process, a group's next send also waits one interval after the
+//! previous upload's body was sent ([`Permit::arrived`]). Private chats keep their burst.
+//!
 //! # What is charged
 //! - A send: one slot of the chat and of the bot; a warm also one of the warms' share of the
 //!   bot-wide rate ([`RateLimits::with_user_share`]), so that warms leave sends to users room.
@@ -197,6 +205,9 @@ struct ChatState {
     in_flight: u32,
     /// Set when the chat cannot be used (removed, missing): the reason.
     disabled: Option<String>,
+    /// A group's next send waits for this: one interval after the previous send's body
+    /// reached Telegram (see [`Permit::arrived`]).
+    cool_until: Option<Instant>,
 }
 
 /// Why no chat was handed out.
@@ -227,6 +238,18 @@ pub(crate) struct Limiter {
 pub(crate) struct Permit {
     limiter: Limiter,
     pub(crate) chat: i64,
+    arrived: Option<Instant>,
+}
+
+impl Permit {
+    /// The request's body was all sent at `at`: Telegram counts the message about then, not
+    /// when the slot was taken. A group (20 in any minute, counted as messages arrive) then
+    /// takes its next send one interval after `at` at the earliest: a large upload that
+    /// arrived late would otherwise share a minute with 20 later sends that the budget,
+    /// counting from the slots taken, let through.
+    pub(crate) fn arrived(&mut self, at: Instant) {
+        self.arrived = Some(at);
+    }
 }
 
 impl Drop for Permit {
@@ -234,7 +257,12 @@ impl Drop for Permit {
         let mut chats = self.limiter.lock();
         if let Some(c) = chats.get_mut(&self.chat) {
             c.in_flight = c.in_flight.saturating_sub(1);
-            if c.in_flight == 0 && c.disabled.is_none() {
+            if let Some(at) = self.arrived.filter(|_| self.chat < 0) {
+                let until = at + self.limiter.limits.chat(self.chat).interval();
+                c.cool_until = Some(c.cool_until.map_or(until, |u| u.max(until)));
+            }
+            let cooling = c.cool_until.is_some_and(|u| u > Instant::now());
+            if c.in_flight == 0 && c.disabled.is_none() && !cooling {
                 chats.remove(&self.chat);
             }
         }
@@ -249,6 +277,9 @@ enum Local {
     Open(Vec<(i64, Rate)>),
     /// Every open chat has its requests in flight.
     Busy,
+    /// No chat is free now, and some wait for a group's interval after their last arrival:
+    /// the first until this instant (a busy one may free up before).
+    Cooling(Instant),
     /// No chat is open: the last reason.
     NoChat(String),
 }
@@ -288,14 +319,16 @@ impl Limiter {
             changed.as_mut().enable();
             let wake_at = {
                 let asking = self.asking.lock().await;
-                let open = match self.local(chats, purpose) {
+                match self.local(chats, purpose) {
                     Local::NoChat(reason) => return Err(Denied::NoChat(reason)),
                     Local::Busy => None,
-                    Local::Open(open) => Some(open),
-                };
-                match open {
-                    None => None,
-                    Some(open) => {
+                    Local::Cooling(at) => {
+                        if at > deadline {
+                            return Err(Denied::Wait(at.saturating_duration_since(Instant::now())));
+                        }
+                        Some(at)
+                    }
+                    Local::Open(open) => {
                         let request = self.request(&open, purpose);
                         let grant = self.budget.take(&request).await.map_err(Denied::Budget)?;
                         match grant {
@@ -305,6 +338,7 @@ impl Limiter {
                                 return Ok(Permit {
                                     limiter: self.clone(),
                                     chat,
+                                    arrived: None,
                                 });
                             }
                             Grant::Wait(d) => {
@@ -339,20 +373,31 @@ impl Limiter {
 
     fn local(&self, chats: &[i64], purpose: Purpose) -> Local {
         let state = self.lock();
+        let now = Instant::now();
         let mut open = Vec::with_capacity(chats.len());
         let mut any_open = false;
+        let mut cooling: Option<Instant> = None;
         let mut last_reason = None;
         for &chat in chats {
-            let (in_flight, disabled) = state
-                .get(&chat)
-                .map_or((0, None), |c| (c.in_flight, c.disabled.as_ref()));
+            let (in_flight, disabled, cool_until) = state.get(&chat).map_or((0, None, None), |c| {
+                (c.in_flight, c.disabled.as_ref(), c.cool_until)
+            });
             if let Some(reason) = disabled {
                 last_reason = Some(reason.clone());
                 continue;
             }
             any_open = true;
-            // A delete follows its own send: it may share the chat's slot in flight.
-            if in_flight >= self.limits.in_flight_per_chat && purpose != Purpose::Delete {
+            // A delete follows its own send: it may share the chat's slot in flight, and it
+            // is not a message (no group interval).
+            if purpose == Purpose::Delete {
+                open.push((in_flight, chat));
+                continue;
+            }
+            if in_flight >= self.limits.in_flight_per_chat {
+                continue;
+            }
+            if let Some(until) = cool_until.filter(|&u| u > now) {
+                cooling = Some(cooling.map_or(until, |c| c.min(until)));
                 continue;
             }
             open.push((in_flight, chat));
@@ -361,7 +406,11 @@ impl Limiter {
             return Local::NoChat(last_reason.unwrap_or_else(|| "no warm-up chat".to_owned()));
         }
         if open.is_empty() {
-            return Local::Busy;
+            // A busy chat frees up with a wake-up; a cooling one with time.
+            return match cooling {
+                Some(at) => Local::Cooling(at),
+                None => Local::Busy,
+            };
         }
         // Stable: among equally busy chats the caller's order holds.
         open.sort_by_key(|&(in_flight, _)| in_flight);
@@ -421,6 +470,36 @@ mod tests {
             .await
             .expect("a permit")
             .chat
+    }
+
+    /// A group counts messages as they arrive: a send whose body reached Telegram late (a
+    /// large upload) holds the group's next send for an interval after that arrival, where
+    /// the budget alone, counting from the slot taken, would let it go sooner. A private
+    /// chat keeps its pace.
+    #[tokio::test(start_paused = true)]
+    async fn a_group_waits_an_interval_after_a_late_arrival() {
+        let limiter = limiter(limits().with_in_flight_per_chat(1));
+        let start = Instant::now();
+        let mut first = limiter.acquire(&[-5], WARM, None).await.expect("a permit");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        first.arrived(Instant::now());
+        drop(first);
+        go(&limiter, &[-5], WARM).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(13) && waited <= Duration::from_millis(13_001),
+            "3 s after the arrival at 10 s, not at once: {waited:?}"
+        );
+        let start = Instant::now();
+        let mut private = limiter.acquire(&[7], WARM, None).await.expect("a permit");
+        private.arrived(Instant::now());
+        drop(private);
+        go(&limiter, &[7], WARM).await;
+        assert!(
+            start.elapsed() <= Duration::from_millis(251),
+            "a private chat's burst is kept: {:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
