@@ -1202,3 +1202,50 @@ async fn a_group_send_after_a_late_arrival_keeps_the_groups_window() {
     assert_eq!(stats.messages, 3, "{stats:?}");
     fake.shutdown().await;
 }
+
+/// `deleteMessage` is no message, but Telegram bans a bot's requests: the fake refuses a
+/// delete that arrives inside a running bot-wide ban, prolongs the ban, and counts it as a
+/// violation, so that a client deleting inside a pause is caught.
+#[tokio::test]
+async fn the_fake_refuses_a_delete_inside_a_bot_ban() {
+    let fake = fake(
+        FakeLimits::off().with_bot(FakeRate::new(1, Duration::from_secs(10))),
+        &[CHAT],
+    )
+    .await;
+    let up = uploader(&fake, &[CHAT], RateLimits::unlimited());
+    let bot = up.bot().clone();
+    let (bytes, _) = sample(MediaKind::Photo, 61, 2_000);
+    let warm = up
+        .upload(request(&bot, MediaKind::Photo, &bytes, None))
+        .await
+        .expect("the bot's one message of these 10 s");
+    let api = format!("{}/bot{TOKEN}", fake.base_url());
+    let client = reqwest::Client::new();
+    let post = |method: &str, form: Vec<(&str, String)>| {
+        client.post(format!("{api}/{method}")).form(&form).send()
+    };
+    let again = post(
+        "sendPhoto",
+        vec![
+            ("chat_id", CHAT.to_string()),
+            ("photo", warm.file_id.as_str().to_owned()),
+        ],
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(again.status(), 429, "over the bot's rate: banned");
+    let delete = post(
+        "deleteMessage",
+        vec![
+            ("chat_id", CHAT.to_string()),
+            ("message_id", "1".to_owned()),
+        ],
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(delete.status(), 429, "a delete inside the ban");
+    let stats = fake.stats();
+    assert_eq!((stats.violations, stats.deleted), (1, 0), "{stats:?}");
+    fake.shutdown().await;
+}

@@ -250,6 +250,16 @@ pub(super) struct Gates {
 }
 
 impl Gates {
+    /// A request of `bot` that is not a message (`deleteMessage`) arriving at `now`: not
+    /// counted against any rate, but refused inside a running bot-wide ban, which it
+    /// prolongs (Telegram bans the bot's requests, not only its messages).
+    pub(super) fn admit_other(&mut self, bot: &str, now: Instant) -> Admit {
+        match self.bots.entry(bot.to_owned()).or_default().inside_ban(now) {
+            Some(left) => Admit::Limited(whole_seconds(left), true),
+            None => Admit::Go,
+        }
+    }
+
     /// Counts a send of `bot` to `chat` arriving at `now`, or says why it is refused.
     #[cfg(test)]
     pub(super) fn admit(

@@ -66,24 +66,7 @@ pub(super) async fn send(
     let admitted = admit(shared, bot, chat, 1);
     if let Admit::Limited(secs, violation) = admitted {
         fail(shared, received);
-        let mut reply = json_reply(
-            429,
-            json!({
-                "ok": false,
-                "error_code": 429,
-                "description": format!("Too Many Requests: retry after {secs}"),
-                "parameters": { "retry_after": secs },
-            }),
-        );
-        reply
-            .headers_mut()
-            .insert("retry-after", secs.to_string().parse().expect("digits"));
-        if violation {
-            reply
-                .headers_mut()
-                .insert("x-fake-violation", "1".parse().expect("ascii"));
-        }
-        return Ok(reply);
+        return Ok(too_many_requests(secs, violation));
     }
 
     // Resolve the media to a file: the bytes, fetched bytes, or a known file.
@@ -574,6 +557,29 @@ async fn fetch_once(shared: &Shared, url: &str, limit: u64) -> Result<(Bytes, St
 
 /// Counts a send against the bot's and the chat's limits as it arrives, and a refusal in the
 /// stats (a violation when it arrived inside a ban).
+/// Telegram's 429: "Too Many Requests: retry after N", with `parameters.retry_after` and the
+/// `Retry-After` header; marked for the stats when it arrived inside a ban.
+pub(super) fn too_many_requests(secs: u64, violation: bool) -> Reply {
+    let mut reply = json_reply(
+        429,
+        json!({
+            "ok": false,
+            "error_code": 429,
+            "description": format!("Too Many Requests: retry after {secs}"),
+            "parameters": { "retry_after": secs },
+        }),
+    );
+    reply
+        .headers_mut()
+        .insert("retry-after", secs.to_string().parse().expect("digits"));
+    if violation {
+        reply
+            .headers_mut()
+            .insert("x-fake-violation", "1".parse().expect("ascii"));
+    }
+    reply
+}
+
 fn admit(shared: &Shared, bot: &str, chat: i64, messages: u32) -> Admit {
     let mut state = shared.lock();
     let state = &mut *state;

@@ -21,9 +21,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::limits::Gates;
+use super::limits::{Admit, Gates};
 use super::rules::{self, ChatProblem};
-use super::send::{send, send_group};
+use super::send::{send, send_group, too_many_requests};
 use super::{FakeEvent, FakeFile, FakeLimits, FakeStats, Faults, Latency, MediaUploads};
 use crate::media::{MediaKind, Sha256};
 
@@ -234,7 +234,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
             "first_name": "Fake bot",
             "username": format!("fake_{bot}_bot"),
         }))),
-        "deletemessage" => Ok(delete_message(&shared, &params)),
+        "deletemessage" => Ok(delete_message(&shared, &bot, &params)),
         "sendmediagroup" => send_group(&shared, &bot, &params).await,
         _ => match send_kind(&lower) {
             Some(kind) => send(&shared, &bot, kind, &params).await,
@@ -385,7 +385,9 @@ impl Params {
     }
 }
 
-fn delete_message(shared: &Shared, params: &Params) -> Reply {
+/// `deleteMessage`: not a message, so no rate counts it, but a bot inside a ban is refused
+/// (and the ban prolonged), as for any request.
+fn delete_message(shared: &Shared, bot: &str, params: &Params) -> Reply {
     let chat = params
         .text
         .get("chat_id")
@@ -401,6 +403,11 @@ fn delete_message(shared: &Shared, params: &Params) -> Reply {
         return error(400, "Bad Request: chat not found");
     }
     let mut state = shared.lock();
+    if let Admit::Limited(secs, violation) = state.gates.admit_other(bot, Instant::now()) {
+        state.stats.too_many_requests += 1;
+        state.stats.violations += u64::from(violation);
+        return too_many_requests(secs, violation);
+    }
     if state.messages.remove(&(chat, id)).is_none() {
         return error(400, "Bad Request: message to delete not found");
     }
