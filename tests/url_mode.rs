@@ -263,3 +263,74 @@ async fn each_attempt_gets_a_fresh_url_from_the_store() {
         "{stats:?}"
     );
 }
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+const ZIP: &[u8] = b"PK\x03\x04\x14\0\0\0";
+const M4A: &[u8] = b"\0\0\0\x20ftypM4A \0\0\0\0";
+
+/// The whole path, as a bot runs it: `PrewarmEngine::save` into R2 (the engine sniffs and
+/// stores the content type), its workers warm each media from the store through the
+/// uploader, and the fake fetches R2's presigned URL and checks the type it serves. Every
+/// kind and format Telegram takes by URL goes by URL, and the file_ids come back to the
+/// engine's cache. (No byte cache: the warm reads the media as it does after a restart or
+/// once the save's bytes have left the cache.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_warms_every_kind_telegram_takes_by_url_from_r2_by_url() {
+    let s = setup().await;
+    // The fake enforces no limits here: neither does this uploader (the group's 3 s would
+    // make the test wait half a minute).
+    let uploader = TelegramUploader::builder()
+        .with_token(TOKEN)
+        .with_api_base(s.fake.base_url())
+        .with_warmup_chats([CHAT])
+        .with_rate_limits(prewarm::upload::RateLimits::unlimited())
+        .build()
+        .expect("uploader");
+    let engine = prewarm::PrewarmEngine::builder()
+        .with_store(Arc::new(s.store.clone()))
+        .with_uploader(Arc::new(uploader.clone()))
+        .with_byte_cache(0, Duration::from_secs(1))
+        .build()
+        .expect("engine");
+    let running = engine.spawn();
+    let by_url = [
+        media(MediaKind::Photo, JPEG, 41_000),
+        media(MediaKind::Photo, PNG, 42_000),
+        media(MediaKind::Video, MP4, 310_000),
+        media(MediaKind::Animation, GIF, 21_000),
+        media(MediaKind::Document, PDF, 51_000),
+        media(MediaKind::Document, ZIP, 52_000),
+        media(MediaKind::Document, GIF, 53_000),
+        media(MediaKind::Audio, MP3, 61_000),
+        media(MediaKind::Audio, M4A, 62_000),
+        media(MediaKind::Voice, OGG, 800_000),
+        media(MediaKind::Sticker, WEBP, 11_000),
+    ];
+    let bot = uploader.bot().clone();
+    for (kind, bytes) in &by_url {
+        let key = engine
+            .save(&bot, bytes.clone(), *kind)
+            .await
+            .unwrap_or_else(|e| panic!("save {kind}: {e}"));
+        let file_id = engine
+            .wait_ready(&key, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("warm {kind}: {e}"));
+        let file = s.fake.file(file_id.as_str()).expect("issued by the fake");
+        assert_eq!((file.kind, file.sha256), (*kind, Sha256::of(bytes)));
+    }
+    running.shutdown().await.expect("shutdown");
+    let n = by_url.len() as u64;
+    let stats = uploader.stats();
+    assert_eq!(
+        (stats.sent_by_url, stats.sent_by_upload, stats.url_fallbacks),
+        (n, 0, 0),
+        "{stats:?}"
+    );
+    let fake = s.fake.stats();
+    assert_eq!(
+        (fake.url_fetches, fake.uploads),
+        (n, n),
+        "every body came by URL from R2, none by multipart: {fake:?}"
+    );
+}
