@@ -662,3 +662,34 @@ mod pg_queue {
         drop_schema(&url, &schema).await;
     }
 }
+
+/// PostgreSQL stamps jobs with the database's clock (`QueueClock::Database`, the default),
+/// so `summary` reads ages on that clock too: a caller whose clock runs an hour ahead does
+/// not see an hour-old job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_summary_ages_jobs_on_the_database_clock() {
+    let Some(url) = support::database_url("postgres_summary_ages_jobs_on_the_database_clock")
+    else {
+        return;
+    };
+    let schema = support::unique_schema("sumclock");
+    let store = prewarm::PostgresStore::builder(&url)
+        .with_schema(&schema)
+        .connect()
+        .await
+        .expect("connect");
+    let ahead = prewarm::Timestamp(prewarm::Timestamp::now().as_millis() + 3_600_000);
+    let key = MediaKey::new(bot(), Sha256::of(b"summary clock"), MediaKind::Photo);
+    store
+        .push(prewarm::Job::new(key, 1_000, ahead), ahead)
+        .await
+        .expect("push");
+    let summary = store.summary(ahead).await.expect("summary");
+    let age = summary[0].oldest_age().expect("a pending job");
+    drop(store);
+    support::drop_schema(&url, &schema).await;
+    assert!(
+        age < Duration::from_secs(60),
+        "the job was queued just now by the database's clock: {age:?}"
+    );
+}

@@ -136,9 +136,7 @@ async fn refresh(engine: &PrewarmEngine, queue: Option<&dyn PriorityQueue>) {
         ] {
             metrics::gauge!(JOBS, "bot" => bot.clone(), "state" => state).set(n as f64);
         }
-        let age = b
-            .oldest_enqueued_at
-            .map_or(0.0, |t| now.since(t).as_secs_f64());
+        let age = b.oldest_age().map_or(0.0, |age| age.as_secs_f64());
         metrics::gauge!(OLDEST_JOB_AGE, "bot" => bot.clone()).set(age);
         metrics::gauge!(CLAIMS_LAST_MINUTE, "bot" => bot).set(b.claims_last_minute as f64);
     }

@@ -21,7 +21,7 @@ pub(super) async fn status(json: bool) -> Result<(), Failure> {
                     "delayed": b.depth.delayed,
                     "claimed": b.depth.claimed,
                     "dead": b.depth.dead,
-                    "oldest_job_age_s": b.oldest_enqueued_at.map(|t| now.since(t).as_secs_f64()),
+                    "oldest_job_age_s": b.oldest_age().map(|age| age.as_secs_f64()),
                     "uploads_last_minute": b.claims_last_minute,
                 })
             })

@@ -968,6 +968,11 @@ pub async fn summary_reports_each_bot(q: &dyn PriorityQueue) {
         "the oldest unfinished job, not the dead one: {s:?}"
     );
     assert_eq!(s[0].claims_last_minute, 3, "{s:?}");
+    assert_eq!(
+        s[0].oldest_age(),
+        Some(at(30).since(oldest)),
+        "the age as of the summary's time: {s:?}"
+    );
     assert_eq!(s[1].depth.queued, 1, "{s:?}");
     assert_eq!(s[1].depth.pending(), 1, "{s:?}");
     assert_eq!(s[1].oldest_enqueued_at, Some(at(11)), "{s:?}");

@@ -41,5 +41,5 @@ pub(crate) fn summary(c: &Connection, now: Timestamp) -> rusqlite::Result<Result
         )?
         .query_map([horizon_ms(now), ms(now)], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(fold(states, claims))
+    Ok(fold(states, claims, now))
 }

@@ -25,10 +25,11 @@ pub(crate) fn horizon_ms(now: Timestamp) -> i64 {
 pub(crate) fn fold(
     states: impl IntoIterator<Item = (String, String, i64, Option<i64>)>,
     claims: impl IntoIterator<Item = (String, i64)>,
+    as_of: Timestamp,
 ) -> Result<Vec<BotSummary>> {
     let mut bots: BTreeMap<String, BotSummary> = BTreeMap::new();
     for (bot, state, n, oldest) in states {
-        let s = entry(&mut bots, bot)?;
+        let s = entry(&mut bots, bot, as_of)?;
         let n = u64::try_from(n).unwrap_or(0);
         match state.as_str() {
             QUEUED => s.depth.queued = n,
@@ -46,19 +47,23 @@ pub(crate) fn fold(
         }
     }
     for (bot, n) in claims {
-        entry(&mut bots, bot)?.claims_last_minute = u64::try_from(n).unwrap_or(0);
+        entry(&mut bots, bot, as_of)?.claims_last_minute = u64::try_from(n).unwrap_or(0);
     }
     Ok(bots.into_values().collect())
 }
 
-fn entry(bots: &mut BTreeMap<String, BotSummary>, bot: String) -> Result<&mut BotSummary> {
+fn entry(
+    bots: &mut BTreeMap<String, BotSummary>,
+    bot: String,
+    as_of: Timestamp,
+) -> Result<&mut BotSummary> {
     use std::collections::btree_map::Entry;
     match bots.entry(bot) {
         Entry::Occupied(e) => Ok(e.into_mut()),
         Entry::Vacant(e) => {
             let bot =
                 BotId::new(e.key()).map_err(|_| corrupt("a bot_slug is not a valid bot id"))?;
-            Ok(e.insert(BotSummary::empty(bot)))
+            Ok(e.insert(BotSummary::empty(bot, as_of)))
         }
     }
 }

@@ -681,7 +681,7 @@ impl State {
             let bot = &slot.job.key.bot;
             let s = bots
                 .entry(bot.clone())
-                .or_insert_with(|| BotSummary::empty(bot.clone()));
+                .or_insert_with(|| BotSummary::empty(bot.clone(), now));
             *count(&mut s.depth, &slot.state) += 1;
             if !matches!(slot.state, JobState::Dead) {
                 let at = slot.job.enqueued_at;
@@ -692,7 +692,7 @@ impl State {
         for (at, bot) in &self.claims {
             if *at >= horizon && *at <= now {
                 bots.entry(bot.clone())
-                    .or_insert_with(|| BotSummary::empty(bot.clone()))
+                    .or_insert_with(|| BotSummary::empty(bot.clone(), now))
                     .claims_last_minute += 1;
             }
         }

@@ -120,17 +120,27 @@ pub struct BotSummary {
     pub oldest_enqueued_at: Option<Timestamp>,
     /// Its jobs claimed (upload attempts started) in the minute up to `now`.
     pub claims_last_minute: u64,
+    /// The time the figures are as of, by the queue's clock (the clock that stamped
+    /// `oldest_enqueued_at`: the database's for PostgreSQL, the caller's `now` otherwise).
+    pub as_of: Timestamp,
 }
 
 impl BotSummary {
-    /// A bot with nothing to report yet.
-    pub(crate) fn empty(bot: BotId) -> Self {
+    /// A bot with nothing to report yet, as of `as_of`.
+    pub(crate) fn empty(bot: BotId, as_of: Timestamp) -> Self {
         Self {
             bot,
             depth: QueueDepth::default(),
             oldest_enqueued_at: None,
             claims_last_minute: 0,
+            as_of,
         }
+    }
+
+    /// How long the oldest unfinished job has waited, on the queue's own clock (so that a
+    /// caller's clock skew does not enter it).
+    pub fn oldest_age(&self) -> Option<Duration> {
+        self.oldest_enqueued_at.map(|t| self.as_of.since(t))
     }
 }
 

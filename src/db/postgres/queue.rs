@@ -344,6 +344,8 @@ impl PriorityQueue for PostgresStore {
     }
 
     async fn summary(&self, now: Timestamp) -> Result<Vec<BotSummary>> {
+        // The database's clock stamped the jobs: the window and the ages are read on it.
+        let now = self.shared.clock.now(now);
         status::summary(&self.client().await?, &self.shared.schema, now).await
     }
 }

@@ -72,5 +72,6 @@ pub(crate) async fn summary(
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
         claims.iter().map(|r| (r.get(0), r.get(1))),
+        now,
     )
 }
