@@ -293,3 +293,76 @@ async fn a_known_hash_is_trusted_and_the_file_read_only_when_the_store_lacks_it(
     assert!(by("missing").hashed, "not in the store: read and saved");
     assert_eq!(store.started.lock().unwrap().len(), puts + 1);
 }
+
+/// An uploader that holds the first upload until a second one begins.
+#[derive(Debug)]
+struct HeldUploader {
+    inner: MemoryUploader,
+    began: AtomicUsize,
+    first_began: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl crate::Uploader for HeldUploader {
+    fn bot(&self) -> &BotId {
+        self.inner.bot()
+    }
+    async fn upload(&self, request: crate::upload::UploadRequest) -> Result<crate::upload::Uploaded> {
+        match self.began.fetch_add(1, Ordering::SeqCst) {
+            0 => {
+                self.first_began.notify_one();
+                let _held = self.gate.acquire().await;
+            }
+            1 => self.gate.add_permits(1),
+            _ => {}
+        }
+        self.inner.upload(request).await
+    }
+}
+
+/// The race behind a flaky `tests/warm_dir.rs`: an engine resumes a job an interrupted run
+/// left queued as soon as it starts, before `WarmDir::run` begins; that upload finishes only
+/// after the run looked the media up, so the media is not "warm before". From a baseline
+/// taken before the engine started, the report counts that upload: every media not warm
+/// before the run was uploaded by it.
+#[tokio::test]
+async fn a_warm_dir_report_counts_the_uploads_resumed_before_it_from_its_baseline() {
+    use super::WarmDir;
+    let bot = BotId::new("bulk").unwrap();
+    let uploader = Arc::new(HeldUploader {
+        inner: MemoryUploader::new(bot.clone()),
+        began: AtomicUsize::new(0),
+        first_began: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let engine = PrewarmEngine::builder()
+        .with_uploader(uploader.clone())
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (media(1, 1000), media(2, 1000));
+    std::fs::write(dir.path().join("a.jpg"), &a).unwrap();
+    std::fs::write(dir.path().join("b.jpg"), &b).unwrap();
+    // An earlier run saved `a` and stopped before warming it.
+    engine.save(&bot, a, MediaKind::Photo).await.unwrap();
+
+    let baseline = engine.metrics().await.unwrap();
+    let running = engine.spawn();
+    // `a`'s upload is on the wire, held until `b`'s begins: one at a time in path order,
+    // `b` is saved only once `a` was looked up (not warm) and answered.
+    uploader.first_began.notified().await;
+    let report = WarmDir::new(dir.path())
+        .with_baseline(baseline)
+        .with_max_in_flight(1)
+        .with_wait(Duration::from_secs(10))
+        .run(&engine, &bot)
+        .await
+        .unwrap();
+    running.shutdown().await.unwrap();
+
+    assert_eq!((report.files, report.ready), (2, 2), "{report:?}");
+    assert_eq!(report.skipped, 0, "`a` was not warm when the run looked");
+    assert_eq!(report.uploads, 2, "{report:?}");
+    assert!(report.uploads >= report.files - report.skipped);
+}
