@@ -366,3 +366,36 @@ async fn a_warm_dir_report_counts_the_uploads_resumed_before_it_from_its_baselin
     assert_eq!(report.uploads, 2, "{report:?}");
     assert!(report.uploads >= report.files - report.skipped);
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_media_is_hashed_once() {
+    use crate::media::HASHED_HERE;
+    let (engine, bot, _store) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.jpg");
+    std::fs::write(&path, media(99, 1000)).unwrap();
+    let mut inputs: Vec<_> = (0..10)
+        .map(|i| SaveInput::bytes(i, MediaKind::Photo, media(i, 1000)))
+        .collect();
+    inputs.push(SaveInput::file(10, MediaKind::Photo, &path, 1000));
+    // A media warm already: hashed to tell, then nothing more.
+    let warm = engine
+        .save(&bot, media(11, 1000), MediaKind::Photo)
+        .await
+        .unwrap();
+    engine
+        .record_file_id(&warm, crate::FileId::new("warm"))
+        .await
+        .unwrap();
+    inputs.push(SaveInput::bytes(11, MediaKind::Photo, media(11, 1000)));
+
+    HASHED_HERE.set(0);
+    let saved: Vec<_> = BulkSaver::new(&engine, &bot)
+        .save_all(futures::stream::iter(inputs))
+        .collect()
+        .await;
+    assert_eq!(saved.len(), 12);
+    assert!(saved.iter().all(|s| s.result.is_ok() && s.hashed));
+    assert_eq!(saved.iter().filter(|s| s.already_warm).count(), 1);
+    assert_eq!(HASHED_HERE.get(), 12 * 1000, "each media's bytes hashed once");
+}

@@ -33,6 +33,7 @@ use crate::upload::{MediaSource, Uploader};
 
 pub use builder::PrewarmEngineBuilder;
 pub use worker::EngineTask;
+pub(crate) use save::sha256_of;
 
 /// Push stamps kept for the dispatch-delay histogram, at most.
 const PUSHED_MAX: usize = 100_000;
