@@ -43,8 +43,8 @@ use prewarm::{Error, MediaStore, ObjectKey, PrewarmEngine, TelegramUploader, Upl
 use serde_json::{Value, json};
 
 use super::{
-    LoadStore, alloc, Remote, Spec, TOKEN, chat_ids, generate, io_error, kind_code, kind_of, log_uniform,
-    parse_opts, peak_rss_mb, round1, rss_mb, spec,
+    LoadStore, Remote, Spec, TOKEN, alloc, chat_ids, generate, io_error, kind_code, kind_of,
+    log_uniform, parse_opts, peak_rss_mb, round1, rss_mb, spec,
 };
 
 /// Each store read or write takes this long (the seed's measured R2 latencies).
@@ -263,7 +263,9 @@ fn run_worker(
                 });
             }
         } else if let Some(mem) = line.strip_prefix("MEM ") {
-            let mut it = mem.split_whitespace().map(|v| v.parse::<f64>().unwrap_or(0.0));
+            let mut it = mem
+                .split_whitespace()
+                .map(|v| v.parse::<f64>().unwrap_or(0.0));
             memory = (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0));
         } else if line.starts_with('{') {
             summary = serde_json::from_str(&line).unwrap_or(Value::Null);
@@ -361,10 +363,18 @@ async fn work(o: &BulkOpts) -> prewarm::Result<Value> {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let s = progress.snapshot();
                 println!("READY {}", s.ready);
-                println!("MEM {} {}", round1(peak_rss_mb()), round1(alloc::peak_live_mb()));
+                println!(
+                    "MEM {} {}",
+                    round1(peak_rss_mb()),
+                    round1(alloc::peak_live_mb())
+                );
                 std::io::stdout().flush().ok();
                 if std::env::var_os("LOADTEST_DEBUG").is_some() {
-                    eprintln!("{s}; live {:.1} MB, RSS {:.1} MB", alloc::live_mb(), rss_mb());
+                    eprintln!(
+                        "{s}; live {:.1} MB, RSS {:.1} MB",
+                        alloc::live_mb(),
+                        rss_mb()
+                    );
                 }
             }
         }

@@ -308,7 +308,10 @@ impl crate::Uploader for HeldUploader {
     fn bot(&self) -> &BotId {
         self.inner.bot()
     }
-    async fn upload(&self, request: crate::upload::UploadRequest) -> Result<crate::upload::Uploaded> {
+    async fn upload(
+        &self,
+        request: crate::upload::UploadRequest,
+    ) -> Result<crate::upload::Uploaded> {
         match self.began.fetch_add(1, Ordering::SeqCst) {
             0 => {
                 self.first_began.notify_one();
@@ -397,5 +400,9 @@ async fn each_media_is_hashed_once() {
     assert_eq!(saved.len(), 12);
     assert!(saved.iter().all(|s| s.result.is_ok() && s.hashed));
     assert_eq!(saved.iter().filter(|s| s.already_warm).count(), 1);
-    assert_eq!(HASHED_HERE.get(), 12 * 1000, "each media's bytes hashed once");
+    assert_eq!(
+        HASHED_HERE.get(),
+        12 * 1000,
+        "each media's bytes hashed once"
+    );
 }

@@ -195,14 +195,22 @@ mod tests {
         cache.insert(b, Bytes::from(vec![2; 40]));
         // Two uploads read them, as long as they take.
         let (read_a, read_b) = (cache.get(&a).unwrap(), cache.get(&b).unwrap());
-        assert_eq!((read_a[0], read_a.len()), (1, 40), "the cached bytes themselves");
+        assert_eq!(
+            (read_a[0], read_a.len()),
+            (1, 40),
+            "the cached bytes themselves"
+        );
         cache.insert(c, Bytes::from(vec![3; 40]));
         assert!(
             cache.get(&c).is_none(),
             "80 bytes read, 40 more would pass the budget"
         );
         assert!(cache.get(&a).is_none(), "evicted to make room, in vain");
-        assert_eq!(cache.used(), 80, "the evicted bytes live on in their readers");
+        assert_eq!(
+            cache.used(),
+            80,
+            "the evicted bytes live on in their readers"
+        );
         drop(read_a);
         cache.insert(c, Bytes::from(vec![3; 40]));
         assert!(cache.get(&c).is_some(), "a's reader is done: room for c");

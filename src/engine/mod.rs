@@ -32,8 +32,8 @@ use crate::store::MediaStore;
 use crate::upload::{MediaSource, Uploader};
 
 pub use builder::PrewarmEngineBuilder;
-pub use worker::EngineTask;
 pub(crate) use save::sha256_of;
+pub use worker::EngineTask;
 
 /// Push stamps kept for the dispatch-delay histogram, at most.
 const PUSHED_MAX: usize = 100_000;
