@@ -1,11 +1,11 @@
 //! The `--bulk` scenario: N media (default 10,000) from save to ready through
 //! [`BulkSaver::save_all`], a store whose writes take 150 to 800 ms and reads 200 to 800 ms,
-//! and the fake Bot API with 30 private warm-up chats (a ceiling of 30 warms a second), on an
-//! embedded SQLite cache and queue.
+//! and the fake Bot API with 30 private warm-up chats (a ceiling of 30 sends a second, of
+//! which warms leave 25% to users by default), on an embedded SQLite cache and queue.
 //!
 //! ```text
 //! cargo run --release --example loadtest -- --bulk [-n N] [--chats K] [--kill-at M] [--state DIR] [--small]
-//!     [--max-bytes-mib B]
+//!     [--max-bytes-mib B] [--user-share PCT]
 //! ```
 //!
 //! Three processes: this one (the supervisor), the fake Bot API with the URL server (as in
@@ -13,7 +13,10 @@
 //! beside the most bytes it held live (`peak_live_mb`, from a counting allocator): what RSS
 //! holds above that is glibc's. The bot runs with `MALLOC_ARENA_MAX=2` and
 //! `MALLOC_MMAP_THRESHOLD_=131072` unless they are set (see `run_worker` for why).
-//! `--max-bytes-mib B` sets `save_all`'s byte budget (default 64 MiB).
+//! `--max-bytes-mib B` sets `save_all`'s byte budget (default 64 MiB). `--user-share PCT` is
+//! the share of the bot-wide rate warms leave to sends to users (`RateLimits::with_user_share`,
+//! default the crate's 25%): the ceiling reported is what warms may use, 22.5/s by default,
+//! 30/s with `--user-share 0` (a bot importing its library before it serves anyone).
 //! With `--kill-at M` the supervisor SIGKILLs the bot once it has reported M media ready,
 //! then starts it again over the same state: every media must end ready, what was
 //! acknowledged ready before the kill must be warm at the restart, and the fake must have
@@ -60,6 +63,9 @@ struct BulkOpts {
     small: bool,
     /// `save_all`'s byte budget in MiB, when not its default.
     max_bytes_mib: Option<u64>,
+    /// The share of the bot-wide rate warms leave to users, in percent (the crate's default
+    /// 25 unless given).
+    user_share: u32,
     /// Worker only: the fake's and the URL server's base URLs.
     api: String,
     urls: String,
@@ -74,6 +80,7 @@ fn parse(args: &[String]) -> Result<BulkOpts, String> {
         state: None,
         small: false,
         max_bytes_mib: None,
+        user_share: prewarm::upload::RateLimits::default().user_share(),
         api: String::new(),
         urls: String::new(),
     };
@@ -92,6 +99,13 @@ fn parse(args: &[String]) -> Result<BulkOpts, String> {
             "--state" => o.state = it.next().map(PathBuf::from),
             "--small" => o.small = true,
             "--max-bytes-mib" => o.max_bytes_mib = Some(num(it.next(), "--max-bytes-mib")?),
+            "--user-share" => {
+                o.user_share = it
+                    .next()
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .filter(|p| *p < 100)
+                    .ok_or("--user-share needs a percentage from 0 to 99")?
+            }
             "--api" => o.api = it.next().cloned().unwrap_or_default(),
             "--urls" => o.urls = it.next().cloned().unwrap_or_default(),
             other => return Err(format!("--bulk: unknown option {other}")),
@@ -165,7 +179,9 @@ fn supervise(o: &BulkOpts) -> prewarm::Result<Value> {
     let last = runs.last().cloned().unwrap_or(Value::Null);
     let ready = last["ready"].as_u64().unwrap_or(0);
     let messages = fake["messages"].as_u64().unwrap_or(0);
-    let ceiling = (30.0f64).min(o.chats as f64);
+    // What warms may use: the bot-wide 30/s less the share left to users, and a send a
+    // second per chat.
+    let ceiling = (30.0 * f64::from(100 - o.user_share) / 100.0).min(o.chats as f64);
     let per_second = ready as f64 / elapsed.as_secs_f64();
     Ok(json!({
         "run": "bulk",
@@ -176,6 +192,7 @@ fn supervise(o: &BulkOpts) -> prewarm::Result<Value> {
         "elapsed_s": round1(elapsed.as_secs_f64()),
         "per_second": round1(per_second),
         "ceiling_per_second": ceiling,
+        "user_share_percent": o.user_share,
         "share_of_ceiling": (per_second / ceiling * 1000.0).round() / 1000.0,
         "killed_after_ready": acknowledged,
         "ready_at_restart": runs.get(1).map(|r| r["skipped"].clone()),
@@ -214,6 +231,7 @@ fn run_worker(
         ])
         .args(["--api", &remote.api, "--urls", &remote.urls])
         .args(o.small.then_some("--small"))
+        .args(["--user-share", &o.user_share.to_string()])
         .args(
             o.max_bytes_mib
                 .map(|m| ["--max-bytes-mib".to_owned(), m.to_string()])
@@ -320,7 +338,11 @@ async fn work(o: &BulkOpts) -> prewarm::Result<Value> {
         .with_token(TOKEN)
         .with_api_base(o.api.clone())
         .with_warmup_chats(chats.iter().copied())
-        .with_rate_limits(RateLimits::default().with_in_flight_per_chat(2))
+        .with_rate_limits(
+            RateLimits::default()
+                .with_in_flight_per_chat(2)
+                .with_user_share(o.user_share),
+        )
         .build()?;
     let bot = telegram.bot().clone();
     let engine = PrewarmEngine::builder()
