@@ -12,7 +12,8 @@
 //! the other scenarios), and the bot (`--bulk-worker`), whose peak RSS is the one reported,
 //! beside the most bytes it held live (`peak_live_mb`, from a counting allocator): what RSS
 //! holds above that is glibc's. The bot runs with `MALLOC_ARENA_MAX=2` and
-//! `MALLOC_MMAP_THRESHOLD_=131072` unless they are set (see `run_worker` for why).
+//! `MALLOC_MMAP_THRESHOLD_=131072` unless they are set (`MALLOC_MMAP_THRESHOLD_=`, empty:
+//! glibc's dynamic threshold; see `run_worker` for why).
 //! `--max-bytes-mib B` sets `save_all`'s byte budget (default 64 MiB). `--user-share PCT` is
 //! the share of the bot-wide rate warms leave to sends to users (`RateLimits::with_user_share`,
 //! default the crate's 25%): the ceiling reported is what warms may use, 22.5/s by default,
@@ -221,7 +222,14 @@ fn run_worker(
     kill_at: Option<u64>,
 ) -> prewarm::Result<WorkerRun> {
     let exe = std::env::current_exe().map_err(|e| io_error("finding the example", e))?;
-    let mut child = Command::new(exe)
+    let mut bot = Command::new(exe);
+    // Set and empty: glibc's own dynamic threshold.
+    match std::env::var("MALLOC_MMAP_THRESHOLD_") {
+        Ok(v) if v.is_empty() => bot.env_remove("MALLOC_MMAP_THRESHOLD_"),
+        Ok(v) => bot.env("MALLOC_MMAP_THRESHOLD_", v),
+        Err(_) => bot.env("MALLOC_MMAP_THRESHOLD_", "131072"),
+    };
+    let mut child = bot
         .args(["--bulk-worker", "-n", &o.n.to_string()])
         .args([
             "--chats",
@@ -247,14 +255,11 @@ fn run_worker(
         // that media buffers soon come from the arenas, which keep them when freed: 245 MB
         // resident for 129 MB live at most. A fixed threshold (glibc's initial 128 KiB) gives
         // each media buffer back when it is freed: 137 MB for 127 MB live. Set a variable
-        // beforehand to measure another value (BENCHMARKS.md has both).
+        // beforehand to measure another value, `MALLOC_MMAP_THRESHOLD_=` (empty) for glibc's
+        // dynamic threshold (BENCHMARKS.md has both). The threshold is set above.
         .env(
             "MALLOC_ARENA_MAX",
             std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".to_owned()),
-        )
-        .env(
-            "MALLOC_MMAP_THRESHOLD_",
-            std::env::var("MALLOC_MMAP_THRESHOLD_").unwrap_or_else(|_| "131072".to_owned()),
         )
         .stdout(Stdio::piped())
         .spawn()
