@@ -157,8 +157,12 @@ async fn run(args: Args, index: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the engine starts: it may resume an interrupted run's jobs at once, and those
+    // uploads are this run's too.
+    let baseline = setup.engine.metrics().await.unwrap_or_default();
     let running = setup.engine.spawn();
     let mut warm = WarmDir::new(&args.dir)
+        .with_baseline(baseline)
         .with_kind(args.kind)
         .with_index(index)
         .with_rehash(args.rehash);

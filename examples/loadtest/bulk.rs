@@ -1,14 +1,23 @@
 //! The `--bulk` scenario: N media (default 10,000) from save to ready through
 //! [`BulkSaver::save_all`], a store whose writes take 150 to 800 ms and reads 200 to 800 ms,
-//! and the fake Bot API with 30 private warm-up chats (a ceiling of 30 warms a second), on an
-//! embedded SQLite cache and queue.
+//! and the fake Bot API with 30 private warm-up chats (a ceiling of 30 sends a second, of
+//! which warms leave 25% to users by default), on an embedded SQLite cache and queue.
 //!
 //! ```text
 //! cargo run --release --example loadtest -- --bulk [-n N] [--chats K] [--kill-at M] [--state DIR] [--small]
+//!     [--max-bytes-mib B] [--user-share PCT]
 //! ```
 //!
 //! Three processes: this one (the supervisor), the fake Bot API with the URL server (as in
-//! the other scenarios), and the bot (`--bulk-worker`), whose peak RSS is the one reported.
+//! the other scenarios), and the bot (`--bulk-worker`), whose peak RSS is the one reported,
+//! beside the most bytes it held live (`peak_live_mb`, from a counting allocator): what RSS
+//! holds above that is glibc's. The bot runs with `MALLOC_ARENA_MAX=2` and
+//! `MALLOC_MMAP_THRESHOLD_=131072` unless they are set (`MALLOC_MMAP_THRESHOLD_=`, empty:
+//! glibc's dynamic threshold; see `run_worker` for why).
+//! `--max-bytes-mib B` sets `save_all`'s byte budget (default 64 MiB). `--user-share PCT` is
+//! the share of the bot-wide rate warms leave to sends to users (`RateLimits::with_user_share`,
+//! default the crate's 25%): the ceiling reported is what warms may use, 22.5/s by default,
+//! 30/s with `--user-share 0` (a bot importing its library before it serves anyone).
 //! With `--kill-at M` the supervisor SIGKILLs the bot once it has reported M media ready,
 //! then starts it again over the same state: every media must end ready, what was
 //! acknowledged ready before the kill must be warm at the restart, and the fake must have
@@ -38,8 +47,8 @@ use prewarm::{Error, MediaStore, ObjectKey, PrewarmEngine, TelegramUploader, Upl
 use serde_json::{Value, json};
 
 use super::{
-    LoadStore, Remote, Spec, TOKEN, chat_ids, generate, io_error, kind_code, kind_of, log_uniform,
-    parse_opts, peak_rss_mb, round1, spec,
+    LoadStore, Remote, Spec, TOKEN, alloc, chat_ids, generate, io_error, kind_code, kind_of,
+    log_uniform, parse_opts, peak_rss_mb, round1, rss_mb, spec,
 };
 
 /// Each store read or write takes this long (the seed's measured R2 latencies).
@@ -53,6 +62,11 @@ struct BulkOpts {
     state: Option<PathBuf>,
     /// Photos of 30 to 300 KB only, instead of the other scenarios' mix.
     small: bool,
+    /// `save_all`'s byte budget in MiB, when not its default.
+    max_bytes_mib: Option<u64>,
+    /// The share of the bot-wide rate warms leave to users, in percent (the crate's default
+    /// 25 unless given).
+    user_share: u32,
     /// Worker only: the fake's and the URL server's base URLs.
     api: String,
     urls: String,
@@ -66,6 +80,8 @@ fn parse(args: &[String]) -> Result<BulkOpts, String> {
         kill_at: None,
         state: None,
         small: false,
+        max_bytes_mib: None,
+        user_share: prewarm::upload::RateLimits::default().user_share(),
         api: String::new(),
         urls: String::new(),
     };
@@ -83,6 +99,14 @@ fn parse(args: &[String]) -> Result<BulkOpts, String> {
             "--kill-at" => o.kill_at = Some(num(it.next(), "--kill-at")?),
             "--state" => o.state = it.next().map(PathBuf::from),
             "--small" => o.small = true,
+            "--max-bytes-mib" => o.max_bytes_mib = Some(num(it.next(), "--max-bytes-mib")?),
+            "--user-share" => {
+                o.user_share = it
+                    .next()
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .filter(|p| *p < 100)
+                    .ok_or("--user-share needs a percentage from 0 to 99")?
+            }
             "--api" => o.api = it.next().cloned().unwrap_or_default(),
             "--urls" => o.urls = it.next().cloned().unwrap_or_default(),
             other => return Err(format!("--bulk: unknown option {other}")),
@@ -156,7 +180,9 @@ fn supervise(o: &BulkOpts) -> prewarm::Result<Value> {
     let last = runs.last().cloned().unwrap_or(Value::Null);
     let ready = last["ready"].as_u64().unwrap_or(0);
     let messages = fake["messages"].as_u64().unwrap_or(0);
-    let ceiling = (30.0f64).min(o.chats as f64);
+    // What warms may use: the bot-wide 30/s less the share left to users, and a send a
+    // second per chat.
+    let ceiling = (30.0 * f64::from(100 - o.user_share) / 100.0).min(o.chats as f64);
     let per_second = ready as f64 / elapsed.as_secs_f64();
     Ok(json!({
         "run": "bulk",
@@ -167,6 +193,7 @@ fn supervise(o: &BulkOpts) -> prewarm::Result<Value> {
         "elapsed_s": round1(elapsed.as_secs_f64()),
         "per_second": round1(per_second),
         "ceiling_per_second": ceiling,
+        "user_share_percent": o.user_share,
         "share_of_ceiling": (per_second / ceiling * 1000.0).round() / 1000.0,
         "killed_after_ready": acknowledged,
         "ready_at_restart": runs.get(1).map(|r| r["skipped"].clone()),
@@ -176,6 +203,7 @@ fn supervise(o: &BulkOpts) -> prewarm::Result<Value> {
         "429s": fake["too_many_requests"],
         "retry_after_violations": fake["violations"],
         "peak_rss_mb": runs.iter().filter_map(|r| r["peak_rss_mb"].as_f64()).fold(0.0, f64::max),
+        "peak_live_mb": runs.iter().filter_map(|r| r["peak_live_mb"].as_f64()).fold(0.0, f64::max),
         "runs": runs,
     }))
 }
@@ -194,7 +222,14 @@ fn run_worker(
     kill_at: Option<u64>,
 ) -> prewarm::Result<WorkerRun> {
     let exe = std::env::current_exe().map_err(|e| io_error("finding the example", e))?;
-    let mut child = Command::new(exe)
+    let mut bot = Command::new(exe);
+    // Set and empty: glibc's own dynamic threshold.
+    match std::env::var("MALLOC_MMAP_THRESHOLD_") {
+        Ok(v) if v.is_empty() => bot.env_remove("MALLOC_MMAP_THRESHOLD_"),
+        Ok(v) => bot.env("MALLOC_MMAP_THRESHOLD_", v),
+        Err(_) => bot.env("MALLOC_MMAP_THRESHOLD_", "131072"),
+    };
+    let mut child = bot
         .args(["--bulk-worker", "-n", &o.n.to_string()])
         .args([
             "--chats",
@@ -204,12 +239,24 @@ fn run_worker(
         ])
         .args(["--api", &remote.api, "--urls", &remote.urls])
         .args(o.small.then_some("--small"))
+        .args(["--user-share", &o.user_share.to_string()])
+        .args(
+            o.max_bytes_mib
+                .map(|m| ["--max-bytes-mib".to_owned(), m.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .arg("--state")
         .arg(state)
         // glibc gives each thread that allocates its own 64 MiB heap and keeps what is freed
         // there: media made or read on many blocking threads left 750 MB resident for a
-        // fraction of that live. Two arenas, as is usual for servers on glibc; set the
-        // variable beforehand to measure another value.
+        // fraction of that live. Two arenas, as is usual for servers on glibc. And glibc
+        // raises its mmap threshold to the size of each large block freed (up to 32 MiB), so
+        // that media buffers soon come from the arenas, which keep them when freed: 245 MB
+        // resident for 129 MB live at most. A fixed threshold (glibc's initial 128 KiB) gives
+        // each media buffer back when it is freed: 137 MB for 127 MB live. Set a variable
+        // beforehand to measure another value, `MALLOC_MMAP_THRESHOLD_=` (empty) for glibc's
+        // dynamic threshold (BENCHMARKS.md has both). The threshold is set above.
         .env(
             "MALLOC_ARENA_MAX",
             std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".to_owned()),
@@ -219,6 +266,8 @@ fn run_worker(
         .map_err(|e| io_error("starting the bot process", e))?;
     let stdout = child.stdout.take().expect("piped");
     let mut summary = Value::Null;
+    // The bot's peaks so far, from its `MEM` lines: all a killed bot leaves.
+    let mut memory = (0.0, 0.0);
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| io_error("reading the bot's output", e))?;
         if let Some(ready) = line.strip_prefix("READY ") {
@@ -227,10 +276,20 @@ fn run_worker(
                 child.kill().map_err(|e| io_error("killing the bot", e))?;
                 let _ = child.wait();
                 return Ok(WorkerRun {
-                    summary: json!({"killed": true, "ready_acknowledged": ready}),
+                    summary: json!({
+                        "killed": true,
+                        "ready_acknowledged": ready,
+                        "peak_rss_mb": memory.0,
+                        "peak_live_mb": memory.1,
+                    }),
                     killed_after: Some(ready),
                 });
             }
+        } else if let Some(mem) = line.strip_prefix("MEM ") {
+            let mut it = mem
+                .split_whitespace()
+                .map(|v| v.parse::<f64>().unwrap_or(0.0));
+            memory = (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0));
         } else if line.starts_with('{') {
             summary = serde_json::from_str(&line).unwrap_or(Value::Null);
         }
@@ -284,7 +343,11 @@ async fn work(o: &BulkOpts) -> prewarm::Result<Value> {
         .with_token(TOKEN)
         .with_api_base(o.api.clone())
         .with_warmup_chats(chats.iter().copied())
-        .with_rate_limits(RateLimits::default().with_in_flight_per_chat(2))
+        .with_rate_limits(
+            RateLimits::default()
+                .with_in_flight_per_chat(2)
+                .with_user_share(o.user_share),
+        )
         .build()?;
     let bot = telegram.bot().clone();
     let engine = PrewarmEngine::builder()
@@ -315,9 +378,11 @@ async fn work(o: &BulkOpts) -> prewarm::Result<Value> {
             }
         })
     });
-    let mut saves = BulkSaver::new(&engine, &bot)
-        .with_progress(progress.clone())
-        .save_all(inputs);
+    let mut saver = BulkSaver::new(&engine, &bot).with_progress(progress.clone());
+    if let Some(mib) = o.max_bytes_mib {
+        saver = saver.with_max_bytes(mib * 1024 * 1024);
+    }
+    let mut saves = saver.save_all(inputs);
     let reporter = tokio::spawn({
         let progress = progress.clone();
         async move {
@@ -325,9 +390,18 @@ async fn work(o: &BulkOpts) -> prewarm::Result<Value> {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let s = progress.snapshot();
                 println!("READY {}", s.ready);
+                println!(
+                    "MEM {} {}",
+                    round1(peak_rss_mb()),
+                    round1(alloc::peak_live_mb())
+                );
                 std::io::stdout().flush().ok();
                 if std::env::var_os("LOADTEST_DEBUG").is_some() {
-                    eprintln!("{s}");
+                    eprintln!(
+                        "{s}; live {:.1} MB, RSS {:.1} MB",
+                        alloc::live_mb(),
+                        rss_mb()
+                    );
                 }
             }
         }
@@ -375,6 +449,7 @@ async fn work(o: &BulkOpts) -> prewarm::Result<Value> {
         "store_writes": store.writes.load(Ordering::Relaxed),
         "store_reads": store.reads.load(Ordering::Relaxed),
         "peak_rss_mb": round1(peak_rss_mb()),
+        "peak_live_mb": round1(alloc::peak_live_mb()),
     }))
 }
 

@@ -40,8 +40,13 @@
 //! process (this example started again with `--serve-fake`), as Telegram and R2 are other
 //! machines: the peak RSS reported (VmHWM) is the bot's process alone.
 
+mod alloc;
 mod bulk;
 mod traffic;
+
+/// Counts live bytes, so that a peak RSS can be read against what was live (`alloc.rs`).
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -683,11 +688,21 @@ impl Remote {
 // ---------------------------------------------------------------------------------------------
 // Figures
 
+/// The resident set now, in MB.
+fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// The most resident at once so far (`VmHWM`), in MB.
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+fn status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }

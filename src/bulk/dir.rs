@@ -15,6 +15,7 @@ use super::save_all::{BulkSaver, SaveInput, SaveSource};
 #[cfg(feature = "sqlite")]
 use crate::db::{FileIndex, FileStat, IndexedFile};
 use crate::engine::PrewarmEngine;
+use crate::engine::metrics::MetricsSnapshot;
 use crate::error::{Error, Result};
 use crate::media::{BotId, MediaKind};
 
@@ -43,8 +44,11 @@ const INDEX_BATCH: usize = 512;
 /// # #[tokio::main]
 /// # async fn main() -> prewarm::Result<()> {
 /// let setup = PrewarmEngine::from_env().await?;
+/// // Before the engine resumes what an interrupted run left queued: those uploads count too.
+/// let baseline = setup.engine.metrics().await?;
 /// let running = setup.engine.spawn();
 /// let warm = WarmDir::new("media/")
+///     .with_baseline(baseline)
 ///     .with_index(FileIndex::open(".prewarm/warm_dir.sqlite").await?);
 /// let progress = warm.progress();
 /// let ticker = tokio::spawn(async move {
@@ -72,6 +76,7 @@ pub struct WarmDir {
     max_bytes: Option<u64>,
     wait: Duration,
     progress: Progress,
+    baseline: Option<MetricsSnapshot>,
 }
 
 /// One file that did not become ready, and why.
@@ -101,9 +106,10 @@ pub struct WarmDirReport {
     pub skipped_by_index: u64,
     /// Files read and hashed.
     pub hashed: u64,
-    /// Telegram uploads the engine made during the run.
+    /// Telegram uploads the engine started during the run (from its
+    /// [baseline](WarmDir::with_baseline) when one was given).
     pub uploads: u64,
-    /// Bytes written to the store during the run.
+    /// Bytes written to the store during the run (from its baseline when one was given).
     pub stored_bytes: u64,
     /// From the start of the walk to the last warm.
     pub elapsed: Duration,
@@ -198,6 +204,7 @@ impl WarmDir {
             max_bytes: None,
             wait: Duration::from_secs(24 * 3600),
             progress: Progress::new(),
+            baseline: None,
         }
     }
 
@@ -239,6 +246,18 @@ impl WarmDir {
         self
     }
 
+    /// Counts the report's [`uploads`](WarmDirReport::uploads) and
+    /// [`stored_bytes`](WarmDirReport::stored_bytes) from `baseline` (the engine's
+    /// [`metrics`](PrewarmEngine::metrics)) instead of from the run's start. Take it before
+    /// [`PrewarmEngine::spawn`]: a durable queue may hold jobs left by an earlier run that
+    /// was interrupted, and the engine starts uploading them at once, before the run begins.
+    /// Counted from the run's start, an upload begun then and finished after the run looked
+    /// the media up is in neither `skipped` (it was not warm yet) nor `uploads`.
+    pub fn with_baseline(mut self, baseline: MetricsSnapshot) -> Self {
+        self.baseline = Some(baseline);
+        self
+    }
+
     /// The run's live counts, to render while [`run`](Self::run) goes on.
     pub fn progress(&self) -> Progress {
         self.progress.clone()
@@ -251,7 +270,10 @@ impl WarmDir {
     /// [`Error::Io`] when the folder cannot be walked; the file index's error.
     pub async fn run(&self, engine: &PrewarmEngine, bot: &BotId) -> Result<WarmDirReport> {
         let started = Instant::now();
-        let before = engine.metrics().await.unwrap_or_default();
+        let before = match &self.baseline {
+            Some(baseline) => baseline.clone(),
+            None => engine.metrics().await.unwrap_or_default(),
+        };
         let dir = self.dir.clone();
         let files = tokio::task::spawn_blocking(move || list_files(&dir))
             .await

@@ -293,3 +293,116 @@ async fn a_known_hash_is_trusted_and_the_file_read_only_when_the_store_lacks_it(
     assert!(by("missing").hashed, "not in the store: read and saved");
     assert_eq!(store.started.lock().unwrap().len(), puts + 1);
 }
+
+/// An uploader that holds the first upload until a second one begins.
+#[derive(Debug)]
+struct HeldUploader {
+    inner: MemoryUploader,
+    began: AtomicUsize,
+    first_began: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl crate::Uploader for HeldUploader {
+    fn bot(&self) -> &BotId {
+        self.inner.bot()
+    }
+    async fn upload(
+        &self,
+        request: crate::upload::UploadRequest,
+    ) -> Result<crate::upload::Uploaded> {
+        match self.began.fetch_add(1, Ordering::SeqCst) {
+            0 => {
+                self.first_began.notify_one();
+                let _held = self.gate.acquire().await;
+            }
+            1 => self.gate.add_permits(1),
+            _ => {}
+        }
+        self.inner.upload(request).await
+    }
+}
+
+/// The race behind a flaky `tests/warm_dir.rs`: an engine resumes a job an interrupted run
+/// left queued as soon as it starts, before `WarmDir::run` begins; that upload finishes only
+/// after the run looked the media up, so the media is not "warm before". From a baseline
+/// taken before the engine started, the report counts that upload: every media not warm
+/// before the run was uploaded by it.
+#[tokio::test]
+async fn a_warm_dir_report_counts_the_uploads_resumed_before_it_from_its_baseline() {
+    use super::WarmDir;
+    let bot = BotId::new("bulk").unwrap();
+    let uploader = Arc::new(HeldUploader {
+        inner: MemoryUploader::new(bot.clone()),
+        began: AtomicUsize::new(0),
+        first_began: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let engine = PrewarmEngine::builder()
+        .with_uploader(uploader.clone())
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (media(1, 1000), media(2, 1000));
+    std::fs::write(dir.path().join("a.jpg"), &a).unwrap();
+    std::fs::write(dir.path().join("b.jpg"), &b).unwrap();
+    // An earlier run saved `a` and stopped before warming it.
+    engine.save(&bot, a, MediaKind::Photo).await.unwrap();
+
+    let baseline = engine.metrics().await.unwrap();
+    let running = engine.spawn();
+    // `a`'s upload is on the wire, held until `b`'s begins: one at a time in path order,
+    // `b` is saved only once `a` was looked up (not warm) and answered.
+    uploader.first_began.notified().await;
+    let report = WarmDir::new(dir.path())
+        .with_baseline(baseline)
+        .with_max_in_flight(1)
+        .with_wait(Duration::from_secs(10))
+        .run(&engine, &bot)
+        .await
+        .unwrap();
+    running.shutdown().await.unwrap();
+
+    assert_eq!((report.files, report.ready), (2, 2), "{report:?}");
+    assert_eq!(report.skipped, 0, "`a` was not warm when the run looked");
+    assert_eq!(report.uploads, 2, "{report:?}");
+    assert!(report.uploads >= report.files - report.skipped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_media_is_hashed_once() {
+    use crate::media::HASHED_HERE;
+    let (engine, bot, _store) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.jpg");
+    std::fs::write(&path, media(99, 1000)).unwrap();
+    let mut inputs: Vec<_> = (0..10)
+        .map(|i| SaveInput::bytes(i, MediaKind::Photo, media(i, 1000)))
+        .collect();
+    inputs.push(SaveInput::file(10, MediaKind::Photo, &path, 1000));
+    // A media warm already: hashed to tell, then nothing more.
+    let warm = engine
+        .save(&bot, media(11, 1000), MediaKind::Photo)
+        .await
+        .unwrap();
+    engine
+        .record_file_id(&warm, crate::FileId::new("warm"))
+        .await
+        .unwrap();
+    inputs.push(SaveInput::bytes(11, MediaKind::Photo, media(11, 1000)));
+
+    HASHED_HERE.set(0);
+    let saved: Vec<_> = BulkSaver::new(&engine, &bot)
+        .save_all(futures::stream::iter(inputs))
+        .collect()
+        .await;
+    assert_eq!(saved.len(), 12);
+    assert!(saved.iter().all(|s| s.result.is_ok() && s.hashed));
+    assert_eq!(saved.iter().filter(|s| s.already_warm).count(), 1);
+    assert_eq!(
+        HASHED_HERE.get(),
+        12 * 1000,
+        "each media's bytes hashed once"
+    );
+}

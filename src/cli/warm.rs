@@ -78,8 +78,12 @@ pub(super) async fn warm(args: WarmArgs, json: bool) -> Result<(), Failure> {
         eprintln!("prewarm: demo mode (the fake Bot API on loopback; nothing goes to Telegram)");
     }
     let index = FileIndex::open(&index).await?;
+    // Before the engine starts: it may resume an interrupted run's jobs at once, and those
+    // uploads are this run's too.
+    let baseline = setup.engine.metrics().await.unwrap_or_default();
     let running = setup.engine.spawn();
     let mut warm = WarmDir::new(&args.dir)
+        .with_baseline(baseline)
         .with_kind(args.kind)
         .with_index(index)
         .with_rehash(args.rehash);

@@ -1,5 +1,5 @@
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +9,13 @@ use crate::media::Sha256;
 
 /// The bytes of recent saves, so that warming a media just saved does not read it back from
 /// the store. Bounded by a byte budget (oldest out first) and a time to live.
+///
+/// The budget bounds the memory the cache keeps alive, not only what it can still serve:
+/// bytes it handed out (to an upload, which may take seconds) and evicted since live on until
+/// their reader drops them, so they stay charged to the budget until then. When readers
+/// hold the whole budget, a new save's bytes are not kept (its warm reads the store).
+/// Without this, a bulk import whose uploads stream big media from memory held the budget
+/// again for every batch of evicted entries still on the wire.
 #[derive(Debug)]
 pub(crate) struct ByteCache {
     budget: u64,
@@ -19,9 +26,33 @@ pub(crate) struct ByteCache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Sha256, (Bytes, Instant)>,
+    entries: HashMap<Sha256, Entry>,
     order: VecDeque<(Sha256, Instant)>,
+    /// The bytes of `entries` and of `lent`.
     used: u64,
+    /// Evicted entries still read by someone: their lengths and reader counts.
+    lent: Vec<(u64, Arc<()>)>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    bytes: Bytes,
+    at: Instant,
+    /// One strong count per reader alive, plus this one (see [`Lent`]).
+    readers: Arc<()>,
+}
+
+/// What [`ByteCache::get`] hands out: the cached bytes (not a copy), holding one count of
+/// their entry's readers until the last clone is dropped.
+struct Lent {
+    bytes: Bytes,
+    _reader: Arc<()>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 impl ByteCache {
@@ -47,17 +78,31 @@ impl ByteCache {
         if inner.entries.contains_key(&sha) {
             return;
         }
+        self.evict(&mut inner, now, len);
+        if inner.used + len > self.budget {
+            // Readers hold the rest of the budget: not kept.
+            return;
+        }
         inner.used += len;
-        inner.entries.insert(sha, (bytes, now));
+        let entry = Entry {
+            bytes,
+            at: now,
+            readers: Arc::new(()),
+        };
+        inner.entries.insert(sha, entry);
         inner.order.push_back((sha, now));
-        self.evict(&mut inner, now);
     }
 
     pub(crate) fn get(&self, sha: &Sha256) -> Option<Bytes> {
         let now = Instant::now();
         let mut inner = self.lock();
-        self.evict(&mut inner, now);
-        inner.entries.get(sha).map(|(b, _)| b.clone())
+        self.evict(&mut inner, now, 0);
+        inner.entries.get(sha).map(|e| {
+            Bytes::from_owner(Lent {
+                bytes: e.bytes.clone(),
+                _reader: e.readers.clone(),
+            })
+        })
     }
 
     #[cfg(test)]
@@ -65,18 +110,34 @@ impl ByteCache {
         self.lock().used
     }
 
-    fn evict(&self, inner: &mut Inner, now: Instant) {
+    /// Releases the lent bytes no one reads any more, then evicts the expired entries and the
+    /// oldest until `room` more bytes fit (or nothing is left to evict).
+    fn evict(&self, inner: &mut Inner, now: Instant, room: u64) {
+        let mut released = 0;
+        inner.lent.retain(|(len, readers)| {
+            let read = Arc::strong_count(readers) > 1;
+            if !read {
+                released += len;
+            }
+            read
+        });
+        inner.used -= released;
         while let Some(&(sha, at)) = inner.order.front() {
             let expired = now.duration_since(at) >= self.ttl;
-            if !expired && inner.used <= self.budget {
+            if !expired && inner.used + room <= self.budget {
                 break;
             }
             inner.order.pop_front();
             // The entry may have been removed already, or re-inserted later (another stamp).
-            if inner.entries.get(&sha).is_some_and(|(_, t)| *t == at)
-                && let Some((bytes, _)) = inner.entries.remove(&sha)
+            if inner.entries.get(&sha).is_some_and(|e| e.at == at)
+                && let Some(entry) = inner.entries.remove(&sha)
             {
-                inner.used -= bytes.len() as u64;
+                let len = entry.bytes.len() as u64;
+                if Arc::strong_count(&entry.readers) > 1 {
+                    inner.lent.push((len, entry.readers));
+                } else {
+                    inner.used -= len;
+                }
             }
         }
     }
@@ -124,5 +185,39 @@ mod tests {
         assert!(cache.get(&a).is_none(), "the oldest made room");
         assert!(cache.get(&b).is_some());
         assert_eq!(cache.used(), 80);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_handed_out_stay_charged_until_their_reader_drops_them() {
+        let cache = ByteCache::new(100, Duration::from_secs(10));
+        let (a, b, c) = (Sha256::of(b"a"), Sha256::of(b"b"), Sha256::of(b"c"));
+        cache.insert(a, Bytes::from(vec![1; 40]));
+        cache.insert(b, Bytes::from(vec![2; 40]));
+        // Two uploads read them, as long as they take.
+        let (read_a, read_b) = (cache.get(&a).unwrap(), cache.get(&b).unwrap());
+        assert_eq!(
+            (read_a[0], read_a.len()),
+            (1, 40),
+            "the cached bytes themselves"
+        );
+        cache.insert(c, Bytes::from(vec![3; 40]));
+        assert!(
+            cache.get(&c).is_none(),
+            "80 bytes read, 40 more would pass the budget"
+        );
+        assert!(cache.get(&a).is_none(), "evicted to make room, in vain");
+        assert_eq!(
+            cache.used(),
+            80,
+            "the evicted bytes live on in their readers"
+        );
+        drop(read_a);
+        cache.insert(c, Bytes::from(vec![3; 40]));
+        assert!(cache.get(&c).is_some(), "a's reader is done: room for c");
+        assert_eq!(cache.used(), 80);
+        drop(read_b);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(cache.get(&c).is_none());
+        assert_eq!(cache.used(), 0, "expired, and nothing read any more");
     }
 }

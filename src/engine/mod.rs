@@ -32,6 +32,7 @@ use crate::store::MediaStore;
 use crate::upload::{MediaSource, Uploader};
 
 pub use builder::PrewarmEngineBuilder;
+pub(crate) use save::sha256_of;
 pub use worker::EngineTask;
 
 /// Push stamps kept for the dispatch-delay histogram, at most.

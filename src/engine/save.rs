@@ -21,20 +21,30 @@ impl PrewarmEngine {
     /// [`Error::EmptyMedia`] and [`Error::TooLarge`] before anything is stored;
     /// [`Error::UnknownBot`] when no uploader serves `bot`; the store's or queue's error.
     pub async fn save(&self, bot: &BotId, bytes: Bytes, kind: MediaKind) -> Result<MediaKey> {
+        // Checked before the hash: an oversized media costs nothing.
+        self.inner.config.limits.check(kind, bytes.len() as u64)?;
+        self.uploader(bot)?;
+        let sha = sha256_of(&bytes).await?;
+        Ok(self.save_hashed(bot, bytes, kind, sha).await?.key)
+    }
+
+    /// [`save`](Self::save) for bytes the caller hashed already (the bulk path hashes first
+    /// to tell a warm media apart): `sha` must be the SHA-256 of `bytes`, computed from these
+    /// very bytes, or they are stored under another media's address. Answers whether the
+    /// media was warm already (then nothing was stored or queued).
+    pub(crate) async fn save_hashed(
+        &self,
+        bot: &BotId,
+        bytes: Bytes,
+        kind: MediaKind,
+        sha: Sha256,
+    ) -> Result<SaveOutcome> {
         let inner = &self.inner;
         inner.config.limits.check(kind, bytes.len() as u64)?;
         self.uploader(bot)?;
-        let sha = if bytes.len() <= HASH_INLINE_MAX {
-            Sha256::of(&bytes)
-        } else {
-            let b = bytes.clone();
-            tokio::task::spawn_blocking(move || Sha256::of(&b))
-                .await
-                .map_err(|e| Error::io("hashing a media", std::io::Error::other(e)))?
-        };
         let key = MediaKey::new(bot.clone(), sha, kind);
         if inner.cache.get(&key).await?.is_some() {
-            return Ok(key);
+            return Ok(SaveOutcome::warm(key));
         }
         let body = futures::stream::once({
             let bytes = bytes.clone();
@@ -46,7 +56,7 @@ impl PrewarmEngine {
         inner.bytes.insert(sha, bytes);
         self.store_and_enqueue(&key, PutPayload::from_hashed_stream(size, sha, body))
             .await?;
-        Ok(key)
+        Ok(SaveOutcome::saved(key))
     }
 
     /// Saves a media from a stream, without holding it in memory: the bytes are spooled to a
@@ -61,6 +71,20 @@ impl PrewarmEngine {
         stream: S,
         kind: MediaKind,
     ) -> Result<MediaKey>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        Ok(self.save_stream_outcome(bot, stream, kind).await?.key)
+    }
+
+    /// [`save_stream`](Self::save_stream), answering whether the media was warm already.
+    pub(crate) async fn save_stream_outcome<S, E>(
+        &self,
+        bot: &BotId,
+        stream: S,
+        kind: MediaKind,
+    ) -> Result<SaveOutcome>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -80,7 +104,7 @@ impl PrewarmEngine {
         inner.config.limits.check(kind, size)?;
         let key = MediaKey::new(bot.clone(), sha, kind);
         if inner.cache.get(&key).await?.is_some() {
-            return Ok(key);
+            return Ok(SaveOutcome::warm(key));
         }
         let file = tokio::fs::File::open(&path)
             .await
@@ -88,7 +112,7 @@ impl PrewarmEngine {
         let body = crate::store::file_stream(file);
         self.store_and_enqueue(&key, PutPayload::from_hashed_stream(size, sha, body))
             .await?;
-        Ok(key)
+        Ok(SaveOutcome::saved(key))
     }
 
     /// Stores a media's bytes at its content address and queues its warm.
@@ -103,6 +127,42 @@ impl PrewarmEngine {
             .await?;
         Ok(())
     }
+}
+
+/// What a save did, for the bulk path.
+#[derive(Debug)]
+pub(crate) struct SaveOutcome {
+    /// The media's key.
+    pub(crate) key: MediaKey,
+    /// It had a cached file_id already: nothing was stored or queued.
+    pub(crate) already_warm: bool,
+}
+
+impl SaveOutcome {
+    fn warm(key: MediaKey) -> Self {
+        Self {
+            key,
+            already_warm: true,
+        }
+    }
+
+    fn saved(key: MediaKey) -> Self {
+        Self {
+            key,
+            already_warm: false,
+        }
+    }
+}
+
+/// The SHA-256 of `bytes`, off the async workers when it takes long enough to matter.
+pub(crate) async fn sha256_of(bytes: &Bytes) -> Result<Sha256> {
+    if bytes.len() <= HASH_INLINE_MAX {
+        return Ok(Sha256::of(bytes));
+    }
+    let b = bytes.clone();
+    tokio::task::spawn_blocking(move || Sha256::of(&b))
+        .await
+        .map_err(|e| Error::io("hashing a media", std::io::Error::other(e)))
 }
 
 /// Writes `stream` to `path`, hashing it, and fails as soon as it passes `limit` bytes.
