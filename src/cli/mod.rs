@@ -52,7 +52,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Stores and warms every regular file under DIR; files already warm are skipped, and a
-    /// run stopped midway finishes when run again. Exit 1 when any file failed.
+    /// run stopped midway finishes when run again. Exit 1 when any file failed. On an
+    /// embedded database it uses the whole bot-wide rate (PREWARM_USER_SHARE defaults to 0:
+    /// it sends to no user); on PostgreSQL it shares the bot's budget and leaves its users
+    /// their share (25%).
     Warm(warm::WarmArgs),
     /// Per bot: jobs queued, delayed, claimed and dead, the oldest job's age, uploads in the
     /// last minute.

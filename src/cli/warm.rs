@@ -69,6 +69,12 @@ pub(super) async fn warm(args: WarmArgs, json: bool) -> Result<(), Failure> {
         match name {
             "PREWARM_DB" => Ok(Some(db.clone())),
             "MEDIA_PREWARM_CONCURRENCY" if concurrency.is_some() => Ok(concurrency.clone()),
+            // This process sends to no user, and with an embedded database its rate budget is
+            // its own: a share kept for sends to users would serve nobody. With PostgreSQL it
+            // shares the bot's budget, and the bot's users keep their share.
+            "PREWARM_USER_SHARE" if !postgres => {
+                Ok(crate::env::process(name)?.or_else(|| Some("0".to_owned())))
+            }
             "TELEGRAM_BOT_TOKEN" if args.demo => Ok(None),
             _ => crate::env::process(name),
         }

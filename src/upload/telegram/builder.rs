@@ -112,6 +112,16 @@ impl TelegramUploaderBuilder {
                 }
             }
         }
+        if let Some(share) = read(&mut builder, "PREWARM_USER_SHARE") {
+            match share.trim().parse::<u32>() {
+                Ok(percent) if percent <= 99 => {
+                    builder.rate_limits = builder.rate_limits.with_user_share(percent);
+                }
+                _ => builder.env_errors.push(format!(
+                    "PREWARM_USER_SHARE is {share:?}: expected the percent of the bot-wide rate                      that warms leave to sends to users, a whole number from 0 to 99"
+                )),
+            }
+        }
         builder
     }
 
@@ -302,6 +312,35 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(named.bot().as_str(), "shop_bot");
+    }
+
+    #[test]
+    fn the_user_share_comes_from_the_environment() {
+        let env = |share: &'static str| {
+            move |name: &str| -> Result<Option<String>> {
+                Ok(match name {
+                    "TELEGRAM_BOT_TOKEN" => Some("4242:secret".to_owned()),
+                    "MEDIA_WARMUP_CHAT_IDS" => Some("1".to_owned()),
+                    "PREWARM_USER_SHARE" => Some(share.to_owned()),
+                    _ => None,
+                })
+            }
+        };
+        let builder = TelegramUploaderBuilder::from_lookup(&env("0"));
+        assert_eq!(builder.rate_limits.user_share(), 0);
+        builder.build().expect("valid");
+        let builder = TelegramUploaderBuilder::from_lookup(&env("40"));
+        assert_eq!(builder.rate_limits.user_share(), 40);
+        for bad in ["100", "-1", "a quarter"] {
+            let err = TelegramUploaderBuilder::from_lookup(&env(bad))
+                .build()
+                .unwrap_err();
+            assert!(err.to_string().contains("PREWARM_USER_SHARE"), "{err}");
+        }
+        let default = TelegramUploaderBuilder::from_lookup(&|name: &str| {
+            Ok((name == "TELEGRAM_BOT_TOKEN").then(|| "4242:secret".to_owned()))
+        });
+        assert_eq!(default.rate_limits.user_share(), 25);
     }
 
     #[test]
