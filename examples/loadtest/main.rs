@@ -70,6 +70,8 @@ const HEADER: usize = 32;
 const UPLOAD_MS: (u64, u64) = (500, 2000);
 const DOWNLOAD_MS: (u64, u64) = (200, 800);
 const BASELINE_WINDOW: Duration = Duration::from_secs(60);
+/// The engine's byte cache of recent saves (64 MiB; it keeps files of up to half of it).
+const BYTE_CACHE: u64 = 64 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -308,6 +310,8 @@ struct LoadStore {
     objects: Mutex<HashMap<ObjectKey, Spec>>,
     downloaded: Arc<AtomicU64>,
     downloads: AtomicU64,
+    /// `head` calls (metadata reads: no bytes, one request each on a real store).
+    heads: AtomicU64,
     urls_given: AtomicU64,
     /// A pause before each chunk of a download (a store read at a network's pace), if any.
     pace: Option<Duration>,
@@ -326,6 +330,7 @@ impl LoadStore {
             objects: Mutex::default(),
             downloaded: Arc::default(),
             downloads: AtomicU64::new(0),
+            heads: AtomicU64::new(0),
             urls_given: AtomicU64::new(0),
             pace: None,
             open: Arc::default(),
@@ -428,6 +433,7 @@ impl MediaStore for LoadStore {
 
     async fn head(&self, key: &ObjectKey) -> prewarm::Result<ObjectMeta> {
         let s = self.spec(key)?;
+        self.heads.fetch_add(1, Ordering::Relaxed);
         Ok(ObjectMeta {
             key: key.clone(),
             size: s.size,
@@ -744,7 +750,7 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         .with_store(store.clone())
         .with_uploader(timed.clone())
         .with_concurrency(concurrency)
-        .with_byte_cache(64 * 1024 * 1024, Duration::from_secs(600))
+        .with_byte_cache(BYTE_CACHE, Duration::from_secs(600))
         .build()?;
     let mut remote = remote;
     let ready: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -881,6 +887,7 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         .sum::<f64>()
         / saved.len().max(1) as f64;
     let downloaded = store.downloaded.load(Ordering::Relaxed);
+    let by_class = store_reads_by_class(&store, &saved, BYTE_CACHE / 2);
     let ok = timed.ok.load(Ordering::Relaxed).max(1);
     let rate_limits = if o.group {
         20.0
@@ -918,6 +925,8 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         "429s": fake["too_many_requests"],
         "retry_after_violations": fake["violations"],
         "store_downloads": store.downloads.load(Ordering::Relaxed),
+        "store_heads": store.heads.load(Ordering::Relaxed),
+        "store_reads_by_class": by_class,
         "store_downloads_max_at_once": store.max_open.load(Ordering::Relaxed),
         "bytes_saved": total_size,
         "bytes_downloaded": downloaded,
@@ -925,6 +934,66 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         "downloaded_share_mean_per_media": (share_mean * 1000.0).round() / 1000.0,
         "peak_rss_mb": round1(peak_rss_mb()),
     }))
+}
+
+/// Which media were read back from the store, by kind and size: photos, and the rest by
+/// Telegram's URL limit (5 MB for photos, 20 MB for other kinds: larger ones must be uploaded)
+/// and by whether the engine's byte cache keeps a file that large (up to `cache_max`). Per
+/// class: media saved and their bytes, media read from the store at least once, reads, bytes
+/// read.
+fn store_reads_by_class(store: &LoadStore, saved: &[Saved], cache_max: u64) -> Value {
+    #[derive(Default)]
+    struct Row {
+        media: u64,
+        bytes: u64,
+        read_media: u64,
+        read_bytes: u64,
+    }
+    let mut rows: std::collections::BTreeMap<String, Row> = Default::default();
+    for s in saved {
+        let url_limit = match s.spec.kind {
+            MediaKind::Photo => 5_000_000,
+            _ => 20_000_000,
+        };
+        let class = if s.spec.size <= url_limit {
+            format!("{} <= {} MB (URL)", s.spec.kind, url_limit / 1_000_000)
+        } else if s.spec.size <= cache_max {
+            format!(
+                "{} > {} MB, <= {} MiB (upload; fits the byte cache)",
+                s.spec.kind,
+                url_limit / 1_000_000,
+                cache_max >> 20
+            )
+        } else {
+            format!(
+                "{} > {} MiB (upload; over the byte cache's largest file)",
+                s.spec.kind,
+                cache_max >> 20
+            )
+        };
+        let read = store.downloaded_of(&s.key.object_key());
+        let row = rows.entry(class).or_default();
+        row.media += 1;
+        row.bytes += s.spec.size;
+        row.read_media += u64::from(read > 0);
+        row.read_bytes += read;
+    }
+    let total: u64 = rows.values().map(|r| r.bytes).sum::<u64>().max(1);
+    rows.into_iter()
+        .map(|(class, r)| {
+            (
+                class,
+                json!({
+                    "media": r.media,
+                    "bytes": r.bytes,
+                    "read_from_store": r.read_media,
+                    "bytes_read": r.read_bytes,
+                    "share_of_all_bytes": (r.read_bytes as f64 / total as f64 * 1000.0).round() / 1000.0,
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn spawn_waiter(
