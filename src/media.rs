@@ -552,10 +552,18 @@ pub struct Job {
     pub attempts: u32,
     /// Whether someone is waiting for this media right now (a send or a wait).
     pub demand: bool,
+    /// Whether running the job soon spares a costly step later: the engine sets it when it
+    /// holds the media's bytes (a save just now) and the uploader must upload those bytes
+    /// (Telegram takes no URL for this media), so that warming it while the bytes are at hand
+    /// spares reading the whole media back from the store. The queue ranks such a job ahead
+    /// of others within limits (see [`PriorityPolicy`](crate::PriorityPolicy)). Set by the
+    /// push that queues (or revives) the job and kept until it finishes; a requeue of a dead
+    /// job clears it.
+    pub hot: bool,
 }
 
 impl Job {
-    /// A fresh job with no attempts and no demand.
+    /// A fresh job with no attempts, no demand and not hot.
     pub fn new(key: MediaKey, size: u64, enqueued_at: Timestamp) -> Self {
         Self {
             key,
@@ -563,6 +571,7 @@ impl Job {
             enqueued_at,
             attempts: 0,
             demand: false,
+            hot: false,
         }
     }
 }
