@@ -33,24 +33,27 @@ impl ByteCache {
         }
     }
 
-    pub(crate) fn insert(&self, sha: Sha256, bytes: Bytes) {
+    /// Keeps `bytes` for `sha`; answers whether they are held now (kept, or held already).
+    pub(crate) fn insert(&self, sha: Sha256, bytes: Bytes) -> bool {
         let len = bytes.len() as u64;
         if len > self.budget / 2 {
             // One larger file would flush everything else for a single use. Up to half the
             // budget is worth it: a media just saved is warmed within milliseconds when a
             // worker is free, and the largest files are the ones whose store download costs
             // most (videos over 20 MB cannot go by URL).
-            return;
+            return false;
         }
         let now = Instant::now();
         let mut inner = self.lock();
         if inner.entries.contains_key(&sha) {
-            return;
+            return true;
         }
         inner.used += len;
         inner.entries.insert(sha, (bytes, now));
         inner.order.push_back((sha, now));
         self.evict(&mut inner, now);
+        // Gone already with a zero time to live.
+        inner.entries.contains_key(&sha)
     }
 
     pub(crate) fn get(&self, sha: &Sha256) -> Option<Bytes> {

@@ -115,9 +115,9 @@ pub(crate) struct Inner {
     metrics: Metrics,
     /// This engine's lease-owner name.
     instance: Arc<str>,
-    /// When each job pushed here was pushed, for the dispatch-delay histogram.
+    /// What this engine knows of each job it pushed, until one of its workers claims it.
     // std mutexes below: map updates only, never held across an `.await`.
-    pushed: Mutex<HashMap<MediaKey, Instant>>,
+    pushed: Mutex<HashMap<MediaKey, Pushed>>,
     /// Media whose file_id this process saw rejected: a successful send forgives them.
     forgivable: Mutex<HashSet<MediaKey>>,
     /// Media past the weak-id limit, with the reason: their job's next claim fails it.
@@ -156,6 +156,16 @@ impl Inner {
             running: AtomicBool::new(false),
         }
     }
+}
+
+/// What an engine knows of a job it pushed, kept until one of its workers claims the job.
+#[derive(Debug)]
+struct Pushed {
+    /// When it was pushed, for the dispatch-delay histogram.
+    at: Instant,
+    /// The media's MIME type when a save named it (sniffed from the bytes): handed to the
+    /// uploader, which would otherwise ask the store for it (a `head` per warm).
+    content_type: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -281,6 +291,11 @@ impl PrewarmEngine {
     }
 
     async fn enqueue(&self, job: Job) -> Result<PushOutcome> {
+        self.enqueue_typed(job, None).await
+    }
+
+    /// Pushes `job`, remembering the media's MIME type for this engine's worker, if given.
+    async fn enqueue_typed(&self, job: Job, content_type: Option<String>) -> Result<PushOutcome> {
         let inner = &self.inner;
         let key = job.key.clone();
         // Stamped before the push: the dispatcher may claim the job before push returns.
@@ -289,12 +304,13 @@ impl PrewarmEngine {
             if pushed.len() >= PUSHED_MAX {
                 // Jobs claimed by other instances never come back to remove their stamps.
                 let horizon = Instant::now() - Duration::from_secs(600);
-                pushed.retain(|_, at| *at > horizon);
+                pushed.retain(|_, p| p.at > horizon);
                 if pushed.len() >= PUSHED_MAX {
                     pushed.clear();
                 }
             }
-            pushed.insert(key.clone(), Instant::now());
+            let at = Instant::now();
+            pushed.insert(key.clone(), Pushed { at, content_type });
         }
         let outcome = inner.queue.push(job, inner.clock.now()).await;
         if !matches!(outcome, Ok(PushOutcome::Queued | PushOutcome::Revived)) {

@@ -6,6 +6,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::PrewarmEngine;
 use crate::error::{Error, Result};
+use crate::media::format::OCTET_STREAM;
 use crate::media::{BotId, Job, MediaKey, MediaKind, Sha256, Sha256Hasher};
 use crate::store::{PutOutcome, PutPayload};
 
@@ -43,9 +44,9 @@ impl PrewarmEngine {
         .boxed();
         let size = bytes.len() as u64;
         // Held before the job exists, so that its worker finds the bytes here.
-        inner.bytes.insert(sha, bytes);
-        self.store_and_enqueue(&key, PutPayload::from_hashed_stream(size, sha, body))
-            .await?;
+        let held = inner.bytes.insert(sha, bytes);
+        let payload = PutPayload::from_hashed_stream(size, sha, body);
+        self.store_and_enqueue(&key, payload, held).await?;
         Ok(key)
     }
 
@@ -86,22 +87,53 @@ impl PrewarmEngine {
             .await
             .map_err(|e| Error::io("reopening the spool file", e))?;
         let body = crate::store::file_stream(file);
-        self.store_and_enqueue(&key, PutPayload::from_hashed_stream(size, sha, body))
-            .await?;
+        let payload = PutPayload::from_hashed_stream(size, sha, body);
+        self.store_and_enqueue(&key, payload, false).await?;
         Ok(key)
     }
 
-    /// Stores a media's bytes at its content address and queues its warm.
-    async fn store_and_enqueue(&self, key: &MediaKey, payload: PutPayload) -> Result<()> {
+    /// Stores a media's bytes at its content address and queues its warm: hot when
+    /// `bytes_held` (the byte cache holds them) and the upload will need them, so that it is
+    /// warmed while they are at hand (see [`Job::hot`]).
+    async fn store_and_enqueue(
+        &self,
+        key: &MediaKey,
+        payload: PutPayload,
+        bytes_held: bool,
+    ) -> Result<()> {
         let inner = &self.inner;
         let size = payload.len();
         let payload = payload.with_sniffed_content_type(key.kind).await;
+        // An unknown format is left for the uploader to find out as before.
+        let content_type = payload
+            .content_type()
+            .filter(|ct| *ct != OCTET_STREAM)
+            .map(str::to_owned);
         if inner.store.put(&key.object_key(), payload).await? == PutOutcome::Created {
             inner.metrics.stored(size);
         }
-        self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
-            .await?;
+        let mut job = Job::new(key.clone(), size, inner.clock.now());
+        job.hot = bytes_held && self.needs_bytes(key, size, content_type.as_deref()).await;
+        self.enqueue_typed(job, content_type).await?;
         Ok(())
+    }
+
+    /// Whether uploading `key` will read its bytes: its uploader says so
+    /// ([`Uploader::needs_bytes`](crate::Uploader::needs_bytes)), or the store has no URL to
+    /// hand it instead.
+    async fn needs_bytes(&self, key: &MediaKey, size: u64, content_type: Option<&str>) -> bool {
+        let inner = &self.inner;
+        let Some(uploader) = inner.uploaders.get(&key.bot) else {
+            return false;
+        };
+        if uploader.needs_bytes(key.kind, size, content_type) {
+            return true;
+        }
+        let url = inner
+            .store
+            .url(&key.object_key(), inner.config.url_ttl, content_type)
+            .await;
+        !matches!(url, Ok(Some(_)))
     }
 }
 

@@ -318,9 +318,11 @@ pub(crate) fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Claimed) {
     let Claimed { job, lease } = claimed;
     let key = &job.key;
-    if let Some(pushed) = lock(&inner.pushed).remove(key) {
-        inner.metrics.dispatched(pushed.elapsed());
-    }
+    let pushed = lock(&inner.pushed).remove(key);
+    let content_type = pushed.and_then(|pushed| {
+        inner.metrics.dispatched(pushed.at.elapsed());
+        pushed.content_type
+    });
 
     // Past the weak-id limit: dead with the reason, nothing uploaded.
     let buried = lock(&inner.bury).remove(key);
@@ -369,7 +371,11 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
         return record(inner, &job, &lease, file_id).await;
     }
 
-    let source = inner.source(key).await;
+    let mut source = inner.source(key).await;
+    if let Some(content_type) = content_type {
+        // Known from the save: the uploader need not ask the store.
+        source = source.with_content_type(content_type);
+    }
     let request = UploadRequest {
         key: key.clone(),
         size: job.size,
