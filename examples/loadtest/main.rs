@@ -14,6 +14,8 @@
 //!   --compare          ours, then the baseline (default seed), and their ratio
 //!   --rss              32 concurrent uploads of 40 MB videos with a full 64 MB byte cache
 //!   --no-url           the store gives no URLs (every upload streams from the store)
+//!   --user-share PCT   the share of the bot-wide rate warms leave to users (default the
+//!                      uploader's, 25%: warms then top out at 22.5/s, 1,350/min)
 //!   --seed S           input seed (default 7)
 //!   --bulk [-n N] [--chats K] [--kill-at M] [--state DIR]
 //!                      N media (default 10,000) through `BulkSaver::save_all` and a store
@@ -90,6 +92,7 @@ struct Opts {
     urls: bool,
     seed: u64,
     traffic: bool,
+    user_share: Option<u32>,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -106,6 +109,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         urls: true,
         seed: 7,
         traffic: false,
+        user_share: None,
     };
     let mut it = args.iter();
     let num = |v: Option<&String>, name: &str| -> Result<f64, String> {
@@ -130,6 +134,13 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--no-url" => o.urls = false,
             "--seed" => o.seed = num(it.next(), "--seed")? as u64,
             "--traffic" => o.traffic = true,
+            "--user-share" => {
+                o.user_share = Some(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or("--user-share needs a percentage")?,
+                )
+            }
             other => return Err(format!("unknown option {other}; see the example's docs")),
         }
     }
@@ -320,6 +331,8 @@ struct LoadStore {
     max_open: Arc<AtomicU64>,
     /// Bytes read per object, for the per-media share.
     per_object: Mutex<HashMap<ObjectKey, u64>>,
+    /// When each object was first read, for `LOADTEST_DEBUG`.
+    first_read: Mutex<HashMap<ObjectKey, Instant>>,
 }
 
 impl LoadStore {
@@ -336,6 +349,7 @@ impl LoadStore {
             open: Arc::default(),
             max_open: Arc::default(),
             per_object: Mutex::default(),
+            first_read: Mutex::default(),
         }
     }
 
@@ -404,6 +418,11 @@ impl MediaStore for LoadStore {
 
     async fn get(&self, key: &ObjectKey) -> prewarm::Result<GetResult> {
         let s = self.spec(key)?;
+        self.first_read
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_insert_with(Instant::now);
         tokio::time::sleep(draw_ms(DOWNLOAD_MS)).await;
         self.downloads.fetch_add(1, Ordering::Relaxed);
         *self
@@ -501,6 +520,10 @@ impl Uploader for Timed {
             }
         }
         r
+    }
+
+    fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
+        self.inner.needs_bytes(kind, size, content_type)
     }
 }
 
@@ -716,6 +739,8 @@ fn round1(x: f64) -> f64 {
 struct Saved {
     key: MediaKey,
     spec: Spec,
+    /// When its save returned.
+    at: Instant,
 }
 
 async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
@@ -728,7 +753,11 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         store.pace = Some(Duration::from_millis(3));
     }
     let store = Arc::new(store);
-    let limits = RateLimits::default().with_in_flight_per_chat(2);
+    let mut limits = RateLimits::default().with_in_flight_per_chat(2);
+    if let Some(share) = o.user_share {
+        limits = limits.with_user_share(share);
+    }
+    let warm_share = 100 - limits.user_share();
     let telegram = TelegramUploader::builder()
         .with_token(TOKEN)
         .with_api_base(remote.api.clone())
@@ -777,7 +806,11 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
             id += 1;
             let key = engine.save(&bot, generate(seed, s), s.kind).await?;
             filled += s.size;
-            saved.lock().unwrap().push(Saved { key, spec: s });
+            saved.lock().unwrap().push(Saved {
+                key,
+                spec: s,
+                at: Instant::now(),
+            });
         }
         let videos: Vec<Spec> = (0..32)
             .map(|i| Spec {
@@ -804,7 +837,11 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
             let t0 = Instant::now();
             engine.warm(&key).await?;
             spawn_waiter(&mut waiters, &engine, key.clone(), t0, &ready, &failed);
-            saved.lock().unwrap().push(Saved { key, spec: s });
+            saved.lock().unwrap().push(Saved {
+                key,
+                spec: s,
+                at: Instant::now(),
+            });
         }
     } else if let Some(rate) = o.open_loop {
         mode = "open-loop";
@@ -836,6 +873,7 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
                         saved.lock().unwrap().push(Saved {
                             key: key.clone(),
                             spec: s,
+                            at: Instant::now(),
                         });
                         match engine.wait_ready(&key, Duration::from_secs(600)).await {
                             Ok(_) => ready.lock().unwrap().push(t0.elapsed()),
@@ -866,9 +904,14 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
             };
             let key = engine.save(&bot, bytes, s.kind).await?;
             spawn_waiter(&mut waiters, &engine, key.clone(), t0, &ready, &failed);
-            saved.lock().unwrap().push(Saved { key, spec: s });
+            saved.lock().unwrap().push(Saved {
+                key,
+                spec: s,
+                at: Instant::now(),
+            });
         }
     }
+    let saves_done = start.elapsed();
     while waiters.join_next().await.is_some() {}
     let elapsed = start.elapsed();
     let metrics = engine.metrics().await?;
@@ -888,11 +931,33 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         / saved.len().max(1) as f64;
     let downloaded = store.downloaded.load(Ordering::Relaxed);
     let by_class = store_reads_by_class(&store, &saved, BYTE_CACHE / 2);
+    if std::env::var_os("LOADTEST_DEBUG").is_some() {
+        // Each media read from the store: when it was saved, and how long after that it was
+        // first read.
+        let first_read = store.first_read.lock().unwrap();
+        for s in saved.iter() {
+            if let Some(read) = first_read.get(&s.key.object_key()) {
+                eprintln!(
+                    "store read: {} {} bytes, saved at {:.1} s, read {:.1} s after its save",
+                    s.spec.kind,
+                    s.spec.size,
+                    (s.at - start).as_secs_f64(),
+                    read.saturating_duration_since(s.at).as_secs_f64()
+                );
+            }
+        }
+    }
     let ok = timed.ok.load(Ordering::Relaxed).max(1);
     let rate_limits = if o.group {
         20.0
     } else {
         (30.0f64).min(chats.len() as f64) * 60.0
+    };
+    // What the uploader lets warms use of the bot-wide rate.
+    let warm_limit = if o.group {
+        20.0
+    } else {
+        (30.0 * f64::from(warm_share) / 100.0).min(chats.len() as f64) * 60.0
     };
     Ok(json!({
         "run": "ours",
@@ -905,8 +970,11 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         "concurrency": concurrency,
         "url_mode": o.urls,
         "elapsed_s": round1(elapsed.as_secs_f64()),
+        "saves_done_s": round1(saves_done.as_secs_f64()),
         "media_per_min": round1(warmed / elapsed.as_secs_f64() * 60.0),
         "limit_per_min": rate_limits,
+        "warm_share_pct": warm_share,
+        "warm_limit_per_min": warm_limit,
         "time_to_ready_ms": {
             "p50": round1(pct(&times, 0.50)),
             "p95": round1(pct(&times, 0.95)),
