@@ -819,9 +819,9 @@ fn jpeg(i: u64, len: usize) -> Bytes {
 }
 
 /// A media the uploader must upload by its bytes (over its URL limit), saved behind a backlog
-/// of media that go by URL, is warmed by the next free worker, while the byte cache still
-/// holds it (later saves push it out soon after): its bytes are never read from the store.
-/// Demand still goes first. The photos that left the byte cache go by URL with the type the save
+/// of media that go by URL and followed at once by saves that would push it out of the byte
+/// cache, is warmed by the next free worker from the byte cache, where it stays pinned
+/// meanwhile: its bytes are never read from the store. Demand still goes first. The photos that left the byte cache go by URL with the type the save
 /// named: no `head` to ask the store for it.
 #[tokio::test(start_paused = true)]
 async fn a_media_that_needs_its_bytes_is_warmed_while_the_byte_cache_holds_them() {
@@ -858,9 +858,8 @@ async fn a_media_that_needs_its_bytes_is_warmed_while_the_byte_cache_holds_them(
         tokio::task::yield_now().await;
     }
     let video = save(&engine, media(1_000, 200_000), MediaKind::Video).await;
-    // More saves come while the running photo and the demanded one upload: enough to push
-    // the video out of the byte cache, by the time a worker could reach it in rank order.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // More saves at once, while the first photo still uploads: enough to push the video out
+    // of the byte cache, were it not pinned there for its job.
     for i in 21..=40 {
         photos.push(save(&engine, jpeg(i, 50_000), MediaKind::Photo).await);
     }

@@ -9,6 +9,15 @@ use crate::media::Sha256;
 
 /// The bytes of recent saves, so that warming a media just saved does not read it back from
 /// the store. Bounded by a byte budget (oldest out first) and a time to live.
+///
+/// An entry can be pinned: held against the budget's evictions (not against its time to live)
+/// until unpinned. The engine pins the bytes of a media whose upload will need them, from its
+/// save until one of its workers takes them, and ranks that media's job ahead ([`Job::hot`]),
+/// so that the ranking is never spent on bytes that left meanwhile: saves can outrun warming
+/// many times over, and push an unpinned entry out within a fraction of a second. Pinned
+/// bytes never exceed the budget.
+///
+/// [`Job::hot`]: crate::Job::hot
 #[derive(Debug)]
 pub(crate) struct ByteCache {
     budget: u64,
@@ -19,9 +28,19 @@ pub(crate) struct ByteCache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Sha256, (Bytes, Instant)>,
+    entries: HashMap<Sha256, Entry>,
     order: VecDeque<(Sha256, Instant)>,
     used: u64,
+    /// Bytes of the entries pinned at least once.
+    pinned: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    bytes: Bytes,
+    at: Instant,
+    /// How many pins hold it (one per job that waits for these bytes).
+    pins: u32,
 }
 
 impl ByteCache {
@@ -35,23 +54,88 @@ impl ByteCache {
 
     /// Keeps `bytes` for `sha`; answers whether they are held now (kept, or held already).
     pub(crate) fn insert(&self, sha: Sha256, bytes: Bytes) -> bool {
-        let len = bytes.len() as u64;
-        if len > self.budget / 2 {
+        if bytes.len() as u64 > self.budget / 2 {
             // One larger file would flush everything else for a single use. Up to half the
             // budget is worth it: a media just saved is warmed within milliseconds when a
             // worker is free, and the largest files are the ones whose store download costs
             // most (videos over 20 MB cannot go by URL).
             return false;
         }
+        self.put(sha, bytes, false)
+    }
+
+    /// Keeps `bytes` for `sha` and pins them, when the pinned bytes stay within the budget
+    /// (a file of up to the whole budget: its use is certain and near); otherwise as
+    /// [`insert`](Self::insert). Answers whether they are pinned: then
+    /// [`unpin`](Self::unpin) must follow once.
+    pub(crate) fn insert_pinned(&self, sha: Sha256, bytes: Bytes) -> bool {
+        let len = bytes.len() as u64;
+        let fits = {
+            let inner = self.lock();
+            let more = match inner.entries.get(&sha) {
+                Some(e) if e.pins > 0 => 0,
+                _ => len,
+            };
+            inner.pinned + more <= self.budget
+        };
+        if fits {
+            self.put(sha, bytes, true)
+        } else {
+            self.insert(sha, bytes);
+            false
+        }
+    }
+
+    /// Releases one pin of `sha`'s bytes; they become evictable once no pin holds them.
+    pub(crate) fn unpin(&self, sha: &Sha256) {
         let now = Instant::now();
         let mut inner = self.lock();
-        if inner.entries.contains_key(&sha) {
-            return true;
+        let Some(e) = inner.entries.get_mut(sha) else {
+            return; // gone past its time to live
+        };
+        if e.pins == 0 {
+            return;
         }
-        inner.used += len;
-        inner.entries.insert(sha, (bytes, now));
-        inner.order.push_back((sha, now));
-        self.evict(&mut inner, now);
+        e.pins -= 1;
+        if e.pins == 0 {
+            let len = e.bytes.len() as u64;
+            inner.pinned -= len;
+            self.evict(&mut inner, now);
+        }
+    }
+
+    fn put(&self, sha: Sha256, bytes: Bytes, pin: bool) -> bool {
+        let len = bytes.len() as u64;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        match inner.entries.get_mut(&sha) {
+            Some(e) => {
+                if pin {
+                    if e.pins == 0 {
+                        inner.pinned += len;
+                    }
+                    e.pins += 1;
+                }
+            }
+            None => {
+                inner.used += len;
+                if pin {
+                    inner.pinned += len;
+                }
+                let pins = u32::from(pin);
+                inner.entries.insert(
+                    sha,
+                    Entry {
+                        bytes,
+                        at: now,
+                        pins,
+                    },
+                );
+                inner.order.push_back((sha, now));
+            }
+        }
+        self.evict(inner, now);
         // Gone already with a zero time to live.
         inner.entries.contains_key(&sha)
     }
@@ -60,7 +144,7 @@ impl ByteCache {
         let now = Instant::now();
         let mut inner = self.lock();
         self.evict(&mut inner, now);
-        inner.entries.get(sha).map(|(b, _)| b.clone())
+        inner.entries.get(sha).map(|e| e.bytes.clone())
     }
 
     #[cfg(test)]
@@ -68,18 +152,33 @@ impl ByteCache {
         self.lock().used
     }
 
+    /// Drops what outlived the time to live, then the oldest unpinned entries while over the
+    /// budget.
     fn evict(&self, inner: &mut Inner, now: Instant) {
-        while let Some(&(sha, at)) = inner.order.front() {
+        let mut i = 0;
+        while let Some(&(sha, at)) = inner.order.get(i) {
+            // The entry may have been removed already, or re-inserted later (another stamp).
+            let Some(e) = inner.entries.get(&sha).filter(|e| e.at == at) else {
+                inner.order.remove(i);
+                continue;
+            };
             let expired = now.duration_since(at) >= self.ttl;
             if !expired && inner.used <= self.budget {
                 break;
             }
-            inner.order.pop_front();
-            // The entry may have been removed already, or re-inserted later (another stamp).
-            if inner.entries.get(&sha).is_some_and(|(_, t)| *t == at)
-                && let Some((bytes, _)) = inner.entries.remove(&sha)
-            {
-                inner.used -= bytes.len() as u64;
+            if !expired && e.pins > 0 {
+                // Over the budget, but waited for: the unpinned ones behind it go first.
+                // Pinned bytes never exceed the budget, so this ends within it.
+                i += 1;
+                continue;
+            }
+            inner.order.remove(i);
+            if let Some(e) = inner.entries.remove(&sha) {
+                let len = e.bytes.len() as u64;
+                inner.used -= len;
+                if e.pins > 0 {
+                    inner.pinned -= len;
+                }
             }
         }
     }
@@ -127,5 +226,54 @@ mod tests {
         assert!(cache.get(&a).is_none(), "the oldest made room");
         assert!(cache.get(&b).is_some());
         assert_eq!(cache.used(), 80);
+    }
+
+    /// Pinned bytes stay while later inserts push the unpinned ones out, up to the budget:
+    /// a file of up to the whole budget can be pinned, and none past it. Unpinned, they go
+    /// first in age order again; the time to live still applies.
+    #[tokio::test(start_paused = true)]
+    async fn pinned_bytes_outlast_later_inserts_within_the_budget() {
+        let cache = ByteCache::new(100, Duration::from_secs(10));
+        let (big, other, a, b) = (
+            Sha256::of(b"big"),
+            Sha256::of(b"other"),
+            Sha256::of(b"a"),
+            Sha256::of(b"b"),
+        );
+        assert!(
+            cache.insert_pinned(big, Bytes::from(vec![0; 70])),
+            "over half the budget, pinned"
+        );
+        assert!(
+            !cache.insert_pinned(other, Bytes::from(vec![0; 40])),
+            "70 + 40 pinned would pass the budget"
+        );
+        assert!(cache.insert(a, Bytes::from(vec![0; 30])));
+        assert!(cache.insert(b, Bytes::from(vec![0; 30])));
+        assert!(cache.get(&big).is_some(), "the pinned bytes stay");
+        assert!(
+            cache.get(&a).is_none(),
+            "the unpinned ones go, oldest first"
+        );
+        assert!(cache.get(&b).is_some());
+        assert!(cache.used() <= 100);
+        cache.unpin(&big);
+        assert!(cache.insert(a, Bytes::from(vec![0; 30])));
+        assert!(cache.get(&big).is_none(), "unpinned, the oldest goes first");
+        assert_eq!(cache.used(), 60);
+        // Two pins of one entry: it stays until both are released.
+        assert!(cache.insert_pinned(big, Bytes::from(vec![0; 70])));
+        assert!(cache.insert_pinned(big, Bytes::from(vec![0; 70])));
+        cache.unpin(&big);
+        cache.insert(other, Bytes::from(vec![0; 40]));
+        assert!(cache.get(&big).is_some(), "one pin still holds it");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(cache.get(&big).is_none(), "the time to live ends a pin");
+        cache.unpin(&big);
+        assert_eq!(cache.used(), 0);
+        assert!(
+            cache.insert_pinned(other, Bytes::from(vec![0; 100])),
+            "pins start afresh"
+        );
     }
 }

@@ -166,6 +166,9 @@ struct Pushed {
     /// The media's MIME type when a save named it (sniffed from the bytes): handed to the
     /// uploader, which would otherwise ask the store for it (a `head` per warm).
     content_type: Option<String>,
+    /// Whether the save pinned the media's bytes in the byte cache for this job (a hot job):
+    /// whoever removes this entry unpins them once.
+    pinned: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -291,11 +294,18 @@ impl PrewarmEngine {
     }
 
     async fn enqueue(&self, job: Job) -> Result<PushOutcome> {
-        self.enqueue_typed(job, None).await
+        self.enqueue_typed(job, None, false).await
     }
 
-    /// Pushes `job`, remembering the media's MIME type for this engine's worker, if given.
-    async fn enqueue_typed(&self, job: Job, content_type: Option<String>) -> Result<PushOutcome> {
+    /// Pushes `job`, remembering for this engine's worker the media's MIME type, if given,
+    /// and whether its bytes are `pinned` in the byte cache (the pin is released when the
+    /// push queues nothing new).
+    async fn enqueue_typed(
+        &self,
+        job: Job,
+        content_type: Option<String>,
+        pinned: bool,
+    ) -> Result<PushOutcome> {
         let inner = &self.inner;
         let key = job.key.clone();
         // Stamped before the push: the dispatcher may claim the job before push returns.
@@ -304,17 +314,30 @@ impl PrewarmEngine {
             if pushed.len() >= PUSHED_MAX {
                 // Jobs claimed by other instances never come back to remove their stamps.
                 let horizon = Instant::now() - Duration::from_secs(600);
+                // (A pin dropped here lasts until the byte cache's time to live.)
                 pushed.retain(|_, p| p.at > horizon);
                 if pushed.len() >= PUSHED_MAX {
                     pushed.clear();
                 }
             }
             let at = Instant::now();
-            pushed.insert(key.clone(), Pushed { at, content_type });
+            let entry = Pushed {
+                at,
+                content_type,
+                pinned,
+            };
+            if let Some(old) = pushed.insert(key.clone(), entry)
+                && old.pinned
+            {
+                inner.bytes.unpin(&key.sha256);
+            }
         }
         let outcome = inner.queue.push(job, inner.clock.now()).await;
         if !matches!(outcome, Ok(PushOutcome::Queued | PushOutcome::Revived)) {
-            lock(&inner.pushed).remove(&key);
+            let entry = lock(&inner.pushed).remove(&key);
+            if entry.is_some_and(|e| e.pinned) {
+                inner.bytes.unpin(&key.sha256);
+            }
         }
         inner.wake.notify_one();
         outcome

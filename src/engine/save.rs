@@ -43,10 +43,8 @@ impl PrewarmEngine {
         })
         .boxed();
         let size = bytes.len() as u64;
-        // Held before the job exists, so that its worker finds the bytes here.
-        let held = inner.bytes.insert(sha, bytes);
         let payload = PutPayload::from_hashed_stream(size, sha, body);
-        self.store_and_enqueue(&key, payload, held).await?;
+        self.store_and_enqueue(&key, payload, Some(bytes)).await?;
         Ok(key)
     }
 
@@ -88,18 +86,19 @@ impl PrewarmEngine {
             .map_err(|e| Error::io("reopening the spool file", e))?;
         let body = crate::store::file_stream(file);
         let payload = PutPayload::from_hashed_stream(size, sha, body);
-        self.store_and_enqueue(&key, payload, false).await?;
+        self.store_and_enqueue(&key, payload, None).await?;
         Ok(key)
     }
 
-    /// Stores a media's bytes at its content address and queues its warm: hot when
-    /// `bytes_held` (the byte cache holds them) and the upload will need them, so that it is
-    /// warmed while they are at hand (see [`Job::hot`]).
+    /// Stores a media's bytes at its content address and queues its warm. `bytes`, when the
+    /// caller holds them, go to the byte cache: pinned there, and the job hot, when the
+    /// upload will need them (see [`Job::hot`]), so that a worker takes them before later
+    /// saves push them out.
     async fn store_and_enqueue(
         &self,
         key: &MediaKey,
         payload: PutPayload,
-        bytes_held: bool,
+        bytes: Option<Bytes>,
     ) -> Result<()> {
         let inner = &self.inner;
         let size = payload.len();
@@ -112,9 +111,20 @@ impl PrewarmEngine {
         if inner.store.put(&key.object_key(), payload).await? == PutOutcome::Created {
             inner.metrics.stored(size);
         }
+        // Held before the job exists, so that its worker finds the bytes here.
+        let pinned = match bytes {
+            Some(bytes) if self.needs_bytes(key, size, content_type.as_deref()).await => {
+                inner.bytes.insert_pinned(key.sha256, bytes)
+            }
+            Some(bytes) => {
+                inner.bytes.insert(key.sha256, bytes);
+                false
+            }
+            None => false,
+        };
         let mut job = Job::new(key.clone(), size, inner.clock.now());
-        job.hot = bytes_held && self.needs_bytes(key, size, content_type.as_deref()).await;
-        self.enqueue_typed(job, content_type).await?;
+        job.hot = pinned;
+        self.enqueue_typed(job, content_type, pinned).await?;
         Ok(())
     }
 

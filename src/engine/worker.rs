@@ -319,8 +319,13 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
     let Claimed { job, lease } = claimed;
     let key = &job.key;
     let pushed = lock(&inner.pushed).remove(key);
+    // Released once this worker holds the bytes (or has no use for them).
+    let mut pin = Unpin(None);
     let content_type = pushed.and_then(|pushed| {
         inner.metrics.dispatched(pushed.at.elapsed());
+        if pushed.pinned {
+            pin.0 = Some((&inner.bytes, key.sha256));
+        }
         pushed.content_type
     });
 
@@ -372,6 +377,7 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
     }
 
     let mut source = inner.source(key).await;
+    drop(pin);
     if let Some(content_type) = content_type {
         // Known from the save: the uploader need not ask the store.
         source = source.with_content_type(content_type);
@@ -389,6 +395,17 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
     match result {
         Ok(Uploaded { file_id, .. }) => record(inner, &job, &lease, file_id).await,
         Err(e) => failed(inner, &job, &lease, e).await,
+    }
+}
+
+/// Releases a pin of the byte cache when dropped.
+struct Unpin<'a>(Option<(&'a super::byte_cache::ByteCache, crate::media::Sha256)>);
+
+impl Drop for Unpin<'_> {
+    fn drop(&mut self) {
+        if let Some((cache, sha)) = self.0.take() {
+            cache.unpin(&sha);
+        }
     }
 }
 
