@@ -15,7 +15,8 @@ use crate::media::Sha256;
 /// save until one of its workers takes them, and ranks that media's job ahead ([`Job::hot`]),
 /// so that the ranking is never spent on bytes that left meanwhile: saves can outrun warming
 /// many times over, and push an unpinned entry out within a fraction of a second. Pinned
-/// bytes never exceed the budget.
+/// bytes never exceed the budget; a pin whose job another engine claims (a queue shared by
+/// processes) lasts until the time to live.
 ///
 /// [`Job::hot`]: crate::Job::hot
 #[derive(Debug)]

@@ -18,13 +18,14 @@ use crate::media::{Job, MediaKind};
 /// A job is hot ([`Job::hot`]) when running it now is cheap and running it later is not: the
 /// engine holds the media's bytes (it was just saved) and the uploader must upload them
 /// (Telegram fetches no URL for it, as for videos over 20 MB), so that warming it at once
-/// spares reading the whole media back from the store later. The byte cache that holds them
-/// keeps only the latest saves, and a backlog of demanded or smaller media would otherwise
-/// reach it long after they left. Hot jobs therefore go ahead of their list, within
-/// limits that keep the rules below: a hot job nobody waits for stays behind every demanded
-/// job and every aged one, and among demanded jobs a hot one passes only those that came less
-/// than one aging bound before it, so that no demanded job waits more than one aging bound
-/// longer than first come, first served would have it.
+/// spares reading the whole media back from the store later. The engine pins such bytes in
+/// its byte cache until a worker takes them, and saves can outrun warming many times over: a
+/// backlog of demanded or smaller media must not hold the pin (and the memory) for long.
+/// Hot jobs therefore go ahead of their list, within limits that keep the rules below: a hot
+/// job nobody waits for stays behind every demanded job and every aged one, and among
+/// demanded jobs a hot one passes only those that came less than one aging bound before it,
+/// so that no demanded job waits more than one aging bound longer than first come, first
+/// served would have it.
 ///
 /// A claim slot takes from the first non-empty list in the order demanded, aged, fresh, except
 /// one slot in [`aged_share`](Self::aged_share) of each bot's turns, which takes aged, demanded,
