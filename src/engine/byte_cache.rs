@@ -10,8 +10,8 @@ use crate::media::Sha256;
 /// The bytes of recent saves, so that warming a media just saved does not read it back from
 /// the store. Bounded by a byte budget (oldest out first) and a time to live.
 ///
-/// An entry can be pinned: held against the budget's evictions (not against its time to live)
-/// until unpinned. The engine pins the bytes of a media whose upload will need them, from its
+/// An entry of up to half the budget can be pinned: held against the budget's evictions (not
+/// against its time to live) until unpinned. The engine pins the bytes of a media whose upload will need them, from its
 /// save until one of its workers takes them, and ranks that media's job ahead ([`Job::hot`]),
 /// so that the ranking is never spent on bytes that left meanwhile: saves can outrun warming
 /// many times over, and push an unpinned entry out within a fraction of a second. Pinned
@@ -65,12 +65,16 @@ impl ByteCache {
         self.put(sha, bytes, false)
     }
 
-    /// Keeps `bytes` for `sha` and pins them, when the pinned bytes stay within the budget
-    /// (a file of up to the whole budget: its use is certain and near); otherwise as
-    /// [`insert`](Self::insert). Answers whether they are pinned: then
-    /// [`unpin`](Self::unpin) must follow once.
+    /// Keeps `bytes` for `sha` and pins them, when [`insert`](Self::insert) would keep them
+    /// and the pinned bytes stay within the budget; otherwise as `insert`. Answers whether
+    /// they are pinned: then [`unpin`](Self::unpin) must follow once.
     pub(crate) fn insert_pinned(&self, sha: Sha256, bytes: Bytes) -> bool {
         let len = bytes.len() as u64;
+        if len > self.budget / 2 {
+            // Not kept at all (see `insert`): what a worker holds while it uploads stays
+            // within half the budget per upload, as for any media taken from the cache.
+            return false;
+        }
         let fits = {
             let inner = self.lock();
             let more = match inner.entries.get(&sha) {
@@ -229,9 +233,9 @@ mod tests {
         assert_eq!(cache.used(), 80);
     }
 
-    /// Pinned bytes stay while later inserts push the unpinned ones out, up to the budget:
-    /// a file of up to the whole budget can be pinned, and none past it. Unpinned, they go
-    /// first in age order again; the time to live still applies.
+    /// Pinned bytes stay while later inserts push the unpinned ones out, up to the budget
+    /// (files of up to half of it, as unpinned ones). Unpinned, they go first in age order
+    /// again; the time to live still applies.
     #[tokio::test(start_paused = true)]
     async fn pinned_bytes_outlast_later_inserts_within_the_budget() {
         let cache = ByteCache::new(100, Duration::from_secs(10));
@@ -242,38 +246,44 @@ mod tests {
             Sha256::of(b"b"),
         );
         assert!(
-            cache.insert_pinned(big, Bytes::from(vec![0; 70])),
-            "over half the budget, pinned"
+            !cache.insert_pinned(other, Bytes::from(vec![0; 51])),
+            "over half the budget: neither pinned nor kept"
         );
+        assert!(cache.get(&other).is_none());
+        assert!(cache.insert_pinned(big, Bytes::from(vec![0; 50])));
+        assert!(cache.insert_pinned(a, Bytes::from(vec![0; 40])));
         assert!(
-            !cache.insert_pinned(other, Bytes::from(vec![0; 40])),
-            "70 + 40 pinned would pass the budget"
+            !cache.insert_pinned(b, Bytes::from(vec![0; 20])),
+            "50 + 40 + 20 pinned would pass the budget"
         );
-        assert!(cache.insert(a, Bytes::from(vec![0; 30])));
-        assert!(cache.insert(b, Bytes::from(vec![0; 30])));
+        assert!(cache.get(&b).is_none(), "kept unpinned, then pushed out");
+        assert!(cache.insert(b, Bytes::from(vec![0; 10])));
+        assert!(cache.insert(other, Bytes::from(vec![0; 10])));
         assert!(cache.get(&big).is_some(), "the pinned bytes stay");
+        assert!(cache.get(&a).is_some());
         assert!(
-            cache.get(&a).is_none(),
+            cache.get(&b).is_none(),
             "the unpinned ones go, oldest first"
         );
-        assert!(cache.get(&b).is_some());
-        assert!(cache.used() <= 100);
+        assert!(cache.get(&other).is_some());
+        assert_eq!(cache.used(), 100);
         cache.unpin(&big);
-        assert!(cache.insert(a, Bytes::from(vec![0; 30])));
+        assert!(cache.insert(b, Bytes::from(vec![0; 10])));
         assert!(cache.get(&big).is_none(), "unpinned, the oldest goes first");
         assert_eq!(cache.used(), 60);
         // Two pins of one entry: it stays until both are released.
-        assert!(cache.insert_pinned(big, Bytes::from(vec![0; 70])));
-        assert!(cache.insert_pinned(big, Bytes::from(vec![0; 70])));
+        cache.unpin(&a);
+        assert!(cache.insert_pinned(big, Bytes::from(vec![0; 50])));
+        assert!(cache.insert_pinned(big, Bytes::from(vec![0; 50])));
         cache.unpin(&big);
-        cache.insert(other, Bytes::from(vec![0; 40]));
+        cache.insert(Sha256::of(b"c"), Bytes::from(vec![0; 50]));
         assert!(cache.get(&big).is_some(), "one pin still holds it");
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(cache.get(&big).is_none(), "the time to live ends a pin");
         cache.unpin(&big);
         assert_eq!(cache.used(), 0);
         assert!(
-            cache.insert_pinned(other, Bytes::from(vec![0; 100])),
+            cache.insert_pinned(big, Bytes::from(vec![0; 50])),
             "pins start afresh"
         );
     }
