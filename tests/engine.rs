@@ -890,3 +890,38 @@ async fn a_media_that_needs_its_bytes_is_warmed_while_the_byte_cache_holds_them(
     );
     running.shutdown().await.unwrap();
 }
+
+/// A warm of a media already in the store reads its size and type with one `head`, and hands
+/// the type to the uploader, which takes the media by URL without asking the store again.
+#[tokio::test]
+async fn a_warm_of_a_stored_media_asks_the_store_for_its_type_once() {
+    let store = Arc::new(UrlStore::default());
+    let uploader =
+        MemoryUploader::new(bot()).with_urls(|_kind, _size, ty| ty == Some("image/jpeg"));
+    let engine = builder(uploader.clone())
+        .with_store(store.clone())
+        .build()
+        .unwrap();
+    let bytes = jpeg(1, 20_000);
+    let key = MediaKey::new(bot(), Sha256::of(&bytes), MediaKind::Photo);
+    let payload = prewarm::store::PutPayload::from_bytes(bytes)
+        .with_sniffed_content_type(MediaKind::Photo)
+        .await;
+    prewarm::MediaStore::put(&*store, &key.object_key(), payload)
+        .await
+        .unwrap();
+    let running = engine.spawn();
+    engine.warm(&key).await.unwrap();
+    engine
+        .wait_ready(&key, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(uploader.stats().by_url, 1, "{:?}", uploader.stats());
+    assert_eq!(
+        store.heads.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "warm's own head, and none by the uploader"
+    );
+    assert_eq!(store.gets(&key), 0);
+    running.shutdown().await.unwrap();
+}

@@ -26,6 +26,7 @@ use self::flight::Flights;
 use self::metrics::{Metrics, MetricsSnapshot};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
+use crate::media::format::OCTET_STREAM;
 use crate::media::{BotId, FileId, Job, MediaKey, ObjectKey, SizeLimits};
 use crate::queue::{JobInfo, PriorityQueue, PushOutcome};
 use crate::store::MediaStore;
@@ -191,10 +192,10 @@ impl PrewarmEngine {
     /// [`save`](Self::save).
     pub async fn warm(&self, key: &MediaKey) -> Result<PushOutcome> {
         self.uploader(&key.bot)?;
-        let size = self.stored_size(key).await?;
+        let (size, content_type) = self.stored(key).await?;
         self.inner.config.limits.check(key.kind, size)?;
-        self.enqueue(Job::new(key.clone(), size, self.inner.clock.now()))
-            .await
+        let job = Job::new(key.clone(), size, self.inner.clock.now());
+        self.enqueue_typed(job, content_type, false).await
     }
 
     /// The file_id of `key` if this process holds it in memory. No I/O, no `.await`: the
@@ -277,8 +278,17 @@ impl PrewarmEngine {
     }
 
     async fn stored_size(&self, key: &MediaKey) -> Result<u64> {
+        Ok(self.stored(key).await?.0)
+    }
+
+    /// The stored object's size and MIME type (`None` when unknown), from one `head`: a job
+    /// queued with the type spares its worker's uploader another `head` to learn it.
+    async fn stored(&self, key: &MediaKey) -> Result<(u64, Option<String>)> {
         match self.inner.store.head(&key.object_key()).await {
-            Ok(meta) => Ok(meta.size),
+            Ok(meta) => {
+                let known = meta.content_type.filter(|ct| ct != OCTET_STREAM);
+                Ok((meta.size, known))
+            }
             Err(Error::NotFound { .. }) => Err(Error::NotFound {
                 what: format!("media {key}: it is not in the store; save it first"),
             }),

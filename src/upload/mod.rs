@@ -269,7 +269,7 @@ pub trait Uploader: Send + Sync + Debug + 'static {
     /// Whether an upload of a media of `kind`, `size` bytes and MIME type `content_type`
     /// (`None`: unknown) reads the media's bytes even when its source offers a URL: `false`
     /// only when the uploader would hand the service the URL instead, as
-    /// [`TelegramUploader`](crate::TelegramUploader) does for what Telegram fetches by URL.
+    /// `TelegramUploader` does for what Telegram fetches by URL.
     /// Answered from the arguments alone, with no I/O.
     ///
     /// The engine asks when a media is saved, while it holds the bytes: a media whose bytes
