@@ -563,10 +563,18 @@ pub struct Job {
     pub attempts: u32,
     /// Whether someone is waiting for this media right now (a send or a wait).
     pub demand: bool,
+    /// Whether running the job soon spares a costly step later. The engine sets it when a
+    /// save pins the media's bytes in its byte cache because the upload will need them
+    /// (Telegram fetches no URL for this media, such as a video over 20 MB): warmed while
+    /// they are at hand, the media is never read back from the store. The queue ranks such a
+    /// job ahead of others within limits (see [`PriorityPolicy`](crate::PriorityPolicy)).
+    /// Set by the push that queues (or revives) the job and kept until it finishes; a
+    /// requeue of a dead job clears it.
+    pub hot: bool,
 }
 
 impl Job {
-    /// A fresh job with no attempts and no demand.
+    /// A fresh job with no attempts, no demand and not hot.
     pub fn new(key: MediaKey, size: u64, enqueued_at: Timestamp) -> Self {
         Self {
             key,
@@ -574,6 +582,7 @@ impl Job {
             enqueued_at,
             attempts: 0,
             demand: false,
+            hot: false,
         }
     }
 }

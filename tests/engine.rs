@@ -68,6 +68,10 @@ impl Uploader for Recorder {
             .push((request.key.clone(), Instant::now()));
         self.inner.upload(request).await
     }
+
+    fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
+        self.inner.needs_bytes(kind, size, content_type)
+    }
 }
 
 /// Waits for a media by polling: unlike `wait_ready`, it does not promote the job.
@@ -754,5 +758,170 @@ async fn an_unbounded_wait_does_not_overflow() {
         engine.sendable(&key, Duration::MAX).await.unwrap(),
         Sendable::FileId(_)
     ));
+    running.shutdown().await.unwrap();
+}
+
+/// A memory store that hands out URLs (as R2's presigned ones) and counts, per object, the
+/// reads of its bytes, and the `head` calls.
+#[derive(Debug, Default)]
+struct UrlStore {
+    inner: prewarm::store::MemoryStore,
+    gets: Mutex<HashMap<prewarm::ObjectKey, u32>>,
+    heads: std::sync::atomic::AtomicU32,
+}
+
+impl UrlStore {
+    fn gets(&self, key: &MediaKey) -> u32 {
+        let gets = self.gets.lock().unwrap();
+        gets.get(&key.object_key()).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl prewarm::MediaStore for UrlStore {
+    async fn put(
+        &self,
+        key: &prewarm::ObjectKey,
+        payload: prewarm::store::PutPayload,
+    ) -> prewarm::Result<prewarm::store::PutOutcome> {
+        self.inner.put(key, payload).await
+    }
+    async fn get(&self, key: &prewarm::ObjectKey) -> prewarm::Result<prewarm::store::GetResult> {
+        *self.gets.lock().unwrap().entry(key.clone()).or_default() += 1;
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &prewarm::ObjectKey) -> prewarm::Result<prewarm::store::ObjectMeta> {
+        self.heads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &prewarm::ObjectKey) -> prewarm::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn url(
+        &self,
+        key: &prewarm::ObjectKey,
+        _expires_in: Duration,
+        _content_type: Option<&str>,
+    ) -> prewarm::Result<Option<String>> {
+        Ok(Some(format!(
+            "https://store.example/{key}?n={}",
+            fastrand::u64(..)
+        )))
+    }
+}
+
+/// A JPEG of `len` bytes (its magic number, then filler): a type the save can name.
+fn jpeg(i: u64, len: usize) -> Bytes {
+    let mut v = b"\xff\xd8\xff\xe0\0\x10JFIF\0".to_vec();
+    v.extend_from_slice(&i.to_le_bytes());
+    v.resize(len, 0xAB);
+    Bytes::from(v)
+}
+
+/// A media the uploader must upload by its bytes (over its URL limit), saved behind a backlog
+/// of media that go by URL and followed at once by saves that would push it out of the byte
+/// cache, is warmed by the next free worker from the byte cache, where it stays pinned
+/// meanwhile: its bytes are never read from the store. Demand still goes first. The photos that left the byte cache go by URL with the type the save
+/// named: no `head` to ask the store for it.
+#[tokio::test(start_paused = true)]
+async fn a_media_that_needs_its_bytes_is_warmed_while_the_byte_cache_holds_them() {
+    const URL_LIMIT: u64 = 100_000;
+    let store = Arc::new(UrlStore::default());
+    let recorder = Recorder::new(
+        MemoryUploader::new(bot())
+            .with_latency(Duration::from_secs(1)..Duration::from_secs(1))
+            .with_urls(|_kind, size, _type| size <= URL_LIMIT),
+    );
+    // 512 KiB: the video (200 KB) fits, and twenty photos of 50 KB push it out. (Media of
+    // at most 256 KiB are hashed inline: paused time cannot run ahead during a save.)
+    let engine = builder(recorder.clone())
+        .with_store(store.clone())
+        .with_concurrency(1)
+        .with_byte_cache(512 << 10, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let running = engine.spawn();
+    let first = save(&engine, jpeg(0, 50_000), MediaKind::Photo).await;
+    tokio::task::yield_now().await;
+    let mut photos = vec![first.clone()];
+    for i in 1..=20 {
+        photos.push(save(&engine, jpeg(i, 50_000), MediaKind::Photo).await);
+    }
+    // Someone waits for one of the earlier photos.
+    let wanted = photos[5].clone();
+    let waiter = {
+        let engine = engine.clone();
+        let wanted = wanted.clone();
+        tokio::spawn(async move { engine.wait_ready(&wanted, Duration::from_secs(600)).await })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let video = save(&engine, media(1_000, 200_000), MediaKind::Video).await;
+    // More saves at once, while the first photo still uploads: enough to push the video out
+    // of the byte cache, were it not pinned there for its job.
+    for i in 21..=40 {
+        photos.push(save(&engine, jpeg(i, 50_000), MediaKind::Photo).await);
+    }
+    waiter.await.unwrap().unwrap();
+    for key in photos.iter().chain([&video]) {
+        poll_ready(&engine, key).await;
+    }
+    assert_eq!(
+        store.gets(&video),
+        0,
+        "the video's bytes came from the byte cache"
+    );
+    let order: Vec<MediaKey> = recorder.starts().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        order[..3],
+        [first, wanted, video.clone()],
+        "the photo already running, the demanded one, then the video"
+    );
+    let stats = recorder.inner.stats();
+    assert!(
+        stats.by_url >= 10,
+        "photos pushed out of the cache went by URL: {stats:?}"
+    );
+    assert_eq!(
+        store.heads.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the uploader got the type from the save, not from the store"
+    );
+    running.shutdown().await.unwrap();
+}
+
+/// A warm of a media already in the store reads its size and type with one `head`, and hands
+/// the type to the uploader, which takes the media by URL without asking the store again.
+#[tokio::test]
+async fn a_warm_of_a_stored_media_asks_the_store_for_its_type_once() {
+    let store = Arc::new(UrlStore::default());
+    let uploader =
+        MemoryUploader::new(bot()).with_urls(|_kind, _size, ty| ty == Some("image/jpeg"));
+    let engine = builder(uploader.clone())
+        .with_store(store.clone())
+        .build()
+        .unwrap();
+    let bytes = jpeg(1, 20_000);
+    let key = MediaKey::new(bot(), Sha256::of(&bytes), MediaKind::Photo);
+    let payload = prewarm::store::PutPayload::from_bytes(bytes)
+        .with_sniffed_content_type(MediaKind::Photo)
+        .await;
+    prewarm::MediaStore::put(&*store, &key.object_key(), payload)
+        .await
+        .unwrap();
+    let running = engine.spawn();
+    engine.warm(&key).await.unwrap();
+    engine
+        .wait_ready(&key, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(uploader.stats().by_url, 1, "{:?}", uploader.stats());
+    assert_eq!(
+        store.heads.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "warm's own head, and none by the uploader"
+    );
+    assert_eq!(store.gets(&key), 0);
     running.shutdown().await.unwrap();
 }

@@ -101,6 +101,14 @@ async fn stored(
     }
 }
 
+/// The type a save names for `bytes` of `kind` (sniffed from the first bytes).
+async fn sniffed(kind: MediaKind, bytes: &Bytes) -> Option<String> {
+    let payload = PutPayload::from_bytes(bytes.clone())
+        .with_sniffed_content_type(kind)
+        .await;
+    payload.content_type().map(str::to_owned)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_telegram_takes_by_url_goes_by_url() {
     let s = setup().await;
@@ -116,6 +124,13 @@ async fn every_kind_telegram_takes_by_url_goes_by_url() {
         media(MediaKind::Sticker, WEBP, 10_000),
     ];
     for (kind, bytes) in &by_url {
+        // What the engine asks at save: these need no bytes (they went by URL, below).
+        let mime = sniffed(*kind, bytes).await;
+        assert!(
+            !s.uploader
+                .needs_bytes(*kind, bytes.len() as u64, mime.as_deref()),
+            "{kind} as {mime:?}"
+        );
         let request = stored(store.clone(), &s.uploader, *kind, bytes).await;
         let uploaded = s
             .uploader
@@ -162,6 +177,12 @@ async fn what_telegram_refuses_by_url_is_uploaded_without_trying() {
         media(MediaKind::Document, MP4, 40_000),
     ];
     for (kind, bytes) in &uploaded {
+        let mime = sniffed(*kind, bytes).await;
+        assert!(
+            s.uploader
+                .needs_bytes(*kind, bytes.len() as u64, mime.as_deref()),
+            "{kind} as {mime:?} needs its bytes"
+        );
         let request = stored(store.clone(), &s.uploader, *kind, bytes).await;
         let up = s
             .uploader

@@ -14,6 +14,8 @@
 //!   --compare          ours, then the baseline (default seed), and their ratio
 //!   --rss              32 concurrent uploads of 40 MB videos with a full 64 MB byte cache
 //!   --no-url           the store gives no URLs (every upload streams from the store)
+//!   --user-share PCT   the share of the bot-wide rate warms leave to users (default the
+//!                      uploader's, 25%: warms then top out at 22.5/s, 1,350/min)
 //!   --seed S           input seed (default 7)
 //!   --bulk [-n N] [--chats K] [--kill-at M] [--state DIR]
 //!                      N media (default 10,000) through `BulkSaver::save_all` and a store
@@ -75,6 +77,8 @@ const HEADER: usize = 32;
 const UPLOAD_MS: (u64, u64) = (500, 2000);
 const DOWNLOAD_MS: (u64, u64) = (200, 800);
 const BASELINE_WINDOW: Duration = Duration::from_secs(60);
+/// The engine's byte cache of recent saves (64 MiB; it keeps files of up to half of it).
+const BYTE_CACHE: u64 = 64 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -93,6 +97,7 @@ struct Opts {
     urls: bool,
     seed: u64,
     traffic: bool,
+    user_share: Option<u32>,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -109,6 +114,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         urls: true,
         seed: 7,
         traffic: false,
+        user_share: None,
     };
     let mut it = args.iter();
     let num = |v: Option<&String>, name: &str| -> Result<f64, String> {
@@ -133,6 +139,13 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--no-url" => o.urls = false,
             "--seed" => o.seed = num(it.next(), "--seed")? as u64,
             "--traffic" => o.traffic = true,
+            "--user-share" => {
+                o.user_share = Some(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or("--user-share needs a percentage")?,
+                )
+            }
             other => return Err(format!("unknown option {other}; see the example's docs")),
         }
     }
@@ -313,6 +326,8 @@ struct LoadStore {
     objects: Mutex<HashMap<ObjectKey, Spec>>,
     downloaded: Arc<AtomicU64>,
     downloads: AtomicU64,
+    /// `head` calls (metadata reads: no bytes, one request each on a real store).
+    heads: AtomicU64,
     urls_given: AtomicU64,
     /// A pause before each chunk of a download (a store read at a network's pace), if any.
     pace: Option<Duration>,
@@ -321,6 +336,8 @@ struct LoadStore {
     max_open: Arc<AtomicU64>,
     /// Bytes read per object, for the per-media share.
     per_object: Mutex<HashMap<ObjectKey, u64>>,
+    /// When each object was first read, for `LOADTEST_DEBUG`.
+    first_read: Mutex<HashMap<ObjectKey, Instant>>,
 }
 
 impl LoadStore {
@@ -331,11 +348,13 @@ impl LoadStore {
             objects: Mutex::default(),
             downloaded: Arc::default(),
             downloads: AtomicU64::new(0),
+            heads: AtomicU64::new(0),
             urls_given: AtomicU64::new(0),
             pace: None,
             open: Arc::default(),
             max_open: Arc::default(),
             per_object: Mutex::default(),
+            first_read: Mutex::default(),
         }
     }
 
@@ -404,6 +423,11 @@ impl MediaStore for LoadStore {
 
     async fn get(&self, key: &ObjectKey) -> prewarm::Result<GetResult> {
         let s = self.spec(key)?;
+        self.first_read
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_insert_with(Instant::now);
         tokio::time::sleep(draw_ms(DOWNLOAD_MS)).await;
         self.downloads.fetch_add(1, Ordering::Relaxed);
         *self
@@ -433,6 +457,7 @@ impl MediaStore for LoadStore {
 
     async fn head(&self, key: &ObjectKey) -> prewarm::Result<ObjectMeta> {
         let s = self.spec(key)?;
+        self.heads.fetch_add(1, Ordering::Relaxed);
         Ok(ObjectMeta {
             key: key.clone(),
             size: s.size,
@@ -500,6 +525,10 @@ impl Uploader for Timed {
             }
         }
         r
+    }
+
+    fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
+        self.inner.needs_bytes(kind, size, content_type)
     }
 }
 
@@ -725,6 +754,8 @@ fn round1(x: f64) -> f64 {
 struct Saved {
     key: MediaKey,
     spec: Spec,
+    /// When its save returned.
+    at: Instant,
 }
 
 async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
@@ -737,7 +768,11 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         store.pace = Some(Duration::from_millis(3));
     }
     let store = Arc::new(store);
-    let limits = RateLimits::default().with_in_flight_per_chat(2);
+    let mut limits = RateLimits::default().with_in_flight_per_chat(2);
+    if let Some(share) = o.user_share {
+        limits = limits.with_user_share(share);
+    }
+    let warm_share = 100 - limits.user_share();
     let telegram = TelegramUploader::builder()
         .with_token(TOKEN)
         .with_api_base(remote.api.clone())
@@ -759,7 +794,7 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         .with_store(store.clone())
         .with_uploader(timed.clone())
         .with_concurrency(concurrency)
-        .with_byte_cache(64 * 1024 * 1024, Duration::from_secs(600))
+        .with_byte_cache(BYTE_CACHE, Duration::from_secs(600))
         .build()?;
     let mut remote = remote;
     let ready: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -786,7 +821,11 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
             id += 1;
             let key = engine.save(&bot, generate(seed, s), s.kind).await?;
             filled += s.size;
-            saved.lock().unwrap().push(Saved { key, spec: s });
+            saved.lock().unwrap().push(Saved {
+                key,
+                spec: s,
+                at: Instant::now(),
+            });
         }
         let videos: Vec<Spec> = (0..32)
             .map(|i| Spec {
@@ -813,7 +852,11 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
             let t0 = Instant::now();
             engine.warm(&key).await?;
             spawn_waiter(&mut waiters, &engine, key.clone(), t0, &ready, &failed);
-            saved.lock().unwrap().push(Saved { key, spec: s });
+            saved.lock().unwrap().push(Saved {
+                key,
+                spec: s,
+                at: Instant::now(),
+            });
         }
     } else if let Some(rate) = o.open_loop {
         mode = "open-loop";
@@ -845,6 +888,7 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
                         saved.lock().unwrap().push(Saved {
                             key: key.clone(),
                             spec: s,
+                            at: Instant::now(),
                         });
                         match engine.wait_ready(&key, Duration::from_secs(600)).await {
                             Ok(_) => ready.lock().unwrap().push(t0.elapsed()),
@@ -875,9 +919,14 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
             };
             let key = engine.save(&bot, bytes, s.kind).await?;
             spawn_waiter(&mut waiters, &engine, key.clone(), t0, &ready, &failed);
-            saved.lock().unwrap().push(Saved { key, spec: s });
+            saved.lock().unwrap().push(Saved {
+                key,
+                spec: s,
+                at: Instant::now(),
+            });
         }
     }
+    let saves_done = start.elapsed();
     while waiters.join_next().await.is_some() {}
     let elapsed = start.elapsed();
     let metrics = engine.metrics().await?;
@@ -896,11 +945,34 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         .sum::<f64>()
         / saved.len().max(1) as f64;
     let downloaded = store.downloaded.load(Ordering::Relaxed);
+    let by_class = store_reads_by_class(&store, &saved, BYTE_CACHE / 2);
+    if std::env::var_os("LOADTEST_DEBUG").is_some() {
+        // Each media read from the store: when it was saved, and how long after that it was
+        // first read.
+        let first_read = store.first_read.lock().unwrap();
+        for s in saved.iter() {
+            if let Some(read) = first_read.get(&s.key.object_key()) {
+                eprintln!(
+                    "store read: {} {} bytes, saved at {:.1} s, read {:.1} s after its save",
+                    s.spec.kind,
+                    s.spec.size,
+                    (s.at - start).as_secs_f64(),
+                    read.saturating_duration_since(s.at).as_secs_f64()
+                );
+            }
+        }
+    }
     let ok = timed.ok.load(Ordering::Relaxed).max(1);
     let rate_limits = if o.group {
         20.0
     } else {
         (30.0f64).min(chats.len() as f64) * 60.0
+    };
+    // What the uploader lets warms use of the bot-wide rate.
+    let warm_limit = if o.group {
+        20.0
+    } else {
+        (30.0 * f64::from(warm_share) / 100.0).min(chats.len() as f64) * 60.0
     };
     Ok(json!({
         "run": "ours",
@@ -913,8 +985,11 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         "concurrency": concurrency,
         "url_mode": o.urls,
         "elapsed_s": round1(elapsed.as_secs_f64()),
+        "saves_done_s": round1(saves_done.as_secs_f64()),
         "media_per_min": round1(warmed / elapsed.as_secs_f64() * 60.0),
         "limit_per_min": rate_limits,
+        "warm_share_pct": warm_share,
+        "warm_limit_per_min": warm_limit,
         "time_to_ready_ms": {
             "p50": round1(pct(&times, 0.50)),
             "p95": round1(pct(&times, 0.95)),
@@ -933,6 +1008,8 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         "429s": fake["too_many_requests"],
         "retry_after_violations": fake["violations"],
         "store_downloads": store.downloads.load(Ordering::Relaxed),
+        "store_heads": store.heads.load(Ordering::Relaxed),
+        "store_reads_by_class": by_class,
         "store_downloads_max_at_once": store.max_open.load(Ordering::Relaxed),
         "bytes_saved": total_size,
         "bytes_downloaded": downloaded,
@@ -940,6 +1017,66 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         "downloaded_share_mean_per_media": (share_mean * 1000.0).round() / 1000.0,
         "peak_rss_mb": round1(peak_rss_mb()),
     }))
+}
+
+/// Which media were read back from the store, by kind and size: photos, and the rest by
+/// Telegram's URL limit (5 MB for photos, 20 MB for other kinds: larger ones must be uploaded)
+/// and by whether the engine's byte cache keeps a file that large (up to `cache_max`). Per
+/// class: media saved and their bytes, media read from the store at least once, reads, bytes
+/// read.
+fn store_reads_by_class(store: &LoadStore, saved: &[Saved], cache_max: u64) -> Value {
+    #[derive(Default)]
+    struct Row {
+        media: u64,
+        bytes: u64,
+        read_media: u64,
+        read_bytes: u64,
+    }
+    let mut rows: std::collections::BTreeMap<String, Row> = Default::default();
+    for s in saved {
+        let url_limit = match s.spec.kind {
+            MediaKind::Photo => 5_000_000,
+            _ => 20_000_000,
+        };
+        let class = if s.spec.size <= url_limit {
+            format!("{} <= {} MB (URL)", s.spec.kind, url_limit / 1_000_000)
+        } else if s.spec.size <= cache_max {
+            format!(
+                "{} > {} MB, <= {} MiB (upload; fits the byte cache)",
+                s.spec.kind,
+                url_limit / 1_000_000,
+                cache_max >> 20
+            )
+        } else {
+            format!(
+                "{} > {} MiB (upload; over the byte cache's largest file)",
+                s.spec.kind,
+                cache_max >> 20
+            )
+        };
+        let read = store.downloaded_of(&s.key.object_key());
+        let row = rows.entry(class).or_default();
+        row.media += 1;
+        row.bytes += s.spec.size;
+        row.read_media += u64::from(read > 0);
+        row.read_bytes += read;
+    }
+    let total: u64 = rows.values().map(|r| r.bytes).sum::<u64>().max(1);
+    rows.into_iter()
+        .map(|(class, r)| {
+            (
+                class,
+                json!({
+                    "media": r.media,
+                    "bytes": r.bytes,
+                    "read_from_store": r.read_media,
+                    "bytes_read": r.read_bytes,
+                    "share_of_all_bytes": (r.read_bytes as f64 / total as f64 * 1000.0).round() / 1000.0,
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn spawn_waiter(

@@ -72,6 +72,7 @@ where
     the_same_owner_claiming_again_is_fenced(&*new_queue().await).await;
     a_job_pushed_again_after_complete_gets_a_larger_token(&*new_queue().await).await;
     summary_reports_each_bot(&*new_queue().await).await;
+    hot_jobs_go_ahead_within_the_policy(&*new_queue().await).await;
 }
 
 /// A pushed job is claimed once, with a lease for the owner, then completed and gone.
@@ -989,5 +990,114 @@ pub async fn summary_reports_each_bot(q: &dyn PriorityQueue) {
     assert_eq!(
         s[0].claims_last_minute, 0,
         "claims older than a minute: {s:?}"
+    );
+}
+
+/// A hot job ([`Job::hot`]) goes ahead of its list within [`PriorityPolicy`]'s limits: ahead
+/// of every fresh job, behind demanded and aged ones; among demanded jobs, ahead of those that
+/// came less than one aging bound before it only. The mark comes back with the job, and a
+/// requeue of a dead job clears it.
+pub async fn hot_jobs_go_ahead_within_the_policy(q: &dyn PriorityQueue) {
+    let bound = PriorityPolicy::default().aging_bound().as_secs();
+    // Claims `n` jobs one at a time and completes them (no lease left to lapse later).
+    let claim_all = |now: Timestamp, n: usize| async move {
+        let mut got = Vec::new();
+        for _ in 0..n {
+            let c = q.claim("w", &bots(), 1, LEASE, now).await.expect("claim");
+            for claimed in &c.jobs {
+                q.complete(&claimed.lease).await.expect("complete");
+            }
+            got.extend(c.jobs);
+        }
+        got
+    };
+
+    // Fresh: the hot video before a smaller photo saved later; demand before both.
+    let mut hot_video = job(MediaKind::Video, 40_000_000, at(1));
+    hot_video.hot = true;
+    let photo = job(MediaKind::Photo, 30_000, at(2));
+    let mut demanded = job(MediaKind::Document, 20_000_000, at(3));
+    demanded.demand = true;
+    for j in [&hot_video, &photo, &demanded] {
+        q.push(j.clone(), j.enqueued_at).await.expect("push");
+    }
+    let got = claim_all(at(4), 3).await;
+    assert_eq!(
+        got.iter().map(|c| c.job.key.clone()).collect::<Vec<_>>(),
+        [&demanded, &hot_video, &photo].map(|j| j.key.clone()),
+        "demanded, then hot, then the photo"
+    );
+    assert_eq!(
+        got[1].job, hot_video,
+        "the hot mark comes back with the job"
+    );
+
+    // Demanded: the hot job passes a job that came less than one bound before it, not one
+    // that came earlier.
+    let t = 10;
+    let mut early = job(MediaKind::Photo, 1_000, at(t));
+    early.demand = true;
+    let mut recent = job(MediaKind::Photo, 1_000, at(t + 2));
+    recent.demand = true;
+    let mut hot_demanded = job(MediaKind::Video, 25_000_000, at(t + bound + 1));
+    hot_demanded.demand = true;
+    hot_demanded.hot = true;
+    for j in [&early, &recent, &hot_demanded] {
+        q.push(j.clone(), j.enqueued_at).await.expect("push");
+    }
+    let got: Vec<MediaKey> = claim_all(at(t + bound + 2), 3)
+        .await
+        .into_iter()
+        .map(|c| c.job.key)
+        .collect();
+    assert_eq!(
+        got,
+        [&early, &hot_demanded, &recent].map(|j| j.key.clone()),
+        "the hot job passes the demanded job of {}s before it, not the one of {}s before",
+        bound - 1,
+        bound + 1
+    );
+
+    // Aged: an aged job nobody waits for goes before a hot fresh one.
+    let t = 1_000;
+    let old = job(MediaKind::Video, 40_000_000, at(t));
+    let mut hot_photo = job(MediaKind::Photo, 1_000, at(t + bound));
+    hot_photo.hot = true;
+    for j in [&old, &hot_photo] {
+        q.push(j.clone(), j.enqueued_at).await.expect("push");
+    }
+    let got: Vec<MediaKey> = claim_all(at(t + bound), 2)
+        .await
+        .into_iter()
+        .map(|c| c.job.key)
+        .collect();
+    assert_eq!(got, [old.key.clone(), hot_photo.key.clone()], "aged first");
+
+    // A dead hot job requeued is hot no more: a photo queued at the same time goes first.
+    let t = 2_000;
+    let mut dead = job(MediaKind::Video, 40_000_000, at(t));
+    dead.hot = true;
+    q.push(dead.clone(), at(t)).await.expect("push");
+    let c = q.claim("w", &bots(), 1, LEASE, at(t)).await.expect("claim");
+    q.fail(&c.jobs[0].lease, "bad").await.expect("fail");
+    assert_eq!(
+        q.requeue_dead(Some(&dead.key), at(t + 1))
+            .await
+            .expect("requeue"),
+        1
+    );
+    let info = q.get(&dead.key).await.expect("get").expect("a job");
+    assert!(!info.job.hot, "a requeued job is not hot");
+    let later_photo = job(MediaKind::Photo, 1_000, at(t + 1));
+    q.push(later_photo.clone(), at(t + 1)).await.expect("push");
+    let got: Vec<MediaKey> = claim_all(at(t + 1), 2)
+        .await
+        .into_iter()
+        .map(|c| c.job.key)
+        .collect();
+    assert_eq!(
+        got,
+        [later_photo.key.clone(), dead.key.clone()],
+        "ranked as any video again"
     );
 }

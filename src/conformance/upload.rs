@@ -4,13 +4,18 @@
 //! does; the real one would want a decodable image), and must not be rate limited so hard that
 //! a dozen uploads fail.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::media::{BotId, MediaKey, MediaKind, ObjectKey, Sha256};
-use crate::store::{MediaStore, MediaStoreExt, MemoryStore};
+use crate::store::{
+    GetResult, MediaStore, MediaStoreExt, MemoryStore, ObjectMeta, PutOutcome, PutPayload,
+};
 use crate::upload::{MediaSource, UploadRequest, Uploader};
 
 /// Runs every uploader behaviour below.
@@ -124,4 +129,102 @@ pub async fn media_over_the_limit_is_too_large(uploader: &dyn Uploader) {
         ),
         "a 10,000,001-byte photo is TooLarge: {result:?}"
     );
+}
+
+/// When [`Uploader::needs_bytes`] answers `false` for a media, an upload of it from a source
+/// that offers a URL reads none of its bytes from the store. Each of `media` (kind, bytes) is
+/// stored in `store` first, typed from its bytes as a save does, then uploaded from it with
+/// the store's URL. `store` must hand out URLs the uploader's service can fetch, and `media`
+/// must hold at least one media the uploader answers `false` for (not in [`run_all`]: an
+/// uploader that never takes a URL keeps the default `true`, and has nothing to show here).
+pub async fn what_needs_no_bytes_is_not_read(
+    uploader: &dyn Uploader,
+    store: Arc<dyn MediaStore>,
+    media: &[(MediaKind, Bytes)],
+) {
+    let counting = Arc::new(CountingStore {
+        inner: store,
+        gets: Mutex::default(),
+    });
+    let mut by_url = 0;
+    for (kind, bytes) in media {
+        let sha = Sha256::of(bytes);
+        let object = ObjectKey::for_content(&sha);
+        let payload = PutPayload::from_bytes(bytes.clone())
+            .with_sniffed_content_type(*kind)
+            .await;
+        let content_type = payload.content_type().map(str::to_owned);
+        counting.put(&object, payload).await.expect("put");
+        let size = bytes.len() as u64;
+        let needs = uploader.needs_bytes(*kind, size, content_type.as_deref());
+        let url = counting
+            .url(&object, Duration::from_secs(600), content_type.as_deref())
+            .await
+            .expect("url");
+        assert!(url.is_some(), "the store must hand out URLs");
+        let request = UploadRequest {
+            key: MediaKey::new(uploader.bot().clone(), sha, *kind),
+            size,
+            source: MediaSource::from_store(counting.clone(), object.clone(), url),
+        };
+        uploader
+            .upload(request)
+            .await
+            .unwrap_or_else(|e| panic!("uploading a {kind} of {size} bytes: {e}"));
+        if !needs {
+            by_url += 1;
+            assert_eq!(
+                counting.gets(&object),
+                0,
+                "needs_bytes answered false for a {kind} of {size} bytes ({content_type:?}), \
+                 yet its upload read it from the store"
+            );
+        }
+    }
+    assert!(by_url > 0, "no media of `media` goes without its bytes");
+}
+
+/// A store that counts the reads of each object's bytes.
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn MediaStore>,
+    // A std mutex: a map update, never held across an `.await`.
+    gets: Mutex<HashMap<ObjectKey, u32>>,
+}
+
+impl CountingStore {
+    fn gets(&self, key: &ObjectKey) -> u32 {
+        let gets = self.gets.lock().unwrap_or_else(|p| p.into_inner());
+        gets.get(key).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl MediaStore for CountingStore {
+    async fn put(&self, key: &ObjectKey, payload: PutPayload) -> Result<PutOutcome> {
+        self.inner.put(key, payload).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<GetResult> {
+        *self
+            .gets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default() += 1;
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn url(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        content_type: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.inner.url(key, expires_in, content_type).await
+    }
 }

@@ -199,6 +199,8 @@ mod shared {
         pub(crate) enqueued_at: i64,
         pub(crate) attempts: i64,
         pub(crate) demand: bool,
+        /// The stored plain rank, which tells whether the job was pushed hot.
+        pub(crate) rank_plain: Option<i64>,
         pub(crate) state: String,
         pub(crate) run_at: Option<i64>,
         pub(crate) owner: Option<String>,
@@ -214,6 +216,7 @@ mod shared {
                 enqueued_at: ts(self.enqueued_at),
                 attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
                 demand: self.demand,
+                hot: self.rank_plain.is_some_and(crate::queue::is_hot_rank),
             }
         }
 

@@ -415,7 +415,8 @@ fn key_params(key: &MediaKey) -> (String, Vec<u8>, &'static str) {
 }
 
 const JOB_COLUMNS: &str = "bot_slug, sha256, kind, size, enqueued_at, retry_count, demand, \
-                           job_state, next_retry_at, lease_owner, lease_expires_at, last_error";
+                           job_state, next_retry_at, lease_owner, lease_expires_at, last_error, \
+                           rank_plain";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRow>> {
     job_row_at(r, 0)
@@ -564,7 +565,7 @@ fn claim_tx(
     for id in ids {
         next_token += 1;
         let (row, token) = stmt.query_row(params![id, owner, ms(expires_at), next_token], |r| {
-            Ok((job_row(r)?, r.get::<_, i64>(12)?))
+            Ok((job_row(r)?, r.get::<_, i64>(13)?))
         })?;
         let row = match row {
             Ok(row) => row,
@@ -893,6 +894,7 @@ impl PriorityQueue for SqliteStore {
                         &Job {
                             attempts: 0,
                             enqueued_at: now,
+                            hot: false,
                             ..row.job()
                         },
                     );
@@ -1020,5 +1022,6 @@ fn job_row_at(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<Result<J
         owner: r.get(offset + 9)?,
         expires_at: r.get(offset + 10)?,
         last_error: r.get(offset + 11)?,
+        rank_plain: r.get(offset + 12)?,
     }))
 }

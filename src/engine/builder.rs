@@ -217,6 +217,13 @@ impl PrewarmEngineBuilder {
 
     /// The byte cache of recent saves: at most `budget` bytes, each kept at most `ttl`. A
     /// zero budget turns it off.
+    ///
+    /// A file of up to half the budget is kept. One the upload will need by its bytes (the
+    /// uploader's [`needs_bytes`](crate::Uploader::needs_bytes), or no URL from the store) is
+    /// pinned until one of the engine's workers takes it (pinned files fill at most the
+    /// budget), and its job goes ahead ([`Job::hot`](crate::Job::hot)). A running upload
+    /// holds what it took from the cache until it ends, outside the budget: the engine holds
+    /// at most `budget` plus half of it per running upload (`with_concurrency`).
     pub fn with_byte_cache(mut self, budget: u64, ttl: Duration) -> Self {
         self.byte_cache = (budget, ttl);
         self

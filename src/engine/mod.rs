@@ -26,6 +26,7 @@ use self::flight::Flights;
 use self::metrics::{Metrics, MetricsSnapshot};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
+use crate::media::format::OCTET_STREAM;
 use crate::media::{BotId, FileId, Job, MediaKey, ObjectKey, SizeLimits};
 use crate::queue::{JobInfo, PriorityQueue, PushOutcome};
 use crate::store::MediaStore;
@@ -116,9 +117,9 @@ pub(crate) struct Inner {
     metrics: Metrics,
     /// This engine's lease-owner name.
     instance: Arc<str>,
-    /// When each job pushed here was pushed, for the dispatch-delay histogram.
+    /// What this engine knows of each job it pushed, until one of its workers claims it.
     // std mutexes below: map updates only, never held across an `.await`.
-    pushed: Mutex<HashMap<MediaKey, Instant>>,
+    pushed: Mutex<HashMap<MediaKey, Pushed>>,
     /// Media whose file_id this process saw rejected: a successful send forgives them.
     forgivable: Mutex<HashSet<MediaKey>>,
     /// Media past the weak-id limit, with the reason: their job's next claim fails it.
@@ -159,6 +160,19 @@ impl Inner {
     }
 }
 
+/// What an engine knows of a job it pushed, kept until one of its workers claims the job.
+#[derive(Debug)]
+struct Pushed {
+    /// When it was pushed, for the dispatch-delay histogram.
+    at: Instant,
+    /// The media's MIME type when a save named it (sniffed from the bytes): handed to the
+    /// uploader, which would otherwise ask the store for it (a `head` per warm).
+    content_type: Option<String>,
+    /// Whether the save pinned the media's bytes in the byte cache for this job (a hot job):
+    /// whoever removes this entry unpins them once.
+    pinned: bool,
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The maps behind these locks are updated by single calls: a poisoned lock still holds a
     // consistent map.
@@ -179,10 +193,10 @@ impl PrewarmEngine {
     /// [`save`](Self::save).
     pub async fn warm(&self, key: &MediaKey) -> Result<PushOutcome> {
         self.uploader(&key.bot)?;
-        let size = self.stored_size(key).await?;
+        let (size, content_type) = self.stored(key).await?;
         self.inner.config.limits.check(key.kind, size)?;
-        self.enqueue(Job::new(key.clone(), size, self.inner.clock.now()))
-            .await
+        let job = Job::new(key.clone(), size, self.inner.clock.now());
+        self.enqueue_typed(job, content_type, false).await
     }
 
     /// The file_id of `key` if this process holds it in memory. No I/O, no `.await`: the
@@ -273,8 +287,17 @@ impl PrewarmEngine {
     }
 
     async fn stored_size(&self, key: &MediaKey) -> Result<u64> {
+        Ok(self.stored(key).await?.0)
+    }
+
+    /// The stored object's size and MIME type (`None` when unknown), from one `head`: a job
+    /// queued with the type spares its worker's uploader another `head` to learn it.
+    async fn stored(&self, key: &MediaKey) -> Result<(u64, Option<String>)> {
         match self.inner.store.head(&key.object_key()).await {
-            Ok(meta) => Ok(meta.size),
+            Ok(meta) => {
+                let known = meta.content_type.filter(|ct| ct != OCTET_STREAM);
+                Ok((meta.size, known))
+            }
             Err(Error::NotFound { .. }) => Err(Error::NotFound {
                 what: format!("media {key}: it is not in the store; save it first"),
             }),
@@ -290,6 +313,18 @@ impl PrewarmEngine {
     }
 
     async fn enqueue(&self, job: Job) -> Result<PushOutcome> {
+        self.enqueue_typed(job, None, false).await
+    }
+
+    /// Pushes `job`, remembering for this engine's worker the media's MIME type, if given,
+    /// and whether its bytes are `pinned` in the byte cache (the pin is released when the
+    /// push queues nothing new).
+    async fn enqueue_typed(
+        &self,
+        job: Job,
+        content_type: Option<String>,
+        pinned: bool,
+    ) -> Result<PushOutcome> {
         let inner = &self.inner;
         let key = job.key.clone();
         // Stamped before the push: the dispatcher may claim the job before push returns.
@@ -298,16 +333,30 @@ impl PrewarmEngine {
             if pushed.len() >= PUSHED_MAX {
                 // Jobs claimed by other instances never come back to remove their stamps.
                 let horizon = Instant::now() - Duration::from_secs(600);
-                pushed.retain(|_, at| *at > horizon);
+                // (A pin dropped here lasts until the byte cache's time to live.)
+                pushed.retain(|_, p| p.at > horizon);
                 if pushed.len() >= PUSHED_MAX {
                     pushed.clear();
                 }
             }
-            pushed.insert(key.clone(), Instant::now());
+            let at = Instant::now();
+            let entry = Pushed {
+                at,
+                content_type,
+                pinned,
+            };
+            if let Some(old) = pushed.insert(key.clone(), entry)
+                && old.pinned
+            {
+                inner.bytes.unpin(&key.sha256);
+            }
         }
         let outcome = inner.queue.push(job, inner.clock.now()).await;
         if !matches!(outcome, Ok(PushOutcome::Queued | PushOutcome::Revived)) {
-            lock(&inner.pushed).remove(&key);
+            let entry = lock(&inner.pushed).remove(&key);
+            if entry.is_some_and(|e| e.pinned) {
+                inner.bytes.unpin(&key.sha256);
+            }
         }
         inner.wake.notify_one();
         outcome

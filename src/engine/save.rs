@@ -6,6 +6,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::PrewarmEngine;
 use crate::error::{Error, Result};
+use crate::media::format::OCTET_STREAM;
 use crate::media::{BotId, Job, MediaKey, MediaKind, Sha256, Sha256Hasher};
 use crate::store::{PutOutcome, PutPayload};
 
@@ -52,10 +53,8 @@ impl PrewarmEngine {
         })
         .boxed();
         let size = bytes.len() as u64;
-        // Held before the job exists, so that its worker finds the bytes here.
-        inner.bytes.insert(sha, bytes);
-        self.store_and_enqueue(&key, PutPayload::from_hashed_stream(size, sha, body))
-            .await?;
+        let payload = PutPayload::from_hashed_stream(size, sha, body);
+        self.store_and_enqueue(&key, payload, Some(bytes)).await?;
         Ok(SaveOutcome::saved(key))
     }
 
@@ -110,22 +109,65 @@ impl PrewarmEngine {
             .await
             .map_err(|e| Error::io("reopening the spool file", e))?;
         let body = crate::store::file_stream(file);
-        self.store_and_enqueue(&key, PutPayload::from_hashed_stream(size, sha, body))
-            .await?;
+        let payload = PutPayload::from_hashed_stream(size, sha, body);
+        self.store_and_enqueue(&key, payload, None).await?;
         Ok(SaveOutcome::saved(key))
     }
 
-    /// Stores a media's bytes at its content address and queues its warm.
-    async fn store_and_enqueue(&self, key: &MediaKey, payload: PutPayload) -> Result<()> {
+    /// Stores a media's bytes at its content address and queues its warm. `bytes`, when the
+    /// caller holds them, go to the byte cache: pinned there, and the job hot, when the
+    /// upload will need them (see [`Job::hot`]), so that a worker takes them before later
+    /// saves push them out.
+    async fn store_and_enqueue(
+        &self,
+        key: &MediaKey,
+        payload: PutPayload,
+        bytes: Option<Bytes>,
+    ) -> Result<()> {
         let inner = &self.inner;
         let size = payload.len();
         let payload = payload.with_sniffed_content_type(key.kind).await;
+        // An unknown format is left for the uploader to find out as before.
+        let content_type = payload
+            .content_type()
+            .filter(|ct| *ct != OCTET_STREAM)
+            .map(str::to_owned);
         if inner.store.put(&key.object_key(), payload).await? == PutOutcome::Created {
             inner.metrics.stored(size);
         }
-        self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
-            .await?;
+        // Held before the job exists, so that its worker finds the bytes here.
+        let pinned = match bytes {
+            Some(bytes) if self.needs_bytes(key, size, content_type.as_deref()).await => {
+                inner.bytes.insert_pinned(key.sha256, bytes)
+            }
+            Some(bytes) => {
+                inner.bytes.insert(key.sha256, bytes);
+                false
+            }
+            None => false,
+        };
+        let mut job = Job::new(key.clone(), size, inner.clock.now());
+        job.hot = pinned;
+        self.enqueue_typed(job, content_type, pinned).await?;
         Ok(())
+    }
+
+    /// Whether uploading `key` will read its bytes: its uploader says so
+    /// ([`Uploader::needs_bytes`](crate::Uploader::needs_bytes)), or the store has no URL to
+    /// hand it instead.
+    async fn needs_bytes(&self, key: &MediaKey, size: u64, content_type: Option<&str>) -> bool {
+        let inner = &self.inner;
+        let Some(uploader) = inner.uploaders.get(&key.bot) else {
+            return false;
+        };
+        if uploader.needs_bytes(key.kind, size, content_type) {
+            return true;
+        }
+        let url = inner
+            .store
+            .url(&key.object_key(), inner.config.url_ttl, content_type)
+            .await;
+        !matches!(url, Ok(Some(_)))
     }
 }
 

@@ -45,10 +45,10 @@ impl PrewarmEngine {
             {
                 return Err(dead_error(key, last_error));
             }
-            let size = self.stored_size(key).await?;
+            let (size, content_type) = self.stored(key).await?;
             let mut job = Job::new(key.clone(), size, inner.clock.now());
             job.demand = true;
-            self.enqueue(job).await?;
+            self.enqueue_typed(job, content_type, false).await?;
         }
         waiting.demanded = true;
         inner.wake.notify_one();
@@ -107,9 +107,9 @@ impl PrewarmEngine {
             }) => return Err(dead_error(key, last_error)),
             Some(_) => {}
             None => {
-                let size = self.stored_size(key).await?;
-                self.enqueue(Job::new(key.clone(), size, inner.clock.now()))
-                    .await?;
+                let (size, content_type) = self.stored(key).await?;
+                let job = Job::new(key.clone(), size, inner.clock.now());
+                self.enqueue_typed(job, content_type, false).await?;
             }
         }
         Err(timed_out(key, Duration::ZERO))

@@ -45,11 +45,11 @@ impl PrewarmEngine {
         }
         inner.cache.invalidate(key, Some(file_id)).await?;
         let limit = inner.config.retry_weak_id;
-        let size = self.stored_size(key).await?;
+        let (size, content_type) = self.stored(key).await?;
         let mut job = Job::new(key.clone(), size, inner.clock.now());
         job.demand = true;
         if rejected <= limit {
-            self.enqueue(job).await?;
+            self.enqueue_typed(job, content_type, false).await?;
             return Ok(());
         }
         let reason = format!(

@@ -318,9 +318,16 @@ pub(crate) fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Claimed) {
     let Claimed { job, lease } = claimed;
     let key = &job.key;
-    if let Some(pushed) = lock(&inner.pushed).remove(key) {
-        inner.metrics.dispatched(pushed.elapsed());
-    }
+    let pushed = lock(&inner.pushed).remove(key);
+    // Released once this worker holds the bytes (or has no use for them).
+    let mut pin = Unpin(None);
+    let content_type = pushed.and_then(|pushed| {
+        inner.metrics.dispatched(pushed.at.elapsed());
+        if pushed.pinned {
+            pin.0 = Some((&inner.bytes, key.sha256));
+        }
+        pushed.content_type
+    });
 
     // Past the weak-id limit: dead with the reason, nothing uploaded.
     let buried = lock(&inner.bury).remove(key);
@@ -369,7 +376,12 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
         return record(inner, &job, &lease, file_id).await;
     }
 
-    let source = inner.source(key).await;
+    let mut source = inner.source(key).await;
+    drop(pin);
+    if let Some(content_type) = content_type {
+        // Known from the save: the uploader need not ask the store.
+        source = source.with_content_type(content_type);
+    }
     let request = UploadRequest {
         key: key.clone(),
         size: job.size,
@@ -383,6 +395,17 @@ async fn warm(inner: &Inner, held: &Mutex<HashMap<MediaKey, Lease>>, claimed: Cl
     match result {
         Ok(Uploaded { file_id, .. }) => record(inner, &job, &lease, file_id).await,
         Err(e) => failed(inner, &job, &lease, e).await,
+    }
+}
+
+/// Releases a pin of the byte cache when dropped.
+struct Unpin<'a>(Option<(&'a super::byte_cache::ByteCache, crate::media::Sha256)>);
+
+impl Drop for Unpin<'_> {
+    fn drop(&mut self) {
+        if let Some((cache, sha)) = self.0.take() {
+            cache.unpin(&sha);
+        }
     }
 }
 

@@ -624,6 +624,8 @@ impl PriorityQueue for MemoryQueue {
                 if let Some(slot) = st.slot_mut(idx) {
                     slot.job.attempts = 0;
                     slot.job.enqueued_at = now;
+                    // Whatever made it hot is long gone.
+                    slot.job.hot = false;
                 }
                 st.set_state(idx, JobState::Queued);
             }

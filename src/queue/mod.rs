@@ -16,7 +16,7 @@ use crate::media::{BotId, Job, MediaKey, Timestamp};
 
 pub use memory::MemoryQueue;
 pub use policy::PriorityPolicy;
-pub(crate) use policy::{Branch, pick};
+pub(crate) use policy::{Branch, is_hot_rank, pick};
 
 /// What [`PriorityQueue::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +168,9 @@ impl QueueDepth {
 ///   [`PriorityPolicy`]: jobs someone waits for (demanded) first, then jobs older than the
 ///   aging bound (oldest first), then the rest by [`PriorityPolicy::rank`], lowest first;
 ///   except one slot in [`PriorityPolicy::aged_share`], where aged jobs go before demanded
-///   ones, so that nothing starves. A claim for several bots takes one job from each bot in
+///   ones, so that nothing starves. A hot job ([`Job::hot`]) goes ahead of its list within
+///   the policy's limits (its rank says so: a backend that orders by rank needs nothing
+///   more); the mark comes back with the job, and `requeue_dead` clears it. A claim for several bots takes one job from each bot in
 ///   rotation (skipping bots with nothing claimable), so one bot's backlog never delays
 ///   another bot's jobs. Jobs delayed until a later time are not claimable before it.
 /// - **Leases.** A claimed job belongs to the lease holder until `expires_at`; after that the

@@ -6,13 +6,26 @@ use crate::media::{Job, MediaKind};
 ///
 /// Each bot's claimable jobs fall in three lists:
 /// 1. **Demanded**: someone is waiting for the media (a send or a wait), first come, first
-///    served.
+///    served, except that a hot job counts as having come one
+///    [`aging_bound`](Self::aging_bound) earlier.
 /// 2. **Aged**: not demanded, waiting longer than [`aging_bound`](Self::aging_bound), oldest
 ///    first.
-/// 3. **Fresh**: the rest, by [`rank`](Self::rank), lowest first: a class made of the kind
-///    (photos first, videos last) and the size (each doubling above 64 KiB one step back),
-///    then the most recently queued first, because freshly saved media is the media a bot is
-///    about to send.
+/// 3. **Fresh**: the rest, by [`rank`](Self::rank), lowest first: hot jobs before the others,
+///    then a class made of the kind (photos first, videos last) and the size (each doubling
+///    above 64 KiB one step back), then the most recently queued first, because freshly saved
+///    media is the media a bot is about to send.
+///
+/// A job is hot ([`Job::hot`]) when running it now is cheap and running it later is not: the
+/// engine holds the media's bytes (it was just saved) and the uploader must upload them
+/// (Telegram fetches no URL for it, as for videos over 20 MB), so that warming it at once
+/// spares reading the whole media back from the store later. The engine pins such bytes in
+/// its byte cache until a worker takes them, and saves can outrun warming many times over: a
+/// backlog of demanded or smaller media must not hold the pin (and the memory) for long.
+/// Hot jobs therefore go ahead of their list, within limits that keep the rules below: a hot
+/// job nobody waits for stays behind every demanded job and every aged one, and among
+/// demanded jobs a hot one passes only those that came less than one aging bound before it,
+/// so that no demanded job waits more than one aging bound longer than first come, first
+/// served would have it.
 ///
 /// A claim slot takes from the first non-empty list in the order demanded, aged, fresh, except
 /// one slot in [`aged_share`](Self::aged_share) of each bot's turns, which takes aged, demanded,
@@ -100,10 +113,14 @@ pub(crate) fn pick<T>(
 /// One slot in this many goes to aged jobs ahead of demand.
 const DEFAULT_AGED_SHARE: u32 = 4;
 
-/// Ranks of demanded jobs sit below every class rank.
+/// Ranks of demanded jobs sit below every other rank.
 const DEMAND_BASE: i64 = i64::MIN / 2;
-/// One class step; larger than any millisecond timestamp for the next few thousand years.
+/// One class step; larger than any millisecond timestamp for the next hundred years.
 const CLASS_STEP: i64 = 1 << 42;
+/// Ranks of hot jobs nobody waits for sit below every class rank (classes run from 0 to 25,
+/// so `HOT_BASE + 26 * CLASS_STEP` is still negative) and above every demanded rank. The
+/// ranks of jobs that are not hot are never negative, which [`is_hot_rank`] relies on.
+const HOT_BASE: i64 = -32 * CLASS_STEP;
 
 impl PriorityPolicy {
     /// A policy whose jobs all start within `aging_bound` of being queued (plus drain time),
@@ -148,12 +165,19 @@ impl PriorityPolicy {
     pub fn rank(&self, job: &Job) -> i64 {
         let enqueued = job.enqueued_at.as_millis().min(CLASS_STEP as u64 - 1) as i64;
         if job.demand {
-            // First come, first served among the jobs someone is waiting for.
-            return DEMAND_BASE + enqueued;
+            // First come, first served among the jobs someone is waiting for; a hot job as
+            // if it had come one aging bound earlier.
+            let lead = if job.hot {
+                self.aging_bound.as_millis().min(CLASS_STEP as u128 - 1) as i64
+            } else {
+                0
+            };
+            return DEMAND_BASE + enqueued - lead;
         }
         let class = i64::from(kind_weight(job.key.kind)) + i64::from(size_class(job.size));
+        let base = if job.hot { HOT_BASE } else { 0 };
         // Within a class, the most recent first: a larger timestamp gives a lower rank.
-        class * CLASS_STEP + (CLASS_STEP - 1 - enqueued)
+        base + class * CLASS_STEP + (CLASS_STEP - 1 - enqueued)
     }
 }
 
@@ -162,6 +186,12 @@ impl Default for PriorityPolicy {
     fn default() -> Self {
         Self::new(Duration::from_secs(60))
     }
+}
+
+/// Whether a rank the policy gave a job nobody waits for (a durable backend's stored plain
+/// rank) is a hot job's: only those are negative.
+pub(crate) fn is_hot_rank(plain_rank: i64) -> bool {
+    plain_rank < 0
 }
 
 /// How far back a kind sits: what is quick to upload and most often sent goes first.
@@ -222,6 +252,60 @@ mod tests {
         let mut earlier = job(MediaKind::Video, 1, now - 5);
         earlier.demand = true;
         assert!(p.rank(&earlier) < p.rank(&demanded));
+    }
+
+    fn hot(mut j: Job) -> Job {
+        j.hot = true;
+        j
+    }
+
+    fn demanded(mut j: Job) -> Job {
+        j.demand = true;
+        j
+    }
+
+    /// A hot job nobody waits for goes ahead of every fresh job that is not hot (the smallest
+    /// photo, queued later, included), in class order among hot ones, and behind every
+    /// demanded job.
+    #[test]
+    fn hot_jobs_lead_the_fresh_list_and_stay_behind_demand() {
+        let p = PriorityPolicy::default();
+        let now = 1_800_000_000_000;
+        let big = hot(job(MediaKind::Video, 40_000_000, now));
+        assert!(p.rank(&big) < p.rank(&job(MediaKind::Photo, 1, now + 10)));
+        assert!(p.rank(&big) < p.rank(&job(MediaKind::Photo, 1, 0)));
+        assert!(
+            p.rank(&hot(job(MediaKind::Photo, 30_000, now)))
+                < p.rank(&hot(job(MediaKind::Video, 30_000, now)))
+        );
+        assert!(p.rank(&demanded(job(MediaKind::Video, u64::MAX, now + 10))) < p.rank(&big));
+        // Extremes of both bands: the largest class at the earliest time, hot or not.
+        let worst_hot = hot(job(MediaKind::Video, u64::MAX, 0));
+        let best_plain = job(MediaKind::Photo, 0, CLASS_STEP as u64 - 1);
+        assert!(p.rank(&worst_hot) < p.rank(&best_plain));
+        assert!(is_hot_rank(p.rank(&worst_hot)));
+        assert!(is_hot_rank(p.rank(&hot(job(MediaKind::Photo, 0, now)))));
+        assert!(!is_hot_rank(p.rank(&best_plain)));
+        assert!(!is_hot_rank(p.rank(&job(MediaKind::Video, u64::MAX, 0))));
+    }
+
+    /// Among demanded jobs, a hot one passes those that came less than one aging bound before
+    /// it, and no others.
+    #[test]
+    fn a_hot_demanded_job_passes_at_most_one_aging_bound() {
+        let p = PriorityPolicy::new(Duration::from_secs(60));
+        let now = 1_800_000_000_000;
+        let h = demanded(hot(job(MediaKind::Video, 25_000_000, now)));
+        let recent = demanded(job(MediaKind::Photo, 1, now - 59_999));
+        let old = demanded(job(MediaKind::Photo, 1, now - 60_001));
+        assert!(p.rank(&h) < p.rank(&recent));
+        assert!(p.rank(&old) < p.rank(&h));
+        // Hot ones among themselves: first come, first served.
+        let later = demanded(hot(job(MediaKind::Photo, 1, now + 1)));
+        assert!(p.rank(&h) < p.rank(&later));
+        // A zero bound leaves first come, first served as it was.
+        let fifo = PriorityPolicy::new(Duration::ZERO);
+        assert!(fifo.rank(&demanded(job(MediaKind::Photo, 1, now - 1))) < fifo.rank(&h));
     }
 
     /// Two bots in rotation, each with demand and aged work: every fourth turn of each bot

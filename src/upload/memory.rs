@@ -8,16 +8,21 @@ use async_trait::async_trait;
 
 use super::{UploadRequest, Uploaded, Uploader};
 use crate::error::{Error, Result};
-use crate::media::{BotId, FileId, MediaKey, Sha256, SizeLimits};
+use crate::media::{BotId, FileId, MediaKey, MediaKind, Sha256, SizeLimits};
 
 /// A fault hook: given the media and the number of this upload attempt for it (1 for the
 /// first), answer an error to fail the attempt with, or `None` to let it succeed.
 type FaultFn = dyn Fn(&MediaKey, u32) -> Option<Error> + Send + Sync;
 
+/// Which media go by URL: given the kind, the size and the MIME type (if known).
+type UrlRule = dyn Fn(MediaKind, u64, Option<&str>) -> bool + Send + Sync;
+
 /// An in-process [`Uploader`] that stands in for Telegram: it reads the whole media, checks
 /// its SHA-256 against the request, waits a configurable latency, and answers a file_id of its
 /// own. Faults can be injected, and [`stats`](Self::stats) counts what happened, so tests can
-/// assert exactly how many uploads each media cost.
+/// assert exactly how many uploads each media cost. With [`with_urls`](Self::with_urls) it
+/// takes some media by URL instead, reading none of their bytes, as Telegram fetches a URL
+/// itself.
 ///
 /// File ids have the form `<bot>:<kind>:<sha256 prefix>:<n>`, where `n` counts successful
 /// uploads of that media, so a test can tell which upload a cached id came from.
@@ -39,6 +44,7 @@ pub struct MemoryUploader {
     bot: BotId,
     latency: Range<Duration>,
     fault: Option<Arc<FaultFn>>,
+    by_url: Option<Arc<UrlRule>>,
     // A std mutex: only counters are updated under it, never across an `.await`.
     stats: Arc<Mutex<Stats>>,
 }
@@ -63,6 +69,8 @@ pub struct MemoryUploaderStats {
     pub faults: u64,
     /// Bytes read from sources.
     pub bytes: u64,
+    /// Attempts that took the media by URL (see [`MemoryUploader::with_urls`]).
+    pub by_url: u64,
     /// Most uploads running at once.
     pub max_in_flight: u32,
     /// Times an upload started while another upload of the same media was running.
@@ -76,8 +84,23 @@ impl MemoryUploader {
             bot,
             latency: Duration::ZERO..Duration::ZERO,
             fault: None,
+            by_url: None,
             stats: Arc::default(),
         }
+    }
+
+    /// Takes a media by URL when its source offers one and `by_url` answers `true` for its
+    /// kind, size and MIME type (the source's [`content_type`](super::MediaSource::content_type)):
+    /// the upload then reads none of its bytes and checks no hash, as Telegram fetches the
+    /// URL itself (this stand-in fetches nothing). [`needs_bytes`](Uploader::needs_bytes)
+    /// answers the opposite of `by_url`. Without it, every media's bytes are read.
+    #[must_use]
+    pub fn with_urls(
+        mut self,
+        by_url: impl Fn(MediaKind, u64, Option<&str>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.by_url = Some(Arc::new(by_url));
+        self
     }
 
     /// Each upload waits a uniformly random time in `latency` (tokio time, so paused-time tests
@@ -196,13 +219,24 @@ impl Uploader for MemoryUploader {
             key,
         };
 
-        let bytes = request.source.read_all().await?;
-        if Sha256::of(&bytes) != key.sha256 || bytes.len() as u64 != request.size {
-            return Err(Error::Rejected {
-                message: format!("the bytes read for {key} do not match its hash or size"),
-            });
+        let by_url = match &self.by_url {
+            Some(rule) if request.source.url().is_some() => {
+                let content_type = request.source.content_type(key.kind).await?;
+                rule(key.kind, request.size, content_type.as_deref())
+            }
+            _ => false,
+        };
+        if by_url {
+            self.lock().snapshot.by_url += 1;
+        } else {
+            let bytes = request.source.read_all().await?;
+            if Sha256::of(&bytes) != key.sha256 || bytes.len() as u64 != request.size {
+                return Err(Error::Rejected {
+                    message: format!("the bytes read for {key} do not match its hash or size"),
+                });
+            }
+            self.lock().snapshot.bytes += bytes.len() as u64;
         }
-        self.lock().snapshot.bytes += bytes.len() as u64;
         let latency = self.random_latency();
         if !latency.is_zero() {
             // A zero sleep would still wait for the timer's next millisecond tick.
@@ -225,6 +259,12 @@ impl Uploader for MemoryUploader {
             file_unique_id: Some(key.sha256.to_hex()[..16].to_owned()),
         })
     }
+
+    fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
+        self.by_url
+            .as_ref()
+            .is_none_or(|rule| !rule(kind, size, content_type))
+    }
 }
 
 impl fmt::Debug for MemoryUploader {
@@ -233,6 +273,7 @@ impl fmt::Debug for MemoryUploader {
             .field("bot", &self.bot)
             .field("latency", &self.latency)
             .field("faults", &self.fault.is_some())
+            .field("urls", &self.by_url.is_some())
             .finish()
     }
 }

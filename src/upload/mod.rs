@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 
 use crate::error::Result;
-use crate::media::{BotId, FileId, MediaKey};
+use crate::media::{BotId, FileId, MediaKey, MediaKind};
 use crate::store::{ByteStream, MediaStore};
 
 pub use budget::{BudgetRequest, Grant, MemoryBudget, Rate, RateBudget};
@@ -255,6 +255,9 @@ pub struct Uploaded {
 ///   ([`Error::is_retryable`](crate::Error::is_retryable)) are retried with backoff; any other
 ///   error is permanent and the job goes to the dead state with it.
 /// - An uploader does its own rate limiting for its bot and chats, shared by all callers.
+/// - When [`needs_bytes`](Uploader::needs_bytes) answers `false` for a media, an upload of it
+///   whose source offers a URL reads none of its bytes (unless the service then refuses the
+///   URL and the bytes go instead).
 #[async_trait]
 pub trait Uploader: Send + Sync + Debug + 'static {
     /// The bot whose file_ids this uploader obtains.
@@ -262,6 +265,26 @@ pub trait Uploader: Send + Sync + Debug + 'static {
 
     /// Uploads one media.
     async fn upload(&self, request: UploadRequest) -> Result<Uploaded>;
+
+    /// Whether an upload of a media of `kind`, `size` bytes and MIME type `content_type`
+    /// (`None`: unknown) reads the media's bytes even when its source offers a URL: `false`
+    /// only when the uploader would hand the service the URL instead, as
+    /// `TelegramUploader` does for what Telegram fetches by URL.
+    /// Answered from the arguments alone, with no I/O.
+    ///
+    /// The engine asks when a media is saved, while it holds the bytes: a media whose bytes
+    /// the upload will need is warmed ahead of others ([`Job::hot`](crate::Job::hot)), so
+    /// that they need not be read back from the store later.
+    ///
+    /// The default answers `true`: an uploader that does not say is taken to read every
+    /// media's bytes, as [`MemoryUploader`] does unless told otherwise. That is the safe side
+    /// to err on: a `true` for a media that needed no bytes only moves it ahead in the
+    /// queue, within the limits of [`PriorityPolicy`](crate::PriorityPolicy); a `false` for
+    /// one that did costs a read of the whole media from the store.
+    fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
+        let _ = (kind, size, content_type);
+        true
+    }
 }
 
 #[cfg(test)]
@@ -269,7 +292,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::media::{MediaKind, ObjectKey};
+    use crate::media::ObjectKey;
     use crate::store::{GetResult, MemoryStore, ObjectMeta, PutOutcome, PutPayload};
 
     /// A memory store that counts the reads of whole objects.

@@ -90,6 +90,10 @@ impl Uploader for LoggingUploader {
         self.log.line(format!("{sha} {file_id}"));
         Ok(Uploaded { file_id, ..up })
     }
+
+    fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
+        self.inner.needs_bytes(kind, size, content_type)
+    }
 }
 
 pub async fn open_db(spec: &str) -> (Arc<dyn FileIdCache>, Arc<dyn PriorityQueue>) {

@@ -150,6 +150,7 @@ fn job_row_at(r: &Row, at: usize) -> Result<JobRow> {
         owner: r.get(at + 9),
         expires_at: r.get(at + 10),
         last_error: r.get(at + 11),
+        rank_plain: r.get(at + 12),
     })
 }
 

@@ -113,13 +113,13 @@ impl PriorityQueue for PostgresStore {
         let mut due: Option<i64> = None;
         let mut picked = Vec::with_capacity(rows.len());
         for r in &rows {
-            // Columns: n, id, the 12 job columns, fencing_token, due.
-            due = r.get(15);
+            // Columns: n, id, the 13 job columns, fencing_token, due.
+            due = r.get(16);
             let Some(n) = r.get::<_, Option<i64>>(0) else {
                 continue; // no job claimed: the row only carries `due`
             };
             let row = job_row_at(r, 2)?;
-            let token: i64 = r.get(14);
+            let token: i64 = r.get(15);
             picked.push((n, row, token));
         }
         picked.sort_by_key(|p| p.0);
@@ -265,6 +265,7 @@ impl PriorityQueue for PostgresStore {
                 &Job {
                     attempts: 0,
                     enqueued_at: now,
+                    hot: false,
                     ..row.job()
                 },
             );

@@ -33,13 +33,13 @@ pub(super) struct Sql {
     pub(super) clear_rejections: String,
 }
 
-/// The columns describing one job (`mc` is `media_cache`).
+/// The columns describing one job (`mc` is `media_cache`): 13, read by `job_row_at`.
 fn job_columns(s: &str) -> String {
     format!(
         "mc.bot_slug, mc.sha256, mc.kind, \
          coalesce((SELECT ms.size FROM {s}.media_store ms WHERE ms.sha256 = mc.sha256), 0), \
          mc.enqueued_at, mc.retry_count, mc.demand, mc.job_state, mc.next_retry_at, \
-         mc.lease_owner, mc.lease_expires_at, mc.last_error"
+         mc.lease_owner, mc.lease_expires_at, mc.last_error, mc.rank_plain"
     )
 }
 

@@ -483,13 +483,22 @@ impl Inner {
                 None
             }
         };
-        match sniff::url_refusal(kind, format, request.size) {
+        match self.url_refusal(kind, format, request.size) {
             Some(why) => {
                 tracing::debug!(%kind, %why, "not by URL");
                 None
             }
             None => format.map(|f| f.mime(kind)),
         }
+    }
+
+    /// Why a media goes by upload even when a URL is at hand (URL uploads off, or Telegram's
+    /// rules, [`sniff::url_refusal`]), or `None` when it goes by URL.
+    fn url_refusal(&self, kind: MediaKind, format: Option<Format>, size: u64) -> Option<String> {
+        if !self.urls {
+            return Some("URL uploads are off".to_owned());
+        }
+        sniff::url_refusal(kind, format, size)
     }
 
     fn sent(&self, kind: MediaKind, message: &Message) -> Result<SentMessage> {
@@ -632,6 +641,14 @@ impl Uploader for TelegramUploader {
             inner.delete_warmup_message(chat, message.message_id).await;
         }
         Ok(sent.uploaded)
+    }
+
+    /// `false` for what goes by URL when the source has one: URL uploads on, and a kind,
+    /// format and size Telegram fetches by URL (see [`TelegramUploader`]); an unknown type
+    /// goes by upload.
+    fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
+        let format = content_type.and_then(Format::of_mime);
+        self.inner.url_refusal(kind, format, size).is_some()
     }
 }
 
