@@ -14,6 +14,7 @@
 //!   --compare          ours, then the baseline (default seed), and their ratio
 //!   --rss              32 concurrent uploads of 40 MB videos with a full 64 MB byte cache
 //!   --no-url           the store gives no URLs (every upload streams from the store)
+//!   --byte-cache-mib M the engine's byte cache (default 64)
 //!   --user-share PCT   the share of the bot-wide rate warms leave to users (default the
 //!                      uploader's, 25%: warms then top out at 22.5/s, 1,350/min)
 //!   --seed S           input seed (default 7)
@@ -98,6 +99,7 @@ struct Opts {
     seed: u64,
     traffic: bool,
     user_share: Option<u32>,
+    byte_cache: u64,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -115,6 +117,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         seed: 7,
         traffic: false,
         user_share: None,
+        byte_cache: BYTE_CACHE,
     };
     let mut it = args.iter();
     let num = |v: Option<&String>, name: &str| -> Result<f64, String> {
@@ -145,6 +148,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                         .and_then(|v| v.parse().ok())
                         .ok_or("--user-share needs a percentage")?,
                 )
+            }
+            "--byte-cache-mib" => {
+                o.byte_cache = (num(it.next(), "--byte-cache-mib")? as u64) * 1024 * 1024;
             }
             other => return Err(format!("unknown option {other}; see the example's docs")),
         }
@@ -794,7 +800,7 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         .with_store(store.clone())
         .with_uploader(timed.clone())
         .with_concurrency(concurrency)
-        .with_byte_cache(BYTE_CACHE, Duration::from_secs(600))
+        .with_byte_cache(o.byte_cache, Duration::from_secs(600))
         .build()?;
     let mut remote = remote;
     let ready: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -945,7 +951,7 @@ async fn run_ours(o: &Opts) -> prewarm::Result<Value> {
         .sum::<f64>()
         / saved.len().max(1) as f64;
     let downloaded = store.downloaded.load(Ordering::Relaxed);
-    let by_class = store_reads_by_class(&store, &saved, BYTE_CACHE / 2);
+    let by_class = store_reads_by_class(&store, &saved, o.byte_cache / 2);
     if std::env::var_os("LOADTEST_DEBUG").is_some() {
         // Each media read from the store: when it was saved, and how long after that it was
         // first read.
