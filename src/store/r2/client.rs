@@ -470,11 +470,9 @@ impl Client {
     /// Stores `payload` in one round trip when the object is new: a PUT with
     /// `If-None-Match: *`, whose 412 means the object is there already (R2 and S3 both
     /// evaluate the condition atomically, so two writers racing on one key both succeed, one
-    /// with `AlreadyExists`). Larger payloads go by multipart upload, conditional the same way.
+    /// with `AlreadyExists`). Payloads over the multipart threshold are the caller's to send
+    /// by multipart upload (`multipart::upload`), conditional the same way.
     pub(crate) async fn put(&self, key: &str, payload: PutPayload) -> Result<PutOutcome> {
-        if payload.len() > self.multipart_threshold {
-            return super::multipart::upload(self, key, payload).await;
-        }
         let sha = payload.sha256().to_hex();
         let len = payload.len();
         let content_type = stored_type(&payload);

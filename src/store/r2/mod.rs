@@ -81,6 +81,11 @@ impl R2Store {
 #[async_trait]
 impl MediaStore for R2Store {
     async fn put(&self, key: &ObjectKey, payload: PutPayload) -> Result<PutOutcome> {
+        // One PUT up to the threshold; above it a multipart upload, whose parts a retry can
+        // resend without the whole object in memory.
+        if payload.len() > self.client.multipart_threshold {
+            return multipart::upload(&self.client, key.as_str(), payload).await;
+        }
         self.client.put(key.as_str(), payload).await
     }
 
