@@ -115,7 +115,7 @@ const DEFAULT_AGED_SHARE: u32 = 4;
 
 /// Ranks of demanded jobs sit below every other rank.
 const DEMAND_BASE: i64 = i64::MIN / 2;
-/// One class step; larger than any millisecond timestamp for the next hundred years.
+/// One class step; larger than any millisecond timestamp before the year 2109.
 const CLASS_STEP: i64 = 1 << 42;
 /// Ranks of hot jobs nobody waits for sit below every class rank (classes run from 0 to 25,
 /// so `HOT_BASE + 26 * CLASS_STEP` is still negative) and above every demanded rank. The
