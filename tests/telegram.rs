@@ -883,11 +883,14 @@ async fn the_fake_counts_a_request_when_it_arrives_not_after_its_latency() {
     fake.shutdown().await;
 }
 
-/// A store that answers `get` after a delay, as a remote store does.
+/// A store whose reads are slow, as a remote store's are: `get` answers after `delay`, or,
+/// with `mid_body`, answers at once and sends the second half of the object after `delay`
+/// (an upload whose body reaches Telegram late, as a large one on a slow link does).
 #[derive(Debug)]
 struct SlowStore {
     inner: prewarm::store::MemoryStore,
     delay: Duration,
+    mid_body: bool,
 }
 
 #[async_trait::async_trait]
@@ -900,8 +903,26 @@ impl prewarm::MediaStore for SlowStore {
         self.inner.put(key, payload).await
     }
     async fn get(&self, key: &prewarm::ObjectKey) -> prewarm::Result<prewarm::store::GetResult> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get(key).await
+        use futures::StreamExt;
+        if !self.mid_body {
+            tokio::time::sleep(self.delay).await;
+            return self.inner.get(key).await;
+        }
+        let got = self.inner.get(key).await?;
+        let meta = got.meta.clone();
+        let bytes = got.bytes().await?;
+        let (head, tail) = (
+            bytes.slice(..bytes.len() / 2),
+            bytes.slice(bytes.len() / 2..),
+        );
+        let delay = self.delay;
+        let body = futures::stream::iter([Ok(head)])
+            .chain(futures::stream::once(async move {
+                tokio::time::sleep(delay).await;
+                Ok(tail)
+            }))
+            .boxed();
+        Ok(prewarm::store::GetResult { meta, body })
     }
     async fn head(&self, key: &prewarm::ObjectKey) -> prewarm::Result<prewarm::store::ObjectMeta> {
         self.inner.head(key).await
@@ -935,6 +956,7 @@ async fn an_upload_waiting_for_its_store_holds_no_send_slot() {
     let store = Arc::new(SlowStore {
         inner: prewarm::store::MemoryStore::new(),
         delay: ms(800),
+        mid_body: false,
     });
     let (slow_bytes, _) = sample(MediaKind::Photo, 1, 300);
     let (object, _) = store.put_bytes(slow_bytes.clone()).await.expect("put");
@@ -1106,57 +1128,6 @@ async fn a_send_waiting_for_the_slot_of_a_429_does_not_go_inside_the_ban() {
     fake.shutdown().await;
 }
 
-/// A store whose objects arrive in two halves, the second after `delay`: an upload whose
-/// body reaches Telegram late, as a large one on a slow link does.
-#[derive(Debug)]
-struct TrickleStore {
-    inner: prewarm::store::MemoryStore,
-    delay: Duration,
-}
-
-#[async_trait::async_trait]
-impl prewarm::MediaStore for TrickleStore {
-    async fn put(
-        &self,
-        key: &prewarm::ObjectKey,
-        payload: prewarm::store::PutPayload,
-    ) -> prewarm::Result<prewarm::store::PutOutcome> {
-        self.inner.put(key, payload).await
-    }
-    async fn get(&self, key: &prewarm::ObjectKey) -> prewarm::Result<prewarm::store::GetResult> {
-        use futures::StreamExt;
-        let got = self.inner.get(key).await?;
-        let meta = got.meta.clone();
-        let bytes = got.bytes().await?;
-        let (head, tail) = (
-            bytes.slice(..bytes.len() / 2),
-            bytes.slice(bytes.len() / 2..),
-        );
-        let delay = self.delay;
-        let body = futures::stream::iter([Ok(head)])
-            .chain(futures::stream::once(async move {
-                tokio::time::sleep(delay).await;
-                Ok(tail)
-            }))
-            .boxed();
-        Ok(prewarm::store::GetResult { meta, body })
-    }
-    async fn head(&self, key: &prewarm::ObjectKey) -> prewarm::Result<prewarm::store::ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn delete(&self, key: &prewarm::ObjectKey) -> prewarm::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn url(
-        &self,
-        _key: &prewarm::ObjectKey,
-        _expires_in: Duration,
-        _content_type: Option<&str>,
-    ) -> prewarm::Result<Option<String>> {
-        Ok(None)
-    }
-}
-
 /// A group counts messages as they arrive. An upload whose body arrived 1.5 s after its
 /// slot was taken holds the group's next send for an interval after that arrival, so three
 /// sends keep to "2 in any 2 s" at the fake; counting from the slots taken, the third went
@@ -1178,9 +1149,10 @@ async fn a_group_send_after_a_late_arrival_keeps_the_groups_window() {
             .with_in_flight_per_chat(1),
     );
     let bot = up.bot().clone();
-    let store = Arc::new(TrickleStore {
+    let store = Arc::new(SlowStore {
         inner: prewarm::store::MemoryStore::new(),
         delay: ms(1_500),
+        mid_body: true,
     });
     let (late, _) = sample(MediaKind::Photo, 51, 4_000);
     let (object, _) = store.put_bytes(late.clone()).await.expect("put");
