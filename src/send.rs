@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::engine::metrics::Via;
 use crate::engine::{PrewarmEngine, Sendable};
 use crate::error::{Error, Result};
 use crate::media::MediaKey;
@@ -58,19 +59,8 @@ pub async fn send_cached(
         }
         other => other,
     };
-    let outcome = match &result {
-        Ok((_, via)) => Ok(*via == Via::FileId),
-        Err(e) => Err(e.retry_after().is_some()),
-    };
-    engine.record_send(outcome, started.elapsed());
+    engine.record_send(result.as_ref().map(|(_, via)| *via), started.elapsed());
     result.map(|(sent, _)| sent)
-}
-
-/// How a send went out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    FileId,
-    Upload,
 }
 
 /// One send: by file_id, or by the bytes. A rejected file_id is reported to the engine

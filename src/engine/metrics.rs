@@ -49,6 +49,15 @@ pub mod names {
     pub const SEND_FAILURES: &str = "media_prewarm_send_failures_total";
 }
 
+/// How a cache-first send to a user went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// By the cached file_id.
+    FileId,
+    /// By uploading the bytes (no file_id in time).
+    Upload,
+}
+
 /// Percentiles of a latency distribution.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Percentiles {
@@ -201,11 +210,10 @@ impl Metrics {
     }
 
     /// A cache-first send that went out, by file_id or by upload, after `latency`.
-    pub(crate) fn sent(&self, by_file_id: bool, latency: Duration) {
-        let (counter, via) = if by_file_id {
-            (&self.sent_by_file_id, "file_id")
-        } else {
-            (&self.sent_by_upload, "upload")
+    pub(crate) fn sent(&self, via: Via, latency: Duration) {
+        let (counter, via) = match via {
+            Via::FileId => (&self.sent_by_file_id, "file_id"),
+            Via::Upload => (&self.sent_by_upload, "upload"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.send_latency.record(latency);

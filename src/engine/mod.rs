@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use self::byte_cache::ByteCache;
 use self::clock::Clock;
 use self::flight::Flights;
-use self::metrics::{Metrics, MetricsSnapshot};
+use self::metrics::{Metrics, MetricsSnapshot, Via};
 use crate::cache::FileIdCache;
 use crate::error::{Error, Result};
 use crate::media::format::OCTET_STREAM;
@@ -260,11 +260,12 @@ impl PrewarmEngine {
         Ok(n)
     }
 
-    /// Counts a cache-first send to a user and its latency (the send path's metrics).
-    pub(crate) fn record_send(&self, outcome: std::result::Result<bool, bool>, latency: Duration) {
+    /// Counts a cache-first send to a user, gone out `via` after `latency` or failed with
+    /// the error (the send path's metrics).
+    pub(crate) fn record_send(&self, outcome: std::result::Result<Via, &Error>, latency: Duration) {
         match outcome {
-            Ok(by_file_id) => self.inner.metrics.sent(by_file_id, latency),
-            Err(rate_limited) => self.inner.metrics.send_failed(rate_limited),
+            Ok(via) => self.inner.metrics.sent(via, latency),
+            Err(e) => self.inner.metrics.send_failed(e.retry_after().is_some()),
         }
     }
 
