@@ -1,0 +1,19 @@
+-- The journal of warm-up sends (UploadJournal): one row per media, written before its send
+-- leaves and completed with the message Telegram answered, so that a process killed in
+-- between leaves its successor the chat to look in.
+CREATE TABLE upload_journal (
+    bot_slug   TEXT    NOT NULL,
+    sha256     BLOB    NOT NULL,
+    kind       TEXT    NOT NULL,
+    chat       INTEGER NOT NULL,
+    after_id   INTEGER,             -- the message id the send comes after, if any was seen
+    started_at INTEGER NOT NULL,    -- unix ms
+    message_id INTEGER,             -- once delivered: the message and its file_id
+    file_id    TEXT,
+    PRIMARY KEY (bot_slug, sha256, kind)
+) WITHOUT ROWID;
+-- `entries(bot, since)`, `pending(bot)` and `prune` read a bot's rows by start time.
+CREATE INDEX ix_upload_journal_started ON upload_journal (bot_slug, started_at);
+-- `high_water` and `prune` read the highest delivered message of each chat.
+CREATE INDEX ix_upload_journal_high ON upload_journal (bot_slug, chat, message_id)
+    WHERE message_id IS NOT NULL;
