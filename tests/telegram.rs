@@ -71,12 +71,14 @@ async fn fake(limits: FakeLimits, chats: &[i64]) -> FakeBotApi {
         .expect("the fake starts")
 }
 
+/// An uploader of the fake's bot, journaling its warm-up sends (as `from_env`'s does).
 fn uploader(fake: &FakeBotApi, chats: &[i64], limits: RateLimits) -> TelegramUploader {
     TelegramUploader::builder()
         .with_token(TOKEN)
         .with_api_base(fake.base_url())
         .with_warmup_chats(chats.iter().copied())
         .with_rate_limits(limits)
+        .with_journal(Arc::new(prewarm::upload::MemoryJournal::new()))
         .build()
         .expect("valid configuration")
 }
@@ -546,8 +548,9 @@ async fn five_hundred_media_through_the_engine_with_faults_and_limits() {
         .with_limits(
             FakeLimits::off()
                 .with_bot(FakeRate::new(400, Duration::from_secs(1)).with_burst(40))
-                // A little under the uploader's rate for chats, so that 429s happen.
-                .with_group_chat(FakeRate::new(45, Duration::from_secs(1)).with_burst(2)),
+                // Well under the uploader's rate for chats, so that 429s happen: one send at
+                // a time per chat, with the fake's latency, reaches about 40/s.
+                .with_group_chat(FakeRate::new(30, Duration::from_secs(1)).with_burst(2)),
         )
         .with_faults(Faults::none().with_server_errors(0.05).with_resets(0.01))
         .with_latency(Latency::uniform(ms(1)..ms(4)).with_tail(0.02, ms(20)..ms(40)))

@@ -31,6 +31,7 @@ pub(crate) struct ResponseParameters {
 pub(crate) struct Message {
     pub(crate) message_id: i64,
     pub(crate) chat: Chat,
+    pub(crate) caption: Option<String>,
     #[serde(default)]
     pub(crate) photo: Vec<PhotoSize>,
     pub(crate) video: Option<File>,
@@ -52,6 +53,7 @@ pub(crate) struct Chat {
 pub(crate) struct File {
     pub(crate) file_id: String,
     pub(crate) file_unique_id: Option<String>,
+    pub(crate) file_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +82,7 @@ impl Message {
                     .map(|p| File {
                         file_id: p.file_id.clone(),
                         file_unique_id: p.file_unique_id.clone(),
+                        file_size: p.file_size,
                     });
             }
             MediaKind::Video => &self.video,

@@ -1,0 +1,456 @@
+//! Finding a warm-up message whose reply never arrived, instead of uploading its media again.
+//!
+//! The Bot API has no idempotency key, and a bot cannot read a chat's history. What it can do
+//! is forward a message by its id (`forwardMessage` answers the whole new Message, with the
+//! media's file_id and the caption). So every warm-up send is journaled before it leaves (the
+//! chat, and the highest message id seen there), and carries a caption naming its media. When
+//! a media's next attempt finds its entry pending (the process was killed, or the reply was
+//! lost), the uploader forwards the ids above the journaled one, within the chat, until it
+//! meets the caption naming the media, and takes the file_id from the copy.
+//!
+//! Message ids: supergroups and channels number their messages per chat; private chats and
+//! basic groups share one counter per bot, so there the ids of the bot's other chats sit in
+//! between. The journal knows the ids it delivered in every chat, so those are skipped; the
+//! ids left to try are those of the sends that were pending with this one (and of messages
+//! the journal never saw). A fake or a server that numbers every chat on its own is told
+//! apart by two chats answering the same id: then each chat is searched alone.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::Inner;
+use super::client::takes_caption;
+use super::ratelimit::Purpose;
+use super::reply::{ApiError, Message};
+use crate::error::{Error, Result};
+use crate::media::{FileId, MediaKey, MediaKind, Sha256, Timestamp};
+use crate::upload::{Delivered, JournalEntry, UploadRequest, Uploaded};
+
+/// How far before a pending send's start the journal is read for the ids delivered around it:
+/// an upload that started earlier may have been answered after it.
+const AROUND: Duration = Duration::from_secs(600);
+
+/// Ids tried beyond the number of sends pending with the one looked for.
+const SLACK: usize = 3;
+
+/// At most this many ids are tried for one media.
+const MAX_TRIES: usize = 64;
+
+/// How old a delivered entry gets before it is pruned (each chat keeps its newest).
+const KEEP_DELIVERED: Duration = Duration::from_secs(3600);
+
+/// How old a pending entry gets before it is pruned.
+const KEEP_PENDING: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The caption naming a warm-up message's media.
+pub(super) fn marker(key: &MediaKey) -> Option<String> {
+    takes_caption(key.kind).then(|| format!("prewarm:{}:{}", key.kind, key.sha256))
+}
+
+/// The media a warm-up caption names, as `(kind, sha256)`.
+fn parse_marker(caption: &str) -> Option<(MediaKind, Sha256)> {
+    let rest = caption.trim().strip_prefix("prewarm:")?;
+    let (kind, sha) = rest.split_once(':')?;
+    Some((kind.parse().ok()?, sha.parse().ok()?))
+}
+
+/// Whether `chat` numbers its messages on its own (a supergroup or a channel: `-100…`).
+fn own_counter(chat: i64) -> bool {
+    chat <= -1_000_000_000_000
+}
+
+/// The highest message id seen in each chat, loaded from the journal once.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    high: Mutex<HashMap<i64, i64>>,
+    loaded: tokio::sync::OnceCell<()>,
+    pruned_at: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Seen {
+    pub(super) fn note(&self, chat: i64, message_id: i64) {
+        let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
+        let h = high.entry(chat).or_insert(message_id);
+        *h = (*h).max(message_id);
+    }
+
+    fn get(&self, chat: i64) -> Option<i64> {
+        self.high
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&chat)
+            .copied()
+    }
+}
+
+impl Inner {
+    /// Journals a warm-up send of `key` to `chat` that is about to leave. Without a journal,
+    /// nothing.
+    pub(super) async fn journal_begin(&self, key: &MediaKey, chat: i64) -> Result<()> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        self.load_seen().await;
+        let entry = JournalEntry {
+            media: key.clone(),
+            chat,
+            after: self.seen.get(chat),
+            started_at: Timestamp::now(),
+            delivered: None,
+        };
+        journal.begin(&entry).await
+    }
+
+    /// Journals the message a warm-up send became. A journal that fails is logged: the
+    /// message exists, so a later attempt finds it anyway.
+    pub(super) async fn journal_delivered(
+        &self,
+        key: &MediaKey,
+        message_id: i64,
+        file_id: &FileId,
+    ) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let delivered = Delivered {
+            message_id,
+            file_id: file_id.clone(),
+        };
+        if let Err(e) = journal.deliver(key, &delivered).await {
+            tracing::warn!(media = %key, error = %e, "could not journal the warm-up message");
+        }
+        self.prune_now_and_then().await;
+    }
+
+    /// Drops the journal entry of a send Telegram refused: no message exists.
+    pub(super) async fn journal_refused(&self, key: &MediaKey) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        if let Err(e) = journal.forget(key).await {
+            tracing::debug!(media = %key, error = %e, "could not drop the journal entry");
+        }
+    }
+
+    /// Forgets `key`'s entry when it holds `file_id`, which Telegram rejected: the journal
+    /// must not answer it for the media's next warm.
+    pub(super) async fn journal_rejected(&self, key: &MediaKey, file_id: &FileId) -> Result<()> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let holds = journal
+            .entry(key)
+            .await?
+            .is_some_and(|e| e.delivered.as_ref().is_some_and(|d| &d.file_id == file_id));
+        if holds {
+            journal.forget(key).await?;
+        }
+        Ok(())
+    }
+
+    async fn load_seen(&self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        self.seen
+            .loaded
+            .get_or_init(|| async {
+                match journal.high_water(&self.bot).await {
+                    Ok(high) => {
+                        for (chat, id) in high {
+                            self.seen.note(chat, id);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the journal's last message ids")
+                    }
+                }
+            })
+            .await;
+    }
+
+    async fn prune_now_and_then(&self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        {
+            let mut at = self
+                .seen
+                .pruned_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now = tokio::time::Instant::now();
+            if at.is_some_and(|at| now.duration_since(at) < KEEP_DELIVERED / 4) {
+                return;
+            }
+            *at = Some(now);
+        }
+        let now = Timestamp::now();
+        let before = |age: Duration| Timestamp(now.0.saturating_sub(age.as_millis() as u64));
+        match journal
+            .prune(&self.bot, before(KEEP_DELIVERED), before(KEEP_PENDING))
+            .await
+        {
+            Ok(n) => tracing::debug!(pruned = n, "journal pruned"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the journal"),
+        }
+    }
+
+    /// The file_id of an earlier attempt at `request` that reached Telegram, if the journal
+    /// says so or the warm-up chat shows it; `None` when the media must be uploaded.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] when Telegram limits the search (the entry stays, and the next
+    /// attempt searches again); a journal that cannot be read.
+    pub(super) async fn recover(&self, request: &UploadRequest) -> Result<Option<Uploaded>> {
+        let Some(journal) = &self.journal else {
+            return Ok(None);
+        };
+        let key = &request.key;
+        let Some(entry) = journal.entry(key).await? else {
+            return Ok(None);
+        };
+        if let Some(d) = &entry.delivered {
+            tracing::info!(media = %key, chat = entry.chat, message_id = d.message_id, "the journal holds this media's file_id: nothing to upload");
+            if self.delete_warmup {
+                // The process that sent it may have died before deleting it.
+                self.delete_warmup_message(entry.chat, d.message_id).await;
+            }
+            return Ok(Some(Uploaded {
+                file_id: d.file_id.clone(),
+                file_unique_id: None,
+            }));
+        }
+        let Some(after) = entry.after else {
+            tracing::info!(media = %key, chat = entry.chat, "an earlier send may have reached Telegram, but nothing bounds where: uploading again");
+            return Ok(None);
+        };
+        let around = journal
+            .entries(
+                &self.bot,
+                Timestamp(entry.started_at.0.saturating_sub(AROUND.as_millis() as u64)),
+            )
+            .await?;
+        let candidates = candidates(&entry, after, &around);
+        tracing::info!(media = %key, chat = entry.chat, after, tries = candidates.len(), "an earlier send may have reached Telegram: looking for it");
+        for id in candidates {
+            match self.probe(&entry, id, request.size).await? {
+                Probe::Found(file) => {
+                    let delivered = Delivered {
+                        message_id: id,
+                        file_id: FileId::new(file.file_id.clone()),
+                    };
+                    if let Err(e) = journal.deliver(key, &delivered).await {
+                        tracing::warn!(media = %key, error = %e, "could not journal the message found");
+                    }
+                    self.seen.note(entry.chat, id);
+                    tracing::info!(media = %key, chat = entry.chat, message_id = id, "found the earlier send: nothing to upload");
+                    if self.delete_warmup {
+                        self.delete_warmup_message(entry.chat, id).await;
+                    }
+                    return Ok(Some(Uploaded {
+                        file_id: delivered.file_id,
+                        file_unique_id: file.file_unique_id,
+                    }));
+                }
+                Probe::NotThere => {}
+                Probe::GiveUp => break,
+            }
+        }
+        tracing::info!(media = %key, chat = entry.chat, "the earlier send is not in its chat: uploading again");
+        Ok(None)
+    }
+
+    /// Forwards message `id` of the entry's chat to itself: whether it is the entry's media.
+    async fn probe(&self, entry: &JournalEntry, id: i64, size: u64) -> Result<Probe> {
+        let chat = entry.chat;
+        let permit = self.acquire(&[chat], Purpose::Warm(1), None).await?;
+        match self.client.forward_message(chat, chat, id).await {
+            Ok(copy) => {
+                drop(permit);
+                self.seen.note(chat, copy.message_id);
+                let found = is_of(&copy, &entry.media, size);
+                // The copy is ours alone: always deleted.
+                self.delete_warmup_message(chat, copy.message_id).await;
+                Ok(found.map_or(Probe::NotThere, Probe::Found))
+            }
+            Err(ApiError::RateLimited {
+                retry_after,
+                description,
+            }) => {
+                self.limited(permit, chat, retry_after, &description).await;
+                Err(Error::RateLimited { retry_after })
+            }
+            // "message to forward not found", "message can't be forwarded": not this id.
+            Err(ApiError::Rejected { code: 400, .. }) => Ok(Probe::NotThere),
+            Err(e) => {
+                tracing::info!(
+                    chat,
+                    error = e.description(),
+                    "cannot look in the warm-up chat"
+                );
+                Ok(Probe::GiveUp)
+            }
+        }
+    }
+}
+
+enum Probe {
+    Found(super::reply::File),
+    NotThere,
+    GiveUp,
+}
+
+/// The file of `media` in `message`, when it is the warm-up message of that media: its
+/// caption names it, or (for kinds without a caption) it holds a file of that kind and of
+/// exactly the media's size.
+fn is_of(message: &Message, media: &MediaKey, size: u64) -> Option<super::reply::File> {
+    let file = message.file(media.kind)?;
+    let named = message.caption.as_deref().and_then(parse_marker);
+    match named {
+        Some((kind, sha)) => (kind == media.kind && sha == media.sha256).then_some(file),
+        None if !takes_caption(media.kind) => (file.file_size == Some(size)).then_some(file),
+        None => None,
+    }
+}
+
+/// The message ids to try for the pending `entry`, best first: the ids above `after` that no
+/// delivered entry accounts for, as many as the sends pending alongside plus a few, starting
+/// with the one at the entry's place among them.
+fn candidates(entry: &JournalEntry, after: i64, around: &[JournalEntry]) -> Vec<i64> {
+    let chat = entry.chat;
+    // Which chats share a counter with this one.
+    let shared = !own_counter(chat) && !numbered_apart(around);
+    let same_counter = |c: i64| c == chat || (shared && !own_counter(c));
+    let known: HashSet<i64> = around
+        .iter()
+        .filter(|e| same_counter(e.chat))
+        .filter_map(|e| e.delivered.as_ref().map(|d| d.message_id))
+        .collect();
+    let mut pending: Vec<&JournalEntry> = around
+        .iter()
+        .filter(|e| e.delivered.is_none() && same_counter(e.chat))
+        .collect();
+    if !pending.iter().any(|e| e.media == entry.media) {
+        pending.push(entry);
+    }
+    pending.sort_by_key(|e| (e.started_at, e.media.sha256.to_hex()));
+    let place = pending
+        .iter()
+        .position(|e| e.media == entry.media)
+        .unwrap_or(0);
+    let wanted = (pending.len() + SLACK).min(MAX_TRIES);
+    let unknown: Vec<i64> = (after.saturating_add(1)..)
+        .filter(|id| !known.contains(id))
+        .take(wanted)
+        .collect();
+    // From the entry's place outwards: place, place-1, place+1, place-2, ...
+    let start = place.min(unknown.len().saturating_sub(1));
+    let mut order = Vec::with_capacity(unknown.len());
+    for step in 0..unknown.len() * 2 {
+        let offset = (step as i64 + 1) / 2 * if step % 2 == 1 { -1 } else { 1 };
+        let i = start as i64 + offset;
+        if (0..unknown.len() as i64).contains(&i) {
+            order.push(unknown[i as usize]);
+        }
+        if order.len() == unknown.len() {
+            break;
+        }
+    }
+    order
+}
+
+/// Whether two chats that would share a counter answered the same message id: then every
+/// chat numbers its messages on its own.
+fn numbered_apart(entries: &[JournalEntry]) -> bool {
+    let mut owner: HashMap<i64, i64> = HashMap::new();
+    for e in entries.iter().filter(|e| !own_counter(e.chat)) {
+        if let Some(d) = &e.delivered {
+            match owner.insert(d.message_id, e.chat) {
+                Some(other) if other != e.chat => return true,
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::BotId;
+
+    fn media(n: u8, kind: MediaKind) -> MediaKey {
+        MediaKey::new(BotId::new("1").unwrap(), Sha256::of(&[n]), kind)
+    }
+
+    fn entry(n: u8, chat: i64, after: i64, at: u64, delivered: Option<i64>) -> JournalEntry {
+        JournalEntry {
+            media: media(n, MediaKind::Photo),
+            chat,
+            after: Some(after),
+            started_at: Timestamp(at),
+            delivered: delivered.map(|id| Delivered {
+                message_id: id,
+                file_id: FileId::new(format!("f{id}")),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_marker_names_its_media_and_nothing_else_parses() {
+        let key = media(1, MediaKind::Video);
+        let caption = marker(&key).unwrap();
+        assert_eq!(parse_marker(&caption), Some((MediaKind::Video, key.sha256)));
+        assert_eq!(marker(&media(1, MediaKind::Sticker)), None);
+        assert_eq!(parse_marker("a holiday photo"), None);
+        assert_eq!(parse_marker("prewarm:video:nothex"), None);
+    }
+
+    #[test]
+    fn a_supergroup_is_searched_alone_above_its_own_ids() {
+        let group = -1_001_000_000_001;
+        let lost = entry(1, group, 10, 1_000, None);
+        // Another chat's ids mean nothing here; the group's own delivered 12 is skipped.
+        let around = vec![
+            lost.clone(),
+            entry(2, group, 10, 900, Some(12)),
+            entry(3, 5, 0, 950, Some(11)),
+        ];
+        assert_eq!(candidates(&lost, 10, &around), vec![11, 13, 14, 15]);
+    }
+
+    #[test]
+    fn private_chats_sharing_a_counter_skip_each_others_ids_and_start_at_their_place() {
+        // Three sends pending at once in chats 1, 2 and 3, started in that order; ids 21 and
+        // 23 were delivered in chat 4 meanwhile.
+        let a = entry(1, 1, 20, 1_000, None);
+        let b = entry(2, 2, 20, 1_010, None);
+        let c = entry(3, 3, 20, 1_020, None);
+        let around = vec![
+            a.clone(),
+            b.clone(),
+            c.clone(),
+            entry(4, 4, 20, 990, Some(21)),
+            entry(5, 4, 21, 995, Some(23)),
+        ];
+        // Unknown ids above 20: 22, 24, 25, 26, 27, 28 (3 pending + 3 slack).
+        assert_eq!(candidates(&a, 20, &around), vec![22, 24, 25, 26, 27, 28]);
+        assert_eq!(candidates(&b, 20, &around), vec![24, 22, 25, 26, 27, 28]);
+        assert_eq!(candidates(&c, 20, &around), vec![25, 24, 26, 22, 27, 28]);
+    }
+
+    #[test]
+    fn chats_that_answered_the_same_id_are_numbered_apart() {
+        let lost = entry(1, 1, 20, 1_000, None);
+        let around = vec![
+            lost.clone(),
+            entry(2, 1, 19, 900, Some(20)),
+            entry(3, 2, 19, 900, Some(20)),
+            entry(4, 2, 20, 950, Some(21)),
+        ];
+        // Chat 2's 21 belongs to chat 2 alone: chat 1's 21 is a candidate.
+        assert_eq!(candidates(&lost, 20, &around)[0], 21);
+    }
+}
