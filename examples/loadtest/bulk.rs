@@ -348,6 +348,7 @@ async fn work(o: &BulkOpts) -> prewarm::Result<Value> {
                 .with_in_flight_per_chat(2)
                 .with_user_share(o.user_share),
         )
+        .with_journal(Arc::new(db.clone()))
         .build()?;
     let bot = telegram.bot().clone();
     let engine = PrewarmEngine::builder()
