@@ -141,7 +141,8 @@ async fn a_warm_killed_mid_upload_uploads_nothing_twice() {
     for k in &keys {
         let uploads = fake.uploads_of(&k.sha256);
         assert_eq!(
-            uploads.succeeded, 1,
+            uploads.succeeded,
+            1,
             "{k}: uploaded to Telegram once ({uploads:?}); {} sends were pending at the kill",
             pending.len()
         );

@@ -1,7 +1,6 @@
 //! A warm-up send whose reply never arrived is found in its chat, not uploaded again; a
 //! file_id Telegram rejected is never answered again. Against the fake Bot API over HTTP.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -201,7 +201,6 @@ impl TelegramUploaderBuilder {
         self
     }
 
-
     /// Validates and builds the uploader. It sends nothing: call
     /// [`TelegramUploader::get_me`] to check the token.
     ///
