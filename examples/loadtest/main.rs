@@ -607,7 +607,8 @@ async fn serve_fake(o: Opts) -> prewarm::Result<()> {
                 json!({
                     "requests": s.requests, "sends": s.sends, "uploads": s.uploads,
                     "upload_bytes": s.upload_bytes, "url_fetches": s.url_fetches,
-                    "messages": s.messages, "too_many_requests": s.too_many_requests,
+                    "messages": s.messages, "forwards": s.forwards, "texts": s.texts,
+                    "too_many_requests": s.too_many_requests,
                     "violations": s.violations, "max_in_flight": s.max_in_flight,
                 })
             );

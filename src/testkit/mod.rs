@@ -4,8 +4,8 @@
 //! media bot makes the way the Bot API does: the send methods (`sendPhoto`, `sendVideo`,
 //! `sendAnimation`, `sendDocument`, `sendAudio`, `sendVoice`, `sendVideoNote`,
 //! `sendSticker`) with a multipart upload, a URL (which it fetches itself, from loopback
-//! only) or a file_id; `sendMediaGroup`; `forwardMessage`; `deleteMessage`; `getMe`. It keeps
-//! to the real API's rules:
+//! only) or a file_id; `sendMediaGroup`; `sendMessage` (text); `forwardMessage`;
+//! `deleteMessage`; `getMe`. It keeps to the real API's rules:
 //!
 //! - message ids as Telegram assigns them: a supergroup (a "-100..." id) numbers its
 //!   messages itself; private chats (positive ids) and basic groups (other negative ids)
@@ -86,6 +86,7 @@ mod messages;
 mod rules;
 mod send;
 mod server;
+mod text;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -237,7 +238,9 @@ pub struct FakeStats {
     /// Messages forwarded (`forwardMessage` calls that created a message). A forward is no
     /// upload: it counts in neither `uploads` nor [`FakeBotApi::uploads_of`].
     pub forwards: u64,
-    /// Messages created: sent, one per album item, or forwarded.
+    /// Text messages sent (`sendMessage`).
+    pub texts: u64,
+    /// Messages created: sent (media or text), one per album item, or forwarded.
     pub messages: u64,
     /// Messages deleted.
     pub deleted: u64,

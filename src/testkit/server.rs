@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::forward::forward;
+use super::text::send_text;
 use super::limits::{Admit, Gates};
 use super::messages::{Messages, bot_user};
 use super::rules::{self, ChatProblem};
@@ -245,6 +246,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
         "getme" => Ok(ok(bot_user(&bot))),
         "deletemessage" => Ok(delete_message(&shared, &bot, &params)),
         "forwardmessage" => forward(&shared, &bot, &params),
+        "sendmessage" => send_text(&shared, &bot, &params),
         "sendmediagroup" => send_group(&shared, &bot, &params).await,
         _ => match send_kind(&lower) {
             Some(kind) => send(&shared, &bot, kind, &params).await,
