@@ -11,8 +11,11 @@ pub async fn run_all(journal: &dyn UploadJournal) {
     a_new_send_of_a_media_replaces_its_entry(journal).await;
     forget_drops_the_entry_and_a_late_delivery_changes_nothing(journal).await;
     entries_answer_by_start_time_and_bot(journal).await;
+    forget_with_a_file_id_drops_only_an_entry_delivered_with_it(journal).await;
     high_water_is_the_highest_delivered_id_per_chat(journal).await;
-    prune_keeps_recent_entries_and_each_chats_highest(journal).await;
+    high_water_survives_a_new_begin_a_forget_and_a_prune(journal).await;
+    raise_lifts_the_high_water_and_never_lowers_it(journal).await;
+    prune_drops_old_entries_by_their_own_time(journal).await;
 }
 
 fn bot() -> BotId {
@@ -104,7 +107,7 @@ pub async fn forget_drops_the_entry_and_a_late_delivery_changes_nothing(
         .begin(&entry(&m, 7, Some(1), 1_000))
         .await
         .expect("begin");
-    journal.forget(&m).await.expect("forget");
+    journal.forget(&m, None).await.expect("forget");
     assert_eq!(journal.entry(&m).await.expect("entry"), None, "forgotten");
     journal.deliver(&m, &delivered(3)).await.expect("deliver");
     assert_eq!(
@@ -113,9 +116,57 @@ pub async fn forget_drops_the_entry_and_a_late_delivery_changes_nothing(
         "a delivery for a media with no entry creates none"
     );
     journal
-        .forget(&m)
+        .forget(&m, None)
         .await
         .expect("forgetting twice is no error");
+    journal
+        .forget(&m, Some(&delivered(3).file_id))
+        .await
+        .expect("forgetting a file_id of no entry is no error");
+}
+
+/// `forget` with a file_id drops the entry only when its delivery holds that file_id: not
+/// one delivered with another, not a pending one (begun again since, perhaps by another
+/// process).
+pub async fn forget_with_a_file_id_drops_only_an_entry_delivered_with_it(
+    journal: &dyn UploadJournal,
+) {
+    let bot = bot();
+    let m = media(&bot, MediaKind::Video);
+    let e = entry(&m, 7, Some(1), 1_000);
+    journal.begin(&e).await.expect("begin");
+    journal
+        .forget(&m, Some(&delivered(2).file_id))
+        .await
+        .expect("forget");
+    assert_eq!(
+        journal.entry(&m).await.expect("entry"),
+        Some(e),
+        "a pending entry holds no file_id: forgetting one keeps it"
+    );
+    journal.deliver(&m, &delivered(2)).await.expect("deliver");
+    journal
+        .forget(&m, Some(&delivered(3).file_id))
+        .await
+        .expect("forget");
+    assert_eq!(
+        journal
+            .entry(&m)
+            .await
+            .expect("entry")
+            .and_then(|e| e.delivered),
+        Some(delivered(2)),
+        "an entry delivered with another file_id stays"
+    );
+    journal
+        .forget(&m, Some(&delivered(2).file_id))
+        .await
+        .expect("forget");
+    assert_eq!(
+        journal.entry(&m).await.expect("entry"),
+        None,
+        "an entry delivered with that file_id goes"
+    );
 }
 
 /// `entries` answers the bot's entries begun at or after the time, delivered or not, and
@@ -200,12 +251,125 @@ pub async fn high_water_is_the_highest_delivered_id_per_chat(journal: &dyn Uploa
     );
 }
 
-/// `prune` drops old delivered entries but each chat's highest, and old pending ones apart,
-/// of that bot only.
-pub async fn prune_keeps_recent_entries_and_each_chats_highest(journal: &dyn UploadJournal) {
+/// The bot's high water, sorted by chat.
+async fn high_water(journal: &dyn UploadJournal, bot: &BotId) -> Vec<(i64, i64)> {
+    let mut high = journal.high_water(bot).await.expect("high water");
+    high.sort_unstable();
+    high
+}
+
+/// A chat's high water stays when the entry that raised it is begun again (its delivery
+/// cleared), forgotten, or pruned with every other entry of the bot.
+pub async fn high_water_survives_a_new_begin_a_forget_and_a_prune(journal: &dyn UploadJournal) {
+    let bot = bot();
+    let (a, b, c) = (
+        media(&bot, MediaKind::Photo),
+        media(&bot, MediaKind::Photo),
+        media(&bot, MediaKind::Photo),
+    );
+    for (m, chat, id) in [(&a, 1, 10), (&b, 1, 4), (&c, 2, 20)] {
+        journal
+            .begin(&entry(m, chat, None, 1_000))
+            .await
+            .expect("begin");
+        journal.deliver(m, &delivered(id)).await.expect("deliver");
+    }
+    assert_eq!(high_water(journal, &bot).await, vec![(1, 10), (2, 20)]);
+
+    journal
+        .begin(&entry(&a, 1, Some(10), 2_000))
+        .await
+        .expect("begin again");
+    assert_eq!(
+        high_water(journal, &bot).await,
+        vec![(1, 10), (2, 20)],
+        "a new begin of the media holding chat 1's highest id lowers nothing"
+    );
+    journal.forget(&c, None).await.expect("forget");
+    assert_eq!(
+        high_water(journal, &bot).await,
+        vec![(1, 10), (2, 20)],
+        "forgetting the media holding chat 2's highest id lowers nothing"
+    );
+    journal.deliver(&a, &delivered(7)).await.expect("deliver");
+    assert_eq!(
+        high_water(journal, &bot).await,
+        vec![(1, 10), (2, 20)],
+        "a delivery below the high water lowers nothing"
+    );
+    let dropped = journal
+        .prune(&bot, Timestamp(u64::MAX), Timestamp(u64::MAX))
+        .await
+        .expect("prune");
+    assert_eq!(dropped, 2, "every entry left goes");
+    assert!(
+        journal
+            .entries(&bot, Timestamp(0))
+            .await
+            .expect("entries")
+            .is_empty()
+    );
+    assert_eq!(
+        high_water(journal, &bot).await,
+        vec![(1, 10), (2, 20)],
+        "a prune of every entry keeps the high water"
+    );
+}
+
+/// `raise` lifts a chat's high water, or starts it, and never lowers it; it is the bot's
+/// own, apart from another bot's in the same chat.
+pub async fn raise_lifts_the_high_water_and_never_lowers_it(journal: &dyn UploadJournal) {
+    let (bot, other) = (bot(), bot());
+    let m = media(&bot, MediaKind::Audio);
+    journal
+        .begin(&entry(&m, 3, None, 1_000))
+        .await
+        .expect("begin");
+    journal.deliver(&m, &delivered(30)).await.expect("deliver");
+    journal.raise(&bot, 3, 25).await.expect("raise");
+    assert_eq!(
+        high_water(journal, &bot).await,
+        vec![(3, 30)],
+        "raising below the high water lowers nothing"
+    );
+    journal.raise(&bot, 3, 31).await.expect("raise");
+    journal.raise(&bot, 4, 2).await.expect("raise");
+    assert_eq!(
+        high_water(journal, &bot).await,
+        vec![(3, 31), (4, 2)],
+        "raising above lifts it; raising in a new chat starts one"
+    );
+    journal.raise(&other, 3, 5).await.expect("raise");
+    journal.raise(&other, 9, 50).await.expect("raise");
+    assert_eq!(
+        high_water(journal, &bot).await,
+        vec![(3, 31), (4, 2)],
+        "another bot's raises are not this bot's high water"
+    );
+    assert_eq!(
+        high_water(journal, &other).await,
+        vec![(3, 5), (9, 50)],
+        "a bot's high water is its own, even in a chat shared with a higher one"
+    );
+    let n = media(&bot, MediaKind::Audio);
+    journal
+        .begin(&entry(&n, 3, Some(31), 2_000))
+        .await
+        .expect("begin");
+    journal.deliver(&n, &delivered(32)).await.expect("deliver");
+    assert_eq!(
+        high_water(journal, &bot).await,
+        vec![(3, 32), (4, 2)],
+        "a delivery above a raised high water lifts it"
+    );
+}
+
+/// `prune` drops the bot's delivered entries begun before one time and its pending ones
+/// begun before another, of that bot only; however high an old entry's message id, it goes.
+pub async fn prune_drops_old_entries_by_their_own_time(journal: &dyn UploadJournal) {
     let (bot, other) = (bot(), bot());
     let mut old = Vec::new();
-    for id in [1, 2, 3] {
+    for id in [1, 3, 2] {
         let m = media(&bot, MediaKind::Photo);
         journal
             .begin(&entry(&m, 5, None, 1_000))
@@ -223,14 +387,25 @@ pub async fn prune_keeps_recent_entries_and_each_chats_highest(journal: &dyn Upl
         .deliver(&recent, &delivered(9))
         .await
         .expect("deliver");
+    // Delivered just at the cut: begun at or after it, so kept.
+    let at_cut = media(&bot, MediaKind::Photo);
+    journal
+        .begin(&entry(&at_cut, 6, None, 4_000))
+        .await
+        .expect("begin");
+    journal
+        .deliver(&at_cut, &delivered(8))
+        .await
+        .expect("deliver");
+    // Pending and older than the delivered cut but not the pending one: kept.
+    let waiting = media(&bot, MediaKind::Video);
+    journal
+        .begin(&entry(&waiting, 5, Some(3), 3_000))
+        .await
+        .expect("begin");
     let stale = media(&bot, MediaKind::Video);
     journal
         .begin(&entry(&stale, 5, Some(3), 1_500))
-        .await
-        .expect("begin");
-    let fresh = media(&bot, MediaKind::Video);
-    journal
-        .begin(&entry(&fresh, 5, Some(3), 4_000))
         .await
         .expect("begin");
     let theirs = media(&other, MediaKind::Photo);
@@ -248,23 +423,23 @@ pub async fn prune_keeps_recent_entries_and_each_chats_highest(journal: &dyn Upl
         .await
         .expect("prune");
     assert_eq!(
-        dropped, 3,
-        "two old delivered entries and one stale pending one"
+        dropped, 4,
+        "the three old delivered entries, chat 5's highest among them, and the stale pending one"
     );
-    assert_eq!(journal.entry(&old[0]).await.expect("entry"), None);
-    assert_eq!(journal.entry(&old[1]).await.expect("entry"), None);
-    assert!(
-        journal.entry(&old[2]).await.expect("entry").is_some(),
-        "chat 5's highest delivered entry stays, however old"
-    );
-    assert!(journal.entry(&recent).await.expect("entry").is_some());
+    for m in &old {
+        assert_eq!(journal.entry(m).await.expect("entry"), None);
+    }
     assert_eq!(journal.entry(&stale).await.expect("entry"), None);
-    assert!(journal.entry(&fresh).await.expect("entry").is_some());
+    for m in [&recent, &at_cut, &waiting] {
+        assert!(journal.entry(m).await.expect("entry").is_some(), "kept");
+    }
     assert!(
         journal.entry(&theirs).await.expect("entry").is_some(),
         "another bot's entries are not pruned"
     );
-    let mut high = journal.high_water(&bot).await.expect("high water");
-    high.sort_unstable();
-    assert_eq!(high, vec![(5, 3), (6, 9)], "pruning keeps the high water");
+    assert_eq!(
+        high_water(journal, &bot).await,
+        vec![(5, 3), (6, 9)],
+        "pruning keeps the high water"
+    );
 }

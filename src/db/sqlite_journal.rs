@@ -1,8 +1,10 @@
-//! The [`UploadJournal`] of [`SqliteStore`]: the table `upload_journal`, beside the queue.
+//! The [`UploadJournal`] of [`SqliteStore`]: the tables `upload_journal` (one row per media)
+//! and `upload_journal_chats` (each chat's high water), beside the queue.
 //!
-//! Every call goes through the store's writer thread like the queue's, so `begin` and
-//! `deliver` answer once their transaction is committed under the store's
-//! [`Durability`](super::Durability).
+//! Every call goes through the store's writer thread like the queue's, in one savepoint of an
+//! IMMEDIATE transaction, so `deliver`'s two statements commit together and no other process
+//! writes between them; `begin` and `deliver` answer once their transaction is committed
+//! under the store's [`Durability`](super::Durability).
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -10,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 use super::sqlite::key_params;
 use super::{JournalRow, SqliteStore, key_in, ms};
 use crate::error::Result;
-use crate::media::{BotId, MediaKey, Timestamp};
+use crate::media::{BotId, FileId, MediaKey, Timestamp};
 use crate::upload::{Delivered, JournalEntry, UploadJournal};
 
 /// The columns of one entry, read by `journal_row`.
@@ -34,6 +36,11 @@ fn journal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JournalEntry>> 
     }
     .entry())
 }
+
+/// Raises the high water of `(bot, chat)` to `message_id`, never lowering it.
+const RAISE: &str = "INSERT INTO upload_journal_chats (bot_slug, chat, high_water) \
+     VALUES (?1, ?2, ?3) ON CONFLICT (bot_slug, chat) DO UPDATE \
+     SET high_water = max(high_water, excluded.high_water)";
 
 /// The entries `sql` selects with `args`.
 fn entries_where(
@@ -73,23 +80,43 @@ impl UploadJournal for SqliteStore {
         let message_id = delivered.message_id;
         let file_id = delivered.file_id.as_str().to_owned();
         self.call("journaling a delivery", move |c, _| {
-            c.prepare_cached(
-                "UPDATE upload_journal SET message_id = ?4, file_id = ?5 \
-                 WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3",
-            )?
-            .execute(params![bot, sha, kind, message_id, file_id])?;
+            let chat: Option<i64> = c
+                .prepare_cached(
+                    "UPDATE upload_journal SET message_id = ?4, file_id = ?5 \
+                     WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 RETURNING chat",
+                )?
+                .query_row(params![bot, sha, kind, message_id, file_id], |r| r.get(0))
+                .optional()?;
+            if let Some(chat) = chat {
+                c.prepare_cached(RAISE)?
+                    .execute(params![bot, chat, message_id])?;
+            }
             Ok(Ok(()))
         })
         .await
     }
 
-    async fn forget(&self, media: &MediaKey) -> Result<()> {
+    async fn raise(&self, bot: &BotId, chat: i64, message_id: i64) -> Result<()> {
+        let bot = bot.as_str().to_owned();
+        self.call("raising the journal's high water", move |c, _| {
+            c.prepare_cached(RAISE)?
+                .execute(params![bot, chat, message_id])?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn forget(&self, media: &MediaKey, file_id: Option<&FileId>) -> Result<()> {
         let (bot, sha, kind) = key_params(media);
+        let file_id = file_id.map(|id| id.as_str().to_owned());
         self.call("forgetting a journaled send", move |c, _| {
+            // With no file_id, `?4 IS NULL` drops the row whatever it holds; with one, only a
+            // row delivered with it (a pending row's NULL file_id matches nothing).
             c.prepare_cached(
-                "DELETE FROM upload_journal WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3",
+                "DELETE FROM upload_journal WHERE bot_slug = ?1 AND sha256 = ?2 AND kind = ?3 \
+                 AND (?4 IS NULL OR file_id = ?4)",
             )?
-            .execute(params![bot, sha, kind])?;
+            .execute(params![bot, sha, kind, file_id])?;
             Ok(Ok(()))
         })
         .await
@@ -135,8 +162,7 @@ impl UploadJournal for SqliteStore {
         self.call("reading the journal's high water", move |c, _| {
             let high = c
                 .prepare_cached(
-                    "SELECT chat, max(message_id) FROM upload_journal \
-                     WHERE bot_slug = ?1 AND message_id IS NOT NULL GROUP BY chat",
+                    "SELECT chat, high_water FROM upload_journal_chats WHERE bot_slug = ?1",
                 )?
                 .query_map([bot], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -154,16 +180,11 @@ impl UploadJournal for SqliteStore {
         let bot = bot.as_str().to_owned();
         let (delivered_before, pending_before) = (ms(delivered_before), ms(pending_before));
         self.call("pruning the journal", move |c, _| {
-            // A delivered row goes only below its chat's highest message id: the high water
-            // outlives every prune.
             let n = c
                 .prepare_cached(
-                    "DELETE FROM upload_journal AS j WHERE j.bot_slug = ?1 AND ( \
-                       (j.message_id IS NULL AND j.started_at < ?3) \
-                       OR (j.message_id IS NOT NULL AND j.started_at < ?2 \
-                         AND j.message_id < (SELECT max(h.message_id) FROM upload_journal h \
-                           WHERE h.bot_slug = j.bot_slug AND h.chat = j.chat \
-                           AND h.message_id IS NOT NULL)))",
+                    "DELETE FROM upload_journal WHERE bot_slug = ?1 AND ( \
+                       (message_id IS NULL AND started_at < ?3) \
+                       OR (message_id IS NOT NULL AND started_at < ?2))",
                 )?
                 .execute(params![bot, delivered_before, pending_before])?;
             Ok(Ok(n as u64))

@@ -1,7 +1,8 @@
-//! The durable [`UploadJournal`]: the table `upload_journal`, beside the queue.
+//! The durable [`UploadJournal`]: the tables `upload_journal` (one row per media) and
+//! `upload_journal_chats` (each chat's high water), beside the queue.
 //!
 //! Each call is one statement in autocommit: `begin` and `deliver` answer once it is
-//! committed.
+//! committed, and `deliver` writes both tables in that one statement.
 
 use super::*;
 use crate::db::{JournalRow, key_in};
@@ -73,11 +74,18 @@ impl UploadJournal for PostgresStore {
     async fn deliver(&self, media: &MediaKey, delivered: &Delivered) -> Result<()> {
         let (bot, sha, kind) = key_args(media);
         let s = self.schema();
+        // One statement, so one commit. Two processes raising the same chat at once meet on
+        // its row: the second's ON CONFLICT waits for the first's, then compares with what
+        // the first wrote.
         self.execute(
             "journaling a delivery",
             &format!(
-                "UPDATE {s}.upload_journal SET message_id = $4, file_id = $5 \
-                 WHERE bot_slug = $1 AND sha256 = $2 AND kind = $3"
+                "WITH d AS ( \
+                   UPDATE {s}.upload_journal SET message_id = $4, file_id = $5 \
+                   WHERE bot_slug = $1 AND sha256 = $2 AND kind = $3 RETURNING chat) \
+                 INSERT INTO {s}.upload_journal_chats AS h (bot_slug, chat, high_water) \
+                 SELECT $1, chat, $4 FROM d ON CONFLICT (bot_slug, chat) DO UPDATE \
+                 SET high_water = GREATEST(h.high_water, EXCLUDED.high_water)"
             ),
             &[
                 &bot,
@@ -91,15 +99,34 @@ impl UploadJournal for PostgresStore {
         Ok(())
     }
 
-    async fn forget(&self, media: &MediaKey) -> Result<()> {
+    async fn raise(&self, bot: &BotId, chat: i64, message_id: i64) -> Result<()> {
+        let s = self.schema();
+        self.execute(
+            "raising the journal's high water",
+            &format!(
+                "INSERT INTO {s}.upload_journal_chats AS h (bot_slug, chat, high_water) \
+                 VALUES ($1, $2, $3) ON CONFLICT (bot_slug, chat) DO UPDATE \
+                 SET high_water = GREATEST(h.high_water, EXCLUDED.high_water)"
+            ),
+            &[&bot.as_str(), &chat, &message_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn forget(&self, media: &MediaKey, file_id: Option<&FileId>) -> Result<()> {
         let (bot, sha, kind) = key_args(media);
         let s = self.schema();
+        // With no file_id, `$4 IS NULL` drops the row whatever it holds; with one, only a row
+        // delivered with it (a pending row's NULL file_id matches nothing). A `begin` that
+        // replaced the row first leaves it pending, so it survives.
         self.execute(
             "forgetting a journaled send",
             &format!(
-                "DELETE FROM {s}.upload_journal WHERE bot_slug = $1 AND sha256 = $2 AND kind = $3"
+                "DELETE FROM {s}.upload_journal WHERE bot_slug = $1 AND sha256 = $2 AND kind = $3 \
+                 AND ($4::TEXT IS NULL OR file_id = $4)"
             ),
-            &[&bot, &sha, &kind],
+            &[&bot, &sha, &kind, &file_id.map(FileId::as_str)],
         )
         .await?;
         Ok(())
@@ -141,8 +168,7 @@ impl UploadJournal for PostgresStore {
             .query(
                 "reading the journal's high water",
                 &format!(
-                    "SELECT chat, max(message_id) FROM {s}.upload_journal \
-                     WHERE bot_slug = $1 AND message_id IS NOT NULL GROUP BY chat"
+                    "SELECT chat, high_water FROM {s}.upload_journal_chats WHERE bot_slug = $1"
                 ),
                 &[&bot.as_str()],
             )
@@ -157,17 +183,12 @@ impl UploadJournal for PostgresStore {
         pending_before: Timestamp,
     ) -> Result<u64> {
         let s = self.schema();
-        // A delivered row goes only below its chat's highest message id: the high water
-        // outlives every prune.
         self.execute(
             "pruning the journal",
             &format!(
-                "DELETE FROM {s}.upload_journal AS j WHERE j.bot_slug = $1 AND ( \
-                   (j.message_id IS NULL AND j.started_at < $3) \
-                   OR (j.message_id IS NOT NULL AND j.started_at < $2 \
-                     AND j.message_id < (SELECT max(h.message_id) FROM {s}.upload_journal h \
-                       WHERE h.bot_slug = j.bot_slug AND h.chat = j.chat \
-                       AND h.message_id IS NOT NULL)))"
+                "DELETE FROM {s}.upload_journal WHERE bot_slug = $1 AND ( \
+                   (message_id IS NULL AND started_at < $3) \
+                   OR (message_id IS NOT NULL AND started_at < $2))"
             ),
             &[&bot.as_str(), &ms(delivered_before), &ms(pending_before)],
         )

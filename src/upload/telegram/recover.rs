@@ -128,7 +128,7 @@ impl Inner {
         let Some(journal) = &self.journal else {
             return;
         };
-        if let Err(e) = journal.forget(key).await {
+        if let Err(e) = journal.forget(key, None).await {
             tracing::debug!(media = %key, error = %e, "could not drop the journal entry");
         }
     }
@@ -139,14 +139,7 @@ impl Inner {
         let Some(journal) = &self.journal else {
             return Ok(());
         };
-        let holds = journal
-            .entry(key)
-            .await?
-            .is_some_and(|e| e.delivered.as_ref().is_some_and(|d| &d.file_id == file_id));
-        if holds {
-            journal.forget(key).await?;
-        }
-        Ok(())
+        journal.forget(key, Some(file_id)).await
     }
 
     async fn load_seen(&self) {

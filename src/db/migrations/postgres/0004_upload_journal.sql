@@ -14,6 +14,12 @@ CREATE TABLE {schema}.upload_journal (
 );
 -- `entries(bot, since)`, `pending(bot)` and `prune` read a bot's rows by start time.
 CREATE INDEX ix_upload_journal_started ON {schema}.upload_journal (bot_slug, started_at);
--- `high_water` and `prune` read the highest delivered message of each chat.
-CREATE INDEX ix_upload_journal_high ON {schema}.upload_journal (bot_slug, chat, message_id)
-    WHERE message_id IS NOT NULL;
+-- The highest id of a bot's messages in each chat (UploadJournal::high_water), kept apart
+-- from the rows above so that no `begin`, `forget` or prune lowers it: `deliver` and `raise`
+-- only ever raise it.
+CREATE TABLE {schema}.upload_journal_chats (
+    bot_slug   TEXT   NOT NULL,
+    chat       BIGINT NOT NULL,
+    high_water BIGINT NOT NULL,
+    PRIMARY KEY (bot_slug, chat)
+);
