@@ -23,11 +23,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::forward::forward;
-use super::text::send_text;
 use super::limits::{Admit, Gates};
 use super::messages::{Messages, bot_user};
 use super::rules::{self, ChatProblem};
 use super::send::{send, send_group, too_many_requests};
+use super::text::send_text;
 use super::{FakeEvent, FakeFile, FakeLimits, FakeStats, Faults, Latency, MediaUploads};
 use crate::media::{MediaKind, Sha256};
 

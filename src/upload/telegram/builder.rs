@@ -262,12 +262,18 @@ impl TelegramUploaderBuilder {
                 message: problems.join("; "),
             });
         };
+        // A bot's user id is the part of its token before the colon.
+        let user = token
+            .expose()
+            .split_once(':')
+            .and_then(|(id, _)| id.parse().ok());
         let mut chats = self.chats;
         chats.dedup();
         let limiter = Limiter::new(bot.clone(), self.rate_limits, self.budget);
         Ok(TelegramUploader {
             inner: Arc::new(Inner {
                 bot,
+                user,
                 client: Client::new(http, self.api_base, token),
                 chats,
                 limits: self.limits,

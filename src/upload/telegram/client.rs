@@ -240,6 +240,20 @@ impl Client {
         self.execute(request).await
     }
 
+    /// Sends a text message to `chat`, silently.
+    /// <https://core.telegram.org/bots/api#sendmessage>
+    pub(crate) async fn send_text(&self, chat: i64, text: &str) -> Result<Message, ApiError> {
+        let request = self
+            .http
+            .post(self.url("sendMessage"))
+            .json(&serde_json::json!({
+                "chat_id": chat,
+                "text": text,
+                "disable_notification": true,
+            }));
+        self.execute(request).await
+    }
+
     /// Deletes a message.
     pub(crate) async fn delete_message(&self, chat: i64, message_id: i64) -> Result<(), ApiError> {
         let request = self

@@ -76,6 +76,8 @@ pub struct TelegramUploader {
 
 struct Inner {
     bot: BotId,
+    /// The bot's Telegram user id (from its token): the sender of its messages.
+    user: Option<i64>,
     client: Client,
     chats: Vec<i64>,
     limits: SizeLimits,
@@ -163,6 +165,7 @@ impl TelegramUploader {
         match result {
             Ok(message) => {
                 drop(permit);
+                inner.seen.note(chat_id, message.message_id);
                 inner.sent(key.kind, &message)
             }
             Err(ApiError::RateLimited {
@@ -258,6 +261,8 @@ impl TelegramUploader {
             match inner.client.send_media_group(chat, items).await {
                 Ok(messages) => {
                     drop(permit);
+                    let ids: Vec<i64> = messages.iter().map(|m| m.message_id).collect();
+                    inner.journal_album(chat, &ids).await;
                     for _ in &messages {
                         inner.stats.sent(any_url);
                     }
@@ -434,6 +439,19 @@ impl Inner {
             };
             let mut permit = self.acquire(&targets, purpose, None).await?;
             let chat = permit.chat;
+            if pool {
+                match self.anchor_turn(chat).await {
+                    recover::Turn::Known => {}
+                    recover::Turn::Wait(mut done) => {
+                        let _ = done.wait_for(|done| *done).await;
+                    }
+                    recover::Turn::Mine(done) => {
+                        // The anchor takes this permit; the warm takes the next one.
+                        self.anchor(permit, done).await?;
+                        continue;
+                    }
+                }
+            }
             // A warm is journaled before it leaves, and names its media in its caption, so
             // that a successor can find it should its reply never arrive (see `recover`).
             let caption = if pool {

@@ -41,10 +41,27 @@ pub(crate) struct Message {
     pub(crate) voice: Option<File>,
     pub(crate) video_note: Option<File>,
     pub(crate) sticker: Option<File>,
+    /// On a forwarded message: who sent the original, and when.
+    pub(crate) forward_origin: Option<Origin>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Chat {
+    pub(crate) id: i64,
+}
+
+/// <https://core.telegram.org/bots/api#messageorigin>: `type` "user" carries `sender_user`;
+/// the other types (a hidden user, a chat, a channel) do not, and are no bot's own message.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Origin {
+    /// When the original was sent, in Unix time.
+    pub(crate) date: i64,
+    pub(crate) sender_user: Option<User>,
+}
+
+/// <https://core.telegram.org/bots/api#user>
+#[derive(Debug, Deserialize)]
+pub(crate) struct User {
     pub(crate) id: i64,
 }
 
