@@ -365,12 +365,10 @@ impl Inner {
         let candidates = candidates(&entry, after, &around);
         let mut budget = candidates.len().min(wanted(&entry, &around));
         tracing::info!(media = %key, chat = entry.chat, after, tries = budget, "an earlier send may have reached Telegram: looking for it");
-        let mut tried = 0;
-        for id in candidates {
+        for (tried, id) in candidates.into_iter().enumerate() {
             if tried == budget {
                 break;
             }
-            tried += 1;
             match self.probe(&entry, id, request.size).await? {
                 Probe::Found(file) => {
                     let delivered = Delivered {
