@@ -443,7 +443,11 @@ impl Inner {
                 match self.anchor_turn(chat).await {
                     recover::Turn::Known => {}
                     recover::Turn::Wait(mut done) => {
+                        // Another warm is anchoring the chat: this permit may be stale by
+                        // then (a 429), so the warm takes a new one.
+                        drop(permit);
                         let _ = done.wait_for(|done| *done).await;
+                        continue;
                     }
                     recover::Turn::Mine(done) => {
                         // The anchor takes this permit; the warm takes the next one.

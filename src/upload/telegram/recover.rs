@@ -181,9 +181,10 @@ impl Inner {
     /// text is journaled as the chat's high water and deleted.
     ///
     /// # Errors
-    /// [`Error::RateLimited`] when Telegram limits the chat (the next warm anchors it). Any
-    /// other refusal is logged and the chat's warms go unanchored: the warm that follows
-    /// meets the same refusal and handles it.
+    /// [`Error::RateLimited`] when Telegram limits the chat, and the classified error when
+    /// it does not answer: the next warm anchors the chat. Any other refusal is logged and
+    /// the chat's warms go unanchored: the warm that follows meets the same refusal and
+    /// handles it.
     pub(super) async fn anchor(&self, permit: Permit, done: watch::Sender<bool>) -> Result<()> {
         let chat = permit.chat;
         match self.client.send_text(chat, ANCHOR_TEXT).await {
@@ -207,6 +208,7 @@ impl Inner {
                 self.limited(permit, chat, retry_after, &description).await;
                 Err(Error::RateLimited { retry_after })
             }
+            Err(e @ ApiError::Unavailable { .. }) => Err(self.error(e, None)),
             Err(e) => {
                 tracing::info!(
                     chat,
