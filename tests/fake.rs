@@ -469,6 +469,51 @@ async fn a_forward_keeps_to_the_limits_and_chat_rules_of_its_target() {
     fake.shutdown().await;
 }
 
+/// `sendMessage`: a text of 1 to 4096 characters (UTF-16 units) makes a message in the
+/// bot's box like any send, under the chat's limits; an empty or longer one is refused
+/// before it counts.
+#[tokio::test]
+async fn a_text_message_is_a_message_like_any_send() {
+    let slow = FakeRate::new(1, Duration::from_secs(30));
+    let fake = fake(FakeLimits::off().with_chat(USER, slow)).await;
+    let api = Api::new(&fake);
+    let text = |chat: i64, text: String| {
+        let fields = [("chat_id", chat.to_string()), ("text", text)];
+        let api = &api;
+        async move { api.call(TOKEN, "sendMessage", &fields).await }
+    };
+    let photo = api.photo(TOKEN, USER_2, 1, None).await;
+
+    let (status, body) = text(USER, String::new()).await;
+    assert_eq!(
+        (status, body["description"].as_str()),
+        (400, Some("Bad Request: message text is empty"))
+    );
+    // 4097 UTF-16 units (2049 characters outside the BMP, two units each): too long.
+    let (status, body) = text(USER, "😀".repeat(2049)).await;
+    assert_eq!(
+        (status, body["description"].as_str()),
+        (400, Some("Bad Request: message is too long"))
+    );
+    let (status, body) = text(USER, "😀".repeat(2048)).await;
+    assert_eq!(
+        status, 200,
+        "4096 units fit, and the refusals were not counted: {body}"
+    );
+    let message = &body["result"];
+    assert_eq!(id(message), id(&photo) + 1, "the next id of the bot's box");
+    assert_eq!(message["text"].as_str(), Some("😀".repeat(2048).as_str()));
+    assert_eq!(message["chat"]["type"].as_str(), Some("private"));
+
+    let (status, _) = text(USER, "again".to_owned()).await;
+    assert_eq!(status, 429, "the chat's one message in 30 s is spent");
+    let (status, _) = text(7_999_999, "hello".to_owned()).await;
+    assert_eq!(status, 400, "chat not found");
+    let stats = fake.stats();
+    assert_eq!((stats.texts, stats.messages), (1, 2), "{stats:?}");
+    fake.shutdown().await;
+}
+
 /// A client that leaves while Telegram is still at its upload (here: while the fake sleeps
 /// its latency, after the message is made) does not undo it: the message exists, the upload
 /// counts once and as a success, and the request is logged.

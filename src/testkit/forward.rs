@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::limits::Admit;
 use super::messages::{bot_user, create_message, with_protection};
-use super::send::{admit, chat_problem, server_error, too_many_requests};
+use super::send::{admit, chat_problem, injected_fault, too_many_requests};
 use super::server::{Params, Reply, Reset, Shared, error, ok};
 use crate::media::MediaKind;
 
@@ -84,13 +84,8 @@ pub(super) fn forward(shared: &Shared, bot: &str, params: &Params) -> Result<Rep
     }
 
     // Faults hit once the request is received, as for a send.
-    let faults = shared.lock().faults;
-    if fastrand::f64() < faults.resets {
-        shared.lock().stats.resets += 1;
-        return Err(Reset);
-    }
-    if fastrand::f64() < faults.server_errors {
-        return Ok(server_error(shared, faults));
+    if let Some(fault) = injected_fault(shared) {
+        return fault;
     }
 
     let mut body = Map::new();

@@ -134,15 +134,9 @@ pub(super) async fn send(
     };
 
     // Faults hit once the request is fully received.
-    let faults = shared.lock().faults;
-    if fastrand::f64() < faults.resets {
-        shared.lock().stats.resets += 1;
+    if let Some(fault) = injected_fault(shared) {
         fail(shared, received);
-        return Err(Reset);
-    }
-    if fastrand::f64() < faults.server_errors {
-        fail(shared, received);
-        return Ok(server_error(shared, faults));
+        return fault;
     }
 
     let message = {
@@ -308,15 +302,9 @@ pub(super) async fn send_group(
         };
         files.push((kind, file, caption));
     }
-    let faults = shared.lock().faults;
-    if fastrand::f64() < faults.resets {
-        shared.lock().stats.resets += 1;
+    if let Some(fault) = injected_fault(shared) {
         fail_all(&received);
-        return Err(Reset);
-    }
-    if fastrand::f64() < faults.server_errors {
-        fail_all(&received);
-        return Ok(server_error(shared, faults));
+        return fault;
     }
     let mut state = shared.lock();
     for sha in &received {
@@ -489,6 +477,17 @@ pub(super) fn chat_problem(
     kind: Option<MediaKind>,
 ) -> Option<(u16, &'static str)> {
     shared.lock().chat_problems.get(&chat)?.answer(kind)
+}
+
+/// The fault injected into a request once it is received, if one is drawn: a connection
+/// reset, or a server error.
+pub(super) fn injected_fault(shared: &Shared) -> Option<Result<Reply, Reset>> {
+    let faults = shared.lock().faults;
+    if fastrand::f64() < faults.resets {
+        shared.lock().stats.resets += 1;
+        return Some(Err(Reset));
+    }
+    (fastrand::f64() < faults.server_errors).then(|| Ok(server_error(shared, faults)))
 }
 
 /// An injected server error: a JSON 500, or, one time in two when asked, the HTML page

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::limits::Admit;
 use super::messages::{create_message, with_protection};
-use super::send::{admit, chat_problem, server_error, too_many_requests};
+use super::send::{admit, chat_problem, injected_fault, too_many_requests};
 use super::server::{Params, Reply, Reset, Shared, error, ok};
 
 /// The longest text Telegram takes, in UTF-16 code units.
@@ -44,13 +44,8 @@ pub(super) fn send_text(shared: &Shared, bot: &str, params: &Params) -> Result<R
     }
 
     // Faults hit once the request is received, as for a send.
-    let faults = shared.lock().faults;
-    if fastrand::f64() < faults.resets {
-        shared.lock().stats.resets += 1;
-        return Err(Reset);
-    }
-    if fastrand::f64() < faults.server_errors {
-        return Ok(server_error(shared, faults));
+    if let Some(fault) = injected_fault(shared) {
+        return fault;
     }
 
     let mut body = json!({ "text": text });
