@@ -367,6 +367,7 @@ impl Inner {
         let candidates = candidates(&entry, after, &around);
         let mut budget = candidates.len().min(wanted(&entry, &around));
         tracing::info!(media = %key, chat = entry.chat, after, tries = budget, "an earlier send may have reached Telegram: looking for it");
+        let mut unforwardable = 0;
         for (tried, id) in candidates.into_iter().enumerate() {
             if tried == budget {
                 break;
@@ -393,8 +394,15 @@ impl Inner {
                 // Someone else's message took an id the search counted on: one more.
                 Probe::Other => budget += 1,
                 Probe::NotThere => {}
+                Probe::Unforwardable => unforwardable += 1,
                 Probe::GiveUp => break,
             }
+        }
+        if unforwardable == budget {
+            tracing::warn!(
+                chat = entry.chat,
+                "no message of the warm-up chat can be forwarded: if it protects its content, turn that off, or warms cut short by a crash are uploaded again"
+            );
         }
         tracing::info!(media = %key, chat = entry.chat, "the earlier send is not in its chat: uploading again");
         Ok(None)
@@ -428,11 +436,7 @@ impl Inner {
             Err(ApiError::Rejected {
                 code: 400,
                 description,
-            }) if description.contains("can't be forwarded") => {
-                // The chat protects its content: no message of it can be looked at.
-                tracing::warn!(chat, %description, "the warm-up chat protects its content, so a warm cut short by a crash cannot be found there: turn content protection off");
-                Ok(Probe::GiveUp)
-            }
+            }) if description.contains("can't be forwarded") => Ok(Probe::Unforwardable),
             // "message to forward not found": deleted, never made, or another chat's id.
             Err(ApiError::Rejected { code: 400, .. }) => Ok(Probe::NotThere),
             Err(e) => {
@@ -454,6 +458,8 @@ enum Probe {
     Other,
     /// No message by this id.
     NotThere,
+    /// A service message, or any message of a chat that protects its content.
+    Unforwardable,
     GiveUp,
 }
 
