@@ -116,13 +116,11 @@ const DEMO_VAR: &str = "PREWARM_DEMO";
 pub(crate) async fn from_lookup(get: Lookup<'_>) -> Result<Setup> {
     let engine = PrewarmEngineBuilder::from_lookup(get);
     let demo_asked = demo_asked(get)?;
-    let budget = rate_budget(get, demo_asked).await?;
-    let (telegram, demo) = match (get("TELEGRAM_BOT_TOKEN")?, demo_asked) {
-        (Some(_), false) => (
-            with_budget(TelegramUploaderBuilder::from_lookup(get), budget).build()?,
-            None,
-        ),
-        (None, true) => demo_uploader(get, budget).await?,
+    match (get("TELEGRAM_BOT_TOKEN")?, demo_asked) {
+        // The uploader's settings are checked before the database is opened (and the default
+        // file created); it is built below, once the journal it takes is open.
+        (Some(_), false) => drop(TelegramUploaderBuilder::from_lookup(get).build()?),
+        (None, true) => {}
         (Some(_), true) => {
             return Err(Error::Config {
                 message: "TELEGRAM_BOT_TOKEN and PREWARM_DEMO=1 are both set: unset \
@@ -138,11 +136,21 @@ pub(crate) async fn from_lookup(get: Lookup<'_>) -> Result<Setup> {
                     .to_owned(),
             });
         }
+    }
+    let budget = rate_budget(get, demo_asked).await?;
+    // The durable store before the uploader: the uploader journals its sends there.
+    let durable = durable(get, demo_asked).await?;
+    let journal = durable.as_ref().map(|d| d.journal.clone());
+    let (telegram, demo) = if demo_asked {
+        demo_uploader(get, budget, journal).await?
+    } else {
+        let builder = with_budget(TelegramUploaderBuilder::from_lookup(get), budget);
+        (with_journal(builder, journal).build()?, None)
     };
     let bot = crate::upload::Uploader::bot(&telegram).clone();
     let mut engine = engine.with_uploader(Arc::new(telegram.clone()));
     engine = engine.with_store(store(get, demo.is_some()).await?);
-    if let Some((cache, queue)) = durable(get, demo.is_some()).await? {
+    if let Some(Durable { cache, queue, .. }) = durable {
         engine = engine.with_cache(cache).with_queue(queue);
     }
     let engine = engine.build()?;
@@ -181,6 +189,16 @@ fn with_budget(
     }
 }
 
+fn with_journal(
+    builder: TelegramUploaderBuilder,
+    journal: Option<Arc<dyn crate::upload::UploadJournal>>,
+) -> TelegramUploaderBuilder {
+    match journal {
+        Some(journal) => builder.with_journal(journal),
+        None => builder,
+    }
+}
+
 /// With a PostgreSQL `PREWARM_DB`, the rate budget there: the processes of a bot sharing a
 /// database share its Telegram limits. Otherwise `None`: the uploader's own, in the process.
 async fn rate_budget(
@@ -210,6 +228,7 @@ fn is_postgres(target: &str) -> bool {
 async fn demo_uploader(
     get: Lookup<'_>,
     budget: Option<Arc<dyn crate::upload::RateBudget>>,
+    journal: Option<Arc<dyn crate::upload::UploadJournal>>,
 ) -> Result<(TelegramUploader, Demo)> {
     #[cfg(feature = "testkit")]
     {
@@ -237,7 +256,7 @@ async fn demo_uploader(
             "PREWARM_DEMO=1: demo mode, warming through the crate's fake Bot API on loopback \
              (nothing is sent to Telegram)"
         );
-        let telegram = with_budget(TelegramUploaderBuilder::new(), budget)
+        let telegram = with_journal(with_budget(TelegramUploaderBuilder::new(), budget), journal)
             .with_token(DEMO_TOKEN)
             .with_api_base(fake.base_url())
             .with_warmup_chats(chats)
@@ -246,7 +265,7 @@ async fn demo_uploader(
     }
     #[cfg(not(feature = "testkit"))]
     {
-        let _ = (get, budget);
+        let _ = (get, budget, journal);
         Err(Error::Config {
             message: "PREWARM_DEMO=1 needs the `testkit` feature (the fake Bot API): enable it in \
                       Cargo.toml, or set TELEGRAM_BOT_TOKEN to warm through Telegram"
@@ -283,15 +302,18 @@ async fn store(get: Lookup<'_>, demo: bool) -> Result<Arc<dyn MediaStore>> {
     Ok(Arc::new(FsStore::open(&dir).await?))
 }
 
-type Durable = (
-    Arc<dyn crate::cache::FileIdCache>,
-    Arc<dyn crate::queue::PriorityQueue>,
-);
+/// The durable backend's parts the engine and the uploader take.
+struct Durable {
+    cache: Arc<dyn crate::cache::FileIdCache>,
+    queue: Arc<dyn crate::queue::PriorityQueue>,
+    journal: Arc<dyn crate::upload::UploadJournal>,
+}
 
 /// The embedded database file used when `PREWARM_DB` is unset.
 const DEFAULT_DB: &str = "prewarm.db";
 
-/// The durable cache and queue `PREWARM_DB` names (`None`: in memory).
+/// The durable cache, queue and journal `PREWARM_DB` names (`None`: in memory, where a
+/// journal would survive nothing, so the uploader gets none).
 async fn durable(get: Lookup<'_>, demo: bool) -> Result<Option<Durable>> {
     let Some(target) = db_target(get, demo)? else {
         return Ok(None);
@@ -300,7 +322,11 @@ async fn durable(get: Lookup<'_>, demo: bool) -> Result<Option<Durable>> {
     {
         let store = crate::db::open(&target).await?;
         let cache = TieredCache::new(store.cache, FRONT_CAPACITY)?;
-        Ok(Some((Arc::new(cache), store.queue)))
+        Ok(Some(Durable {
+            cache: Arc::new(cache),
+            queue: store.queue,
+            journal: store.journal,
+        }))
     }
     #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
     {

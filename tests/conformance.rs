@@ -104,3 +104,8 @@ async fn memory_budget_conforms() {
     let budget = MemoryBudget::new();
     conformance::budget::run_all(&budget, &budget.clone()).await;
 }
+
+#[tokio::test]
+async fn memory_journal_conforms() {
+    conformance::journal::run_all(&prewarm::upload::MemoryJournal::new()).await;
+}

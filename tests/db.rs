@@ -14,7 +14,8 @@ use prewarm::cache::TieredCache;
 use prewarm::conformance;
 use prewarm::db::SqliteStore;
 use prewarm::queue::QueueDepth;
-use prewarm::{MediaKey, MediaKind, PriorityQueue, Sha256};
+use prewarm::upload::{Delivered, JournalEntry, UploadJournal};
+use prewarm::{BotId, MediaKey, MediaKind, PriorityQueue, Sha256};
 
 use support::child::{bot, media_bytes};
 
@@ -46,6 +47,72 @@ async fn sqlite_queue_conforms() {
         async move { Arc::new(SqliteStore::open(path).await.expect("open")) as Arc<dyn PriorityQueue> }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_journal_conforms() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("journal.db"))
+        .await
+        .expect("open");
+    conformance::journal::run_all(&store).await;
+}
+
+/// The crash case: a send journaled by a store that is then dropped (its process gone) is
+/// there, as written, for the store that opens the file next; so is a delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_journal_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("journal.db");
+    let (pending, delivered) = (journal_entry(1), journal_entry(2));
+    let store = SqliteStore::open(&path).await.expect("open");
+    store.begin(&pending).await.expect("begin");
+    store.begin(&delivered).await.expect("begin");
+    store
+        .deliver(&delivered.media, &journal_delivery())
+        .await
+        .expect("deliver");
+    drop(store);
+
+    let reopened = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(
+        reopened.entry(&pending.media).await.expect("entry"),
+        Some(pending.clone()),
+        "a begun send outlives its store"
+    );
+    assert_eq!(
+        reopened.pending(&pending.media.bot).await.expect("pending"),
+        vec![pending]
+    );
+    assert_eq!(
+        reopened.entry(&delivered.media).await.expect("entry"),
+        Some(JournalEntry {
+            delivered: Some(journal_delivery()),
+            ..delivered
+        }),
+        "a delivery outlives its store"
+    );
+}
+
+fn journal_entry(i: usize) -> JournalEntry {
+    JournalEntry {
+        media: MediaKey::new(
+            BotId::new("journal_reopen").expect("bot id"),
+            Sha256::of(&media_bytes(i)),
+            MediaKind::Video,
+        ),
+        chat: -1_001_234_567_890,
+        after: Some(41),
+        started_at: prewarm::Timestamp(1_700_000_000_000),
+        delivered: None,
+    }
+}
+
+fn journal_delivery() -> Delivered {
+    Delivered {
+        message_id: 42,
+        file_id: prewarm::FileId::new("file_42"),
+    }
 }
 
 /// Another process holding the file's write lock past the busy timeout: calls fail with a
@@ -136,6 +203,7 @@ mod pg {
     use prewarm::PriorityQueue;
     use prewarm::conformance;
     use prewarm::db::PostgresStore;
+    use prewarm::upload::{JournalEntry, UploadJournal};
 
     use crate::support::{database_url, drop_schema, unique_schema};
 
@@ -169,6 +237,68 @@ mod pg {
         let tiered = prewarm::cache::TieredCache::new(Arc::new(store), 1_000).expect("tiered");
         conformance::cache::run_all(&tiered).await;
         drop(tiered);
+        drop_schema(&url, &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_journal_conforms() {
+        let Some(url) = database_url("postgres_journal_conforms") else {
+            return;
+        };
+        let schema = unique_schema("journal");
+        let store = PostgresStore::builder(&url)
+            .with_schema(&schema)
+            .connect()
+            .await
+            .expect("connect");
+        conformance::journal::run_all(&store).await;
+        drop(store);
+        drop_schema(&url, &schema).await;
+    }
+
+    /// The crash case: a send journaled by one store (one process) is there, as written,
+    /// for another store on the same schema once the first is gone; so is a delivery.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_journal_is_seen_by_another_store() {
+        let Some(url) = database_url("postgres_journal_is_seen_by_another_store") else {
+            return;
+        };
+        let schema = unique_schema("journal2");
+        let connect = || {
+            PostgresStore::builder(&url)
+                .with_schema(&schema)
+                .with_pool_size(2)
+                .connect()
+        };
+        let (pending, delivered) = (crate::journal_entry(1), crate::journal_entry(2));
+        let first = connect().await.expect("connect");
+        first.begin(&pending).await.expect("begin");
+        first.begin(&delivered).await.expect("begin");
+        first
+            .deliver(&delivered.media, &crate::journal_delivery())
+            .await
+            .expect("deliver");
+        drop(first);
+
+        let second = connect().await.expect("connect again");
+        assert_eq!(
+            second.entry(&pending.media).await.expect("entry"),
+            Some(pending.clone()),
+            "a begun send outlives its store"
+        );
+        assert_eq!(
+            second.pending(&pending.media.bot).await.expect("pending"),
+            vec![pending]
+        );
+        assert_eq!(
+            second.entry(&delivered.media).await.expect("entry"),
+            Some(JournalEntry {
+                delivered: Some(crate::journal_delivery()),
+                ..delivered
+            }),
+            "a delivery outlives its store"
+        );
+        drop(second);
         drop_schema(&url, &schema).await;
     }
 
@@ -582,7 +712,7 @@ mod pg_queue {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3], "each migration once, all of them");
+        assert_eq!(versions, [1, 2, 3, 4], "each migration once, all of them");
         drop(stores);
         drop_schema(&url, &schema).await;
     }

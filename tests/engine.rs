@@ -72,6 +72,10 @@ impl Uploader for Recorder {
     fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
         self.inner.needs_bytes(kind, size, content_type)
     }
+
+    async fn rejected(&self, key: &MediaKey, file_id: &prewarm::FileId) -> prewarm::Result<()> {
+        self.inner.rejected(key, file_id).await
+    }
 }
 
 /// Waits for a media by polling: unlike `wait_ready`, it does not promote the job.

@@ -536,6 +536,10 @@ impl Uploader for Timed {
     fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
         self.inner.needs_bytes(kind, size, content_type)
     }
+
+    async fn rejected(&self, key: &MediaKey, file_id: &prewarm::FileId) -> prewarm::Result<()> {
+        self.inner.rejected(key, file_id).await
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,7 +607,8 @@ async fn serve_fake(o: Opts) -> prewarm::Result<()> {
                 json!({
                     "requests": s.requests, "sends": s.sends, "uploads": s.uploads,
                     "upload_bytes": s.upload_bytes, "url_fetches": s.url_fetches,
-                    "messages": s.messages, "too_many_requests": s.too_many_requests,
+                    "messages": s.messages, "forwards": s.forwards, "texts": s.texts,
+                    "too_many_requests": s.too_many_requests,
                     "violations": s.violations, "max_in_flight": s.max_in_flight,
                 })
             );

@@ -322,6 +322,12 @@ impl crate::Uploader for HeldUploader {
         }
         self.inner.upload(request).await
     }
+    fn needs_bytes(&self, kind: crate::MediaKind, size: u64, content_type: Option<&str>) -> bool {
+        self.inner.needs_bytes(kind, size, content_type)
+    }
+    async fn rejected(&self, key: &crate::MediaKey, file_id: &crate::FileId) -> Result<()> {
+        self.inner.rejected(key, file_id).await
+    }
 }
 
 /// The race behind a flaky `tests/warm_dir.rs`: an engine resumes a job an interrupted run

@@ -18,6 +18,7 @@
 
 pub mod budget;
 pub mod cache;
+pub mod journal;
 pub mod queue;
 pub mod store;
 pub mod upload;

@@ -1,5 +1,6 @@
-//! Durable backends: a [`FileIdCache`](crate::FileIdCache) and a
-//! [`PriorityQueue`](crate::PriorityQueue) that survive the process.
+//! Durable backends: a [`FileIdCache`](crate::FileIdCache), a
+//! [`PriorityQueue`](crate::PriorityQueue) and an [`UploadJournal`](crate::upload::UploadJournal)
+//! that survive the process.
 //!
 //! | type | feature | for |
 //! |---|---|---|
@@ -7,9 +8,10 @@
 //! | `PostgresStore` | `postgres` | many processes or machines sharing the work |
 //! | `PostgresBudget` | `postgres` | the Telegram rate budget of a bot shared by its processes (not a cache or queue) |
 //!
-//! Each type implements both traits on one database: the file_id of a media and its warm job
-//! live in one row of the table `media_cache`, whose `status` reads `ready` (a file_id is
-//! cached), `warming` (a job is unfinished) or `failed` (the job is dead). Both create their
+//! Each type implements the three traits on one database: the file_id of a media and its warm
+//! job live in one row of the table `media_cache`, whose `status` reads `ready` (a file_id is
+//! cached), `warming` (a job is unfinished) or `failed` (the job is dead); the
+//! journal of warm-up sends is the table `upload_journal`. Both create their
 //! schema by versioned migrations they run themselves, recorded in `schema_migrations`.
 //!
 //! Put a [`TieredCache`](crate::cache::TieredCache) in front of either for lookups without
@@ -24,6 +26,8 @@ mod file_index;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_journal;
 #[cfg(feature = "sqlite")]
 mod sqlite_status;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -48,14 +52,18 @@ mod open_impl {
     use crate::cache::FileIdCache;
     use crate::error::{Error, Result};
     use crate::queue::PriorityQueue;
+    use crate::upload::UploadJournal;
 
-    /// A durable backend chosen at run time: the same store as a cache and as a queue.
+    /// A durable backend chosen at run time: the same store as a cache, a queue and a
+    /// journal of warm-up sends.
     #[derive(Debug, Clone)]
     pub struct DurableStore {
         /// The store as a file_id cache.
         pub cache: Arc<dyn FileIdCache>,
         /// The same store as the warm-job queue.
         pub queue: Arc<dyn PriorityQueue>,
+        /// The same store as the journal of warm-up sends.
+        pub journal: Arc<dyn UploadJournal>,
     }
 
     /// Opens the backend `target` names: a `postgres://` (or `postgresql://`) URL opens a
@@ -82,7 +90,8 @@ mod open_impl {
                     .await?;
                 return Ok(DurableStore {
                     cache: Arc::new(store.clone()),
-                    queue: Arc::new(store),
+                    queue: Arc::new(store.clone()),
+                    journal: Arc::new(store),
                 });
             }
             #[cfg(not(feature = "postgres"))]
@@ -97,7 +106,8 @@ mod open_impl {
             let store = super::SqliteStore::open(target).await?;
             Ok(DurableStore {
                 cache: Arc::new(store.clone()),
-                queue: Arc::new(store),
+                queue: Arc::new(store.clone()),
+                journal: Arc::new(store),
             })
         }
         #[cfg(not(feature = "sqlite"))]
@@ -137,8 +147,9 @@ mod shared {
     use std::sync::Arc;
 
     use crate::error::{Error, Result};
-    use crate::media::{BotId, Job, MediaKey, Sha256, Timestamp};
+    use crate::media::{BotId, FileId, Job, MediaKey, Sha256, Timestamp};
     use crate::queue::{JobInfo, JobState, Lease, PriorityPolicy, PushOutcome};
+    use crate::upload::{Delivered, JournalEntry};
 
     /// A job's two possible ranks. The policy lives in Rust, so the database stores both and
     /// picks by the `demand` column: a merge or a promote flips demand without knowing the
@@ -180,14 +191,19 @@ mod shared {
 
     /// A row read back from the database: checked, since another program may write it.
     pub(crate) fn key_from_row(bot: &str, sha: &[u8], kind: &str) -> Result<MediaKey> {
+        key_in("media_cache", bot, sha, kind)
+    }
+
+    /// The key of a row of `table`, checked.
+    pub(crate) fn key_in(table: &str, bot: &str, sha: &[u8], kind: &str) -> Result<MediaKey> {
         let sha: [u8; 32] = sha
             .try_into()
-            .map_err(|_| corrupt("a sha256 is not 32 bytes"))?;
+            .map_err(|_| corrupt_in(table, "a sha256 is not 32 bytes"))?;
         Ok(MediaKey::new(
-            BotId::new(bot).map_err(|_| corrupt("a bot_slug is not a valid bot id"))?,
+            BotId::new(bot).map_err(|_| corrupt_in(table, "a bot_slug is not a valid bot id"))?,
             Sha256::from_bytes(sha),
             kind.parse()
-                .map_err(|_| corrupt("a kind is not a media kind"))?,
+                .map_err(|_| corrupt_in(table, "a kind is not a media kind"))?,
         ))
     }
 
@@ -242,6 +258,44 @@ mod shared {
                 job: self.job(),
                 state,
                 last_error: self.last_error,
+            })
+        }
+    }
+
+    /// The columns of one `upload_journal` row, as read back.
+    #[derive(Debug)]
+    pub(crate) struct JournalRow {
+        pub(crate) key: MediaKey,
+        pub(crate) chat: i64,
+        pub(crate) after: Option<i64>,
+        pub(crate) started_at: i64,
+        pub(crate) message_id: Option<i64>,
+        pub(crate) file_id: Option<String>,
+    }
+
+    impl JournalRow {
+        /// The entry, checked: `deliver` writes the message id and the file_id together,
+        /// so a row with one and not the other was written by something else.
+        pub(crate) fn entry(self) -> Result<JournalEntry> {
+            let delivered = match (self.message_id, self.file_id) {
+                (Some(message_id), Some(file_id)) => Some(Delivered {
+                    message_id,
+                    file_id: FileId::new(file_id),
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(corrupt_in(
+                        "upload_journal",
+                        "a row holds a message_id or a file_id without the other",
+                    ));
+                }
+            };
+            Ok(JournalEntry {
+                media: self.key,
+                chat: self.chat,
+                after: self.after,
+                started_at: ts(self.started_at),
+                delivered,
             })
         }
     }
@@ -303,10 +357,14 @@ mod shared {
     }
 
     pub(crate) fn corrupt(what: &str) -> Error {
+        corrupt_in("media_cache", what)
+    }
+
+    fn corrupt_in(table: &str, what: &str) -> Error {
         Error::Backend {
             backend: "database",
             message: format!(
-                "the media_cache table holds a row prewarm did not write: {what}; check what else writes to it"
+                "the {table} table holds a row prewarm did not write: {what}; check what else writes to it"
             ),
             retryable: false,
         }

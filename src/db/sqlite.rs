@@ -40,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         "claim_log",
         include_str!("migrations/sqlite/0003_claim_log.sql"),
     ),
+    (
+        4,
+        "upload_journal",
+        include_str!("migrations/sqlite/0004_upload_journal.sql"),
+    ),
 ];
 
 /// How hard a commit tries to reach the disk.
@@ -300,7 +305,7 @@ impl SqliteStore {
 
     /// Runs `f` on the writer thread, in a savepoint of the next batch's transaction; answers
     /// once that transaction is committed.
-    async fn call<R, F>(&self, what: &'static str, f: F) -> Result<R>
+    pub(super) async fn call<R, F>(&self, what: &'static str, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection, &PriorityPolicy) -> rusqlite::Result<Result<R>> + Send + 'static,
@@ -406,7 +411,7 @@ fn writer(mut conn: Connection, policy: PriorityPolicy, rx: mpsc::Receiver<Op>) 
     }
 }
 
-fn key_params(key: &MediaKey) -> (String, Vec<u8>, &'static str) {
+pub(super) fn key_params(key: &MediaKey) -> (String, Vec<u8>, &'static str) {
     (
         key.bot.as_str().to_owned(),
         key.sha256.as_bytes().to_vec(),

@@ -44,6 +44,10 @@ impl PrewarmEngine {
             forgivable.insert(key.clone());
         }
         inner.cache.invalidate(key, Some(file_id)).await?;
+        // The uploader must not answer the rejected file_id to the re-warm.
+        if let Some(uploader) = inner.uploaders.get(&key.bot) {
+            uploader.rejected(key, file_id).await?;
+        }
         let limit = inner.config.retry_weak_id;
         let (size, content_type) = self.stored(key).await?;
         let mut job = Job::new(key.clone(), size, inner.clock.now());

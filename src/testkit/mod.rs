@@ -4,8 +4,20 @@
 //! media bot makes the way the Bot API does: the send methods (`sendPhoto`, `sendVideo`,
 //! `sendAnimation`, `sendDocument`, `sendAudio`, `sendVoice`, `sendVideoNote`,
 //! `sendSticker`) with a multipart upload, a URL (which it fetches itself, from loopback
-//! only) or a file_id; `sendMediaGroup`; `deleteMessage`; `getMe`. It keeps to the real API's rules:
+//! only) or a file_id; `sendMediaGroup`; `sendMessage` (text); `forwardMessage`;
+//! `deleteMessage`; `getMe`. It keeps to the real API's rules:
 //!
+//! - message ids as Telegram assigns them: a supergroup (a "-100..." id) numbers its
+//!   messages itself; private chats (positive ids) and basic groups (other negative ids)
+//!   share one counter per bot, the bot's message box. `chat.type` is "private", "group" or
+//!   "supergroup" by the id. Every message is kept whole ([`FakeBotApi::message`]) until
+//!   deleted; a bot deletes and forwards its own;
+//! - captions (the send methods that take one, and album items) are echoed and kept; over
+//!   1024 characters the send is refused "message caption is too long";
+//! - `forwardMessage` makes a new message in `chat_id`, with the same media (file_ids) and
+//!   caption and a `forward_origin`, under the rate limits and chat rules of a send to
+//!   `chat_id`; a message never made, or deleted, is "message to forward not found" and
+//!   counts against no limit. A forward is no upload ([`FakeStats::forwards`]);
 //! - file_ids belong to the bot token that obtained them, and to one media type;
 //! - a photo comes back in several sizes, smallest first; an animation fills both
 //!   `animation` and `document`, with distinct file_ids;
@@ -25,7 +37,9 @@
 //!   every request that arrives inside a ban is counted as a **violation** and prolongs the
 //!   ban, as Telegram does ([`FakeLimits`], [`FakeRate`]: 20 in any minute for a group). A request is
 //!   counted when it arrives (its body read), in order of arrival, and takes its
-//!   [`Latency`] after that.
+//!   [`Latency`] after that. Its message is made before that latency, and a client that
+//!   leaves early does not undo it: like Telegram, the fake finishes (and logs) a request
+//!   whose client has gone.
 //!
 //! Faults can be injected ([`Faults`]: 5xx replies, some as HTML pages like Telegram's front
 //! end sends, and connection resets; [`Latency`]), and [`FakeBotApi::stats`] counts what
@@ -65,10 +79,14 @@
 //! # Ok(()) }
 //! ```
 
+mod files;
+mod forward;
 mod limits;
+mod messages;
 mod rules;
 mod send;
 mod server;
+mod text;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -217,7 +235,12 @@ pub struct FakeStats {
     pub url_fetches: u64,
     /// Sends by file_id that succeeded.
     pub sent_by_file_id: u64,
-    /// Messages sent.
+    /// Messages forwarded (`forwardMessage` calls that created a message). A forward is no
+    /// upload: it counts in neither `uploads` nor [`FakeBotApi::uploads_of`].
+    pub forwards: u64,
+    /// Text messages sent (`sendMessage`).
+    pub texts: u64,
+    /// Messages created: sent (media or text), one per album item, or forwarded.
     pub messages: u64,
     /// Messages deleted.
     pub deleted: u64,
@@ -473,14 +496,31 @@ impl FakeBotApi {
         self.shared.lock().events.clone()
     }
 
-    /// Messages sent to `chat` and not deleted.
+    /// Messages sent (or forwarded) to `chat` and not deleted, every bot's.
     pub fn messages_in(&self, chat: i64) -> usize {
+        self.shared.lock().messages.in_chat(chat).count()
+    }
+
+    /// The message `message_id` in `chat`, as the fake answered it (the Bot API's
+    /// [Message](https://core.telegram.org/bots/api#message)), if it was created and not
+    /// deleted. In a private chat or a basic group each bot numbers its own messages: when
+    /// two bots of the fake both have this id there, the one with the lower bot id answers.
+    ///
+    /// A message is created when its request is processed, before the fake's latency: it
+    /// exists even when the client left before the answer, as at Telegram.
+    pub fn message(&self, chat: i64, message_id: i64) -> Option<serde_json::Value> {
+        self.shared.lock().messages.find(chat, message_id).cloned()
+    }
+
+    /// The captions of the messages in `chat` (every bot's, by id; `None` for a message
+    /// without one).
+    pub fn captions_in(&self, chat: i64) -> Vec<Option<String>> {
         self.shared
             .lock()
             .messages
-            .values()
-            .filter(|m| m.chat == chat)
-            .count()
+            .in_chat(chat)
+            .map(|m| m.get("caption").and_then(|c| c.as_str()).map(str::to_owned))
+            .collect()
     }
 
     /// Stops the server and waits for it.

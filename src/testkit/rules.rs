@@ -100,6 +100,26 @@ pub(super) fn judge_url(kind: MediaKind, content_type: &str, len: u64) -> UrlVer
     UrlVerdict::Take
 }
 
+/// "Caption, 0-1024 characters after entities parsing" (sendPhoto ... sendVoice, and
+/// InputMedia's `caption`). The fake parses no entities and counts the caption as sent, in
+/// UTF-16 code units (the unit of the Bot API's entity offsets; an emoji outside the BMP
+/// counts two), the stricter reading: what passes here passes at Telegram.
+pub(super) const CAPTION_LIMIT: usize = 1024;
+
+/// The answer to a caption over [`CAPTION_LIMIT`].
+pub(super) const CAPTION_TOO_LONG: &str = "Bad Request: message caption is too long";
+
+/// Whether Telegram refuses `caption` as too long.
+pub(super) fn caption_too_long(caption: &str) -> bool {
+    caption.encode_utf16().count() > CAPTION_LIMIT
+}
+
+/// Whether the method for `kind` takes a `caption`: sendSticker and sendVideoNote have none,
+/// and ignore one as Telegram ignores any parameter a method does not know.
+pub(super) fn takes_caption(kind: MediaKind) -> bool {
+    !matches!(kind, MediaKind::Sticker | MediaKind::VideoNote)
+}
+
 /// Why a chat refuses the bot's sends, as Telegram answers each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -139,6 +159,14 @@ impl ChatProblem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn captions_count_utf16_units_up_to_1024() {
+        assert!(!caption_too_long(&"a".repeat(1024)));
+        assert!(caption_too_long(&"a".repeat(1025)));
+        assert!(!caption_too_long(&"é".repeat(1024)), "one unit each");
+        assert!(caption_too_long(&"🙂".repeat(513)), "two units each");
+    }
 
     #[test]
     fn url_rules_per_kind() {

@@ -11,9 +11,11 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::FakeFile;
+use super::files::media_objects;
 use super::limits::Admit;
+use super::messages::{caption, create_message, with_caption, with_protection};
 use super::rules::{self, UrlVerdict};
-use super::server::{Message, Params, Reply, Reset, Shared, State, error, json_reply, ok};
+use super::server::{Params, Reply, Reset, Shared, State, error, json_reply, ok};
 use crate::media::{MediaKind, Sha256};
 
 /// Where a send's media comes from.
@@ -63,6 +65,14 @@ pub(super) async fn send(
         fail(shared, received);
         return Ok(error(code, description));
     }
+    // Checked before the message reaches Telegram's servers: not counted against the limits.
+    let caption = match caption(params.text.get("caption").map(String::as_str), kind) {
+        Ok(caption) => caption,
+        Err(description) => {
+            fail(shared, received);
+            return Ok(error(400, description));
+        }
+    };
     let admitted = admit(shared, bot, chat, 1);
     if let Admit::Limited(secs, violation) = admitted {
         fail(shared, received);
@@ -124,26 +134,13 @@ pub(super) async fn send(
     };
 
     // Faults hit once the request is fully received.
-    let faults = shared.lock().faults;
-    if fastrand::f64() < faults.resets {
-        shared.lock().stats.resets += 1;
+    if let Some(fault) = injected_fault(shared) {
         fail(shared, received);
-        return Err(Reset);
-    }
-    if fastrand::f64() < faults.server_errors {
-        fail(shared, received);
-        return Ok(server_error(shared, faults));
+        return fault;
     }
 
     let message = {
         let mut state = shared.lock();
-        let message_id = {
-            let n = state.next_message.entry(chat).or_insert(0);
-            *n += 1;
-            *n
-        };
-        state.messages.insert((chat, message_id), Message { chat });
-        state.stats.messages += 1;
         let (sha, size) = match &file {
             Resolved::Bytes(bytes) => (Sha256::of(bytes), bytes.len() as u64),
             Resolved::Known(f) => {
@@ -154,22 +151,10 @@ pub(super) async fn send(
         if let Some(sha) = received.take() {
             state.media(sha).succeeded += 1;
         }
-        let mut msg = json!({
-            "message_id": message_id,
-            "date": std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            "chat": {
-                "id": chat,
-                "type": if chat < 0 { "supergroup" } else { "private" },
-            },
-        });
-        let body = media_objects(&mut state, bot, sent_as, sha, size);
-        if let (Value::Object(m), Value::Object(b)) = (&mut msg, body) {
-            m.extend(b);
-        }
-        msg
+        let mut body = media_objects(&mut state, bot, sent_as, sha, size);
+        with_caption(&mut body, caption);
+        with_protection(&mut body, params);
+        create_message(&mut state, bot, chat, body)
     };
     Ok(ok(message))
 }
@@ -228,9 +213,13 @@ pub(super) async fn send_group(
         } else {
             Media::FileId(media.to_owned())
         };
-        wanted.push((kind, media));
+        let caption = match caption(item.get("caption").and_then(Value::as_str), kind) {
+            Ok(caption) => caption,
+            Err(description) => return Ok(error(400, description)),
+        };
+        wanted.push((kind, media, caption));
     }
-    let kinds: HashSet<MediaKind> = wanted.iter().map(|(k, _)| *k).collect();
+    let kinds: HashSet<MediaKind> = wanted.iter().map(|(k, _, _)| *k).collect();
     let mixable = kinds
         .iter()
         .all(|k| matches!(k, MediaKind::Photo | MediaKind::Video))
@@ -243,7 +232,7 @@ pub(super) async fn send_group(
     }
     let mut received: Vec<Sha256> = wanted
         .iter()
-        .filter_map(|(_, m)| match m {
+        .filter_map(|(_, m, _)| match m {
             Media::Upload(bytes) => Some(record_upload(shared, bytes)),
             _ => None,
         })
@@ -257,7 +246,7 @@ pub(super) async fn send_group(
         fail_all(&received);
         return Ok(error(400, "Bad Request: chat not found"));
     }
-    let photo = wanted.iter().any(|(k, _)| *k == MediaKind::Photo);
+    let photo = wanted.iter().any(|(k, _, _)| *k == MediaKind::Photo);
     if let Some((code, description)) = chat_problem(shared, chat, photo.then_some(MediaKind::Photo))
     {
         fail_all(&received);
@@ -280,7 +269,7 @@ pub(super) async fn send_group(
         }
     }
     let mut files = Vec::new();
-    for (kind, media) in wanted {
+    for (kind, media, caption) in wanted {
         let file = match media {
             Media::Upload(bytes) => {
                 if bytes.is_empty() || bytes.len() as u64 > rules::upload_limit(kind) {
@@ -311,17 +300,11 @@ pub(super) async fn send_group(
                 }
             },
         };
-        files.push((kind, file));
+        files.push((kind, file, caption));
     }
-    let faults = shared.lock().faults;
-    if fastrand::f64() < faults.resets {
-        shared.lock().stats.resets += 1;
+    if let Some(fault) = injected_fault(shared) {
         fail_all(&received);
-        return Err(Reset);
-    }
-    if fastrand::f64() < faults.server_errors {
-        fail_all(&received);
-        return Ok(server_error(shared, faults));
+        return fault;
     }
     let mut state = shared.lock();
     for sha in &received {
@@ -329,25 +312,14 @@ pub(super) async fn send_group(
     }
     let group_id = format!("{}", 13_000_000_000_000_000u64 + state.next_file);
     let mut messages = Vec::new();
-    for (kind, (sha, size)) in files {
-        let message_id = {
-            let n = state.next_message.entry(chat).or_insert(0);
-            *n += 1;
-            *n
-        };
-        state.messages.insert((chat, message_id), Message { chat });
-        state.stats.messages += 1;
-        let mut msg = json!({
-            "message_id": message_id,
-            "date": 0,
-            "media_group_id": group_id,
-            "chat": { "id": chat, "type": if chat < 0 { "supergroup" } else { "private" } },
-        });
-        let body = media_objects(&mut state, bot, kind, sha, size);
-        if let (Value::Object(m), Value::Object(b)) = (&mut msg, body) {
-            m.extend(b);
+    for (kind, (sha, size), caption) in files {
+        let mut body = media_objects(&mut state, bot, kind, sha, size);
+        with_caption(&mut body, caption);
+        with_protection(&mut body, params);
+        if let Value::Object(b) = &mut body {
+            b.insert("media_group_id".to_owned(), Value::String(group_id.clone()));
         }
-        messages.push(msg);
+        messages.push(create_message(&mut state, bot, chat, body));
     }
     Ok(ok(Value::Array(messages)))
 }
@@ -387,101 +359,6 @@ fn type_name(kind: MediaKind) -> &'static str {
         MediaKind::Voice => "Voice",
         MediaKind::VideoNote => "VideoNote",
         MediaKind::Sticker => "Sticker",
-    }
-}
-
-/// Issues a file_id for `kind` and remembers it.
-fn issue(
-    state: &mut State,
-    bot: &str,
-    kind: MediaKind,
-    sha: Sha256,
-    size: u64,
-    (width, height, largest): (u32, u32, bool),
-) -> (String, String) {
-    state.next_file += 1;
-    // Real file_ids start with a type tag much like these.
-    let tag = match kind {
-        MediaKind::Photo => "AgAC",
-        MediaKind::Video => "BAAC",
-        MediaKind::Animation => "CgAC",
-        MediaKind::Document => "BQAC",
-        MediaKind::Audio => "CQAC",
-        MediaKind::Voice => "AwAC",
-        MediaKind::VideoNote => "DQAC",
-        MediaKind::Sticker => "CAAC",
-    };
-    let file_id = format!(
-        "{tag}{bot}_{:06}_{:08x}",
-        state.next_file,
-        fastrand::u32(..)
-    );
-    // Stable for the same bytes across bots, as Telegram's is; distinct per photo size.
-    let unique = format!("AQAD{}{width}", &sha.to_hex()[..12]);
-    state.files.insert(
-        file_id.clone(),
-        FakeFile {
-            bot_id: bot.to_owned(),
-            kind,
-            sha256: sha,
-            size,
-            width,
-            height,
-            largest,
-        },
-    );
-    (file_id, unique)
-}
-
-/// The message fields carrying the media: sizes for a photo, `animation` and `document`
-/// for an animation, one object otherwise.
-fn media_objects(state: &mut State, bot: &str, kind: MediaKind, sha: Sha256, size: u64) -> Value {
-    let one = |state: &mut State, kind: MediaKind, extra: Value| {
-        let (file_id, unique) = issue(state, bot, kind, sha, size, (0, 0, false));
-        let mut v = json!({ "file_id": file_id, "file_unique_id": unique, "file_size": size });
-        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
-            m.extend(e);
-        }
-        v
-    };
-    match kind {
-        MediaKind::Photo => {
-            let sizes = [(90u32, 60u32, 16u64), (320, 213, 4), (800, 533, 1)];
-            let photo: Vec<Value> = sizes
-                .iter()
-                .map(|&(w, h, div)| {
-                    let s = (size / div).max(1);
-                    let (file_id, unique) = issue(state, bot, kind, sha, s, (w, h, div == 1));
-                    json!({ "file_id": file_id, "file_unique_id": unique, "width": w, "height": h, "file_size": s })
-                })
-                .collect();
-            json!({ "photo": photo })
-        }
-        MediaKind::Animation => {
-            let animation = one(
-                state,
-                MediaKind::Animation,
-                json!({ "width": 320, "height": 240, "duration": 1, "mime_type": "video/mp4" }),
-            );
-            let document = one(
-                state,
-                MediaKind::Document,
-                json!({ "file_name": "animation.mp4", "mime_type": "video/mp4" }),
-            );
-            json!({ "animation": animation, "document": document })
-        }
-        MediaKind::Video => {
-            json!({ "video": one(state, kind, json!({ "width": 640, "height": 360, "duration": 1 })) })
-        }
-        MediaKind::Document => json!({ "document": one(state, kind, json!({})) }),
-        MediaKind::Audio => json!({ "audio": one(state, kind, json!({ "duration": 1 })) }),
-        MediaKind::Voice => json!({ "voice": one(state, kind, json!({ "duration": 1 })) }),
-        MediaKind::VideoNote => {
-            json!({ "video_note": one(state, kind, json!({ "length": 240, "duration": 1 })) })
-        }
-        MediaKind::Sticker => json!({ "sticker": one(state, kind, json!({
-            "type": "regular", "width": 512, "height": 512, "is_animated": false, "is_video": false
-        })) }),
     }
 }
 
@@ -580,7 +457,7 @@ pub(super) fn too_many_requests(secs: u64, violation: bool) -> Reply {
     reply
 }
 
-fn admit(shared: &Shared, bot: &str, chat: i64, messages: u32) -> Admit {
+pub(super) fn admit(shared: &Shared, bot: &str, chat: i64, messages: u32) -> Admit {
     let mut state = shared.lock();
     let state = &mut *state;
     let admitted = state
@@ -594,7 +471,7 @@ fn admit(shared: &Shared, bot: &str, chat: i64, messages: u32) -> Admit {
 }
 
 /// The answer a chat problem set on `chat` gives a send (of `kind`, when one kind matters).
-fn chat_problem(
+pub(super) fn chat_problem(
     shared: &Shared,
     chat: i64,
     kind: Option<MediaKind>,
@@ -602,9 +479,20 @@ fn chat_problem(
     shared.lock().chat_problems.get(&chat)?.answer(kind)
 }
 
+/// The fault injected into a request once it is received, if one is drawn: a connection
+/// reset, or a server error.
+pub(super) fn injected_fault(shared: &Shared) -> Option<Result<Reply, Reset>> {
+    let faults = shared.lock().faults;
+    if fastrand::f64() < faults.resets {
+        shared.lock().stats.resets += 1;
+        return Some(Err(Reset));
+    }
+    (fastrand::f64() < faults.server_errors).then(|| Ok(server_error(shared, faults)))
+}
+
 /// An injected server error: a JSON 500, or, one time in two when asked, the HTML page
 /// Telegram's front end answers a 502 with.
-fn server_error(shared: &Shared, faults: super::Faults) -> Reply {
+pub(super) fn server_error(shared: &Shared, faults: super::Faults) -> Reply {
     shared.lock().stats.server_errors += 1;
     if faults.html && fastrand::bool() {
         let mut reply = Response::new(Full::new(Bytes::from_static(

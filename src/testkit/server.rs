@@ -1,5 +1,6 @@
 //! The fake's HTTP side: the listener, routing, parameters, replies; `deleteMessage` and the
-//! hosted files. The send methods are in `send.rs`, the rate limits in `limits.rs`.
+//! hosted files. The send methods are in `send.rs`, `forwardMessage` in `forward.rs`, the
+//! messages kept in `messages.rs`, the rate limits in `limits.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -17,13 +18,16 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::forward::forward;
 use super::limits::{Admit, Gates};
+use super::messages::{Messages, bot_user};
 use super::rules::{self, ChatProblem};
 use super::send::{send, send_group, too_many_requests};
+use super::text::send_text;
 use super::{FakeEvent, FakeFile, FakeLimits, FakeStats, Faults, Latency, MediaUploads};
 use crate::media::{MediaKind, Sha256};
 
@@ -67,16 +71,11 @@ pub(super) struct State {
     pub(super) per_media: HashMap<Sha256, MediaUploads>,
     pub(super) files: HashMap<String, FakeFile>,
     pub(super) events: Vec<FakeEvent>,
-    pub(super) messages: HashMap<(i64, i64), Message>,
-    pub(super) next_message: HashMap<i64, i64>,
+    pub(super) messages: Messages,
     pub(super) next_file: u64,
     pub(super) hosted: HashMap<u64, (Bytes, String)>,
     pub(super) next_hosted: u64,
     pub(super) url_cache: HashMap<String, Result<(Bytes, String), String>>,
-}
-
-pub(super) struct Message {
-    pub(super) chat: i64,
 }
 
 impl State {
@@ -141,14 +140,29 @@ pub(super) async fn serve(
 ) {
     // Connections live in this set: when the server stops, they stop with it.
     let mut connections = JoinSet::new();
+    // Requests run in tasks of their own, so that a client that leaves (a timeout, a
+    // dropped connection) does not stop what Telegram would finish anyway: a URL being
+    // fetched, a message being made, the request's log entry. They stop when the server
+    // does: `_alive` is dropped with this future, even when it is aborted.
+    let (_alive, gone) = watch::channel(());
     loop {
         tokio::select! {
             _ = &mut stopped => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let shared = shared.clone();
+                let gone = gone.clone();
                 connections.spawn(async move {
-                    let service = service_fn(move |req| handle(shared.clone(), req));
+                    let service = service_fn(move |req| {
+                        let (shared, mut gone) = (shared.clone(), gone.clone());
+                        let request = tokio::spawn(async move {
+                            tokio::select! {
+                                reply = handle(shared, req) => reply,
+                                _ = gone.changed() => Err(Reset),
+                            }
+                        });
+                        async move { request.await.unwrap_or(Err(Reset)) }
+                    });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -224,17 +238,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Re
     };
 
     let lower = method.to_ascii_lowercase();
-    if sends_a_file_id(&lower, &params) {
+    // A forward moves no bytes either: Telegram answers it as fast as a send by file_id.
+    if sends_a_file_id(&lower, &params) || lower == "forwardmessage" {
         delay = shared.draw_file_id_latency().unwrap_or(delay);
     }
     let reply = match lower.as_str() {
-        "getme" => Ok(ok(json!({
-            "id": bot.parse::<i64>().unwrap_or(0),
-            "is_bot": true,
-            "first_name": "Fake bot",
-            "username": format!("fake_{bot}_bot"),
-        }))),
+        "getme" => Ok(ok(bot_user(&bot))),
         "deletemessage" => Ok(delete_message(&shared, &bot, &params)),
+        "forwardmessage" => forward(&shared, &bot, &params),
+        "sendmessage" => send_text(&shared, &bot, &params),
         "sendmediagroup" => send_group(&shared, &bot, &params).await,
         _ => match send_kind(&lower) {
             Some(kind) => send(&shared, &bot, kind, &params).await,
@@ -408,7 +420,7 @@ fn delete_message(shared: &Shared, bot: &str, params: &Params) -> Reply {
         state.stats.violations += u64::from(violation);
         return too_many_requests(secs, violation);
     }
-    if state.messages.remove(&(chat, id)).is_none() {
+    if !state.messages.remove(bot, chat, id) {
         return error(400, "Bad Request: message to delete not found");
     }
     state.stats.deleted += 1;

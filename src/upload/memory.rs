@@ -265,6 +265,11 @@ impl Uploader for MemoryUploader {
             .as_ref()
             .is_none_or(|rule| !rule(kind, size, content_type))
     }
+
+    /// Remembers nothing that could answer `file_id` again: each upload mints a new one.
+    async fn rejected(&self, _key: &MediaKey, _file_id: &FileId) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl fmt::Debug for MemoryUploader {

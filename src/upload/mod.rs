@@ -1,6 +1,7 @@
 //! Turning media into file_ids: the [`Uploader`] trait and an in-process stand-in.
 
 mod budget;
+mod journal;
 mod memory;
 #[cfg(feature = "telegram")]
 mod telegram;
@@ -18,6 +19,7 @@ use crate::media::{BotId, FileId, MediaKey, MediaKind};
 use crate::store::{ByteStream, MediaStore};
 
 pub use budget::{BudgetRequest, Grant, MemoryBudget, Rate, RateBudget};
+pub use journal::{Delivered, JournalEntry, MemoryJournal, UploadJournal};
 pub use memory::{MemoryUploader, MemoryUploaderStats};
 #[cfg(feature = "telegram")]
 pub use telegram::{
@@ -276,15 +278,21 @@ pub trait Uploader: Send + Sync + Debug + 'static {
     /// the upload will need is warmed ahead of others ([`Job::hot`](crate::Job::hot)), so
     /// that they need not be read back from the store later.
     ///
-    /// The default answers `true`: an uploader that does not say is taken to read every
-    /// media's bytes, as [`MemoryUploader`] does unless told otherwise. That is the safe side
-    /// to err on: a `true` for a media that needed no bytes only moves it ahead in the
-    /// queue, within the limits of [`PriorityPolicy`](crate::PriorityPolicy); a `false` for
-    /// one that did costs a read of the whole media from the store.
-    fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
-        let _ = (kind, size, content_type);
-        true
-    }
+    /// When unsure, answer `true`, as [`MemoryUploader`] does unless told otherwise: a `true`
+    /// for a media that needed no bytes only moves it ahead in the queue, within the limits
+    /// of [`PriorityPolicy`](crate::PriorityPolicy); a `false` for one that did costs a read
+    /// of the whole media from the store. A wrapper answers what the uploader it wraps does.
+    fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool;
+
+    /// Telegram rejected `file_id` when `key` was sent by it ("wrong file identifier"), and
+    /// the engine is about to warm the media again: no later [`upload`](Uploader::upload) of
+    /// `key` may answer this file_id. An uploader that remembers what it uploaded (as
+    /// `TelegramUploader` does in its journal, to find a send cut short by a crash) forgets
+    /// it here; one that remembers nothing answers `Ok(())`. A wrapper passes it on.
+    ///
+    /// # Errors
+    /// Where the uploader remembers, its storage's error: the engine then does not re-warm.
+    async fn rejected(&self, key: &MediaKey, file_id: &FileId) -> Result<()>;
 }
 
 #[cfg(test)]

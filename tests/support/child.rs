@@ -94,6 +94,10 @@ impl Uploader for LoggingUploader {
     fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
         self.inner.needs_bytes(kind, size, content_type)
     }
+
+    async fn rejected(&self, key: &prewarm::MediaKey, file_id: &FileId) -> prewarm::Result<()> {
+        self.inner.rejected(key, file_id).await
+    }
 }
 
 pub async fn open_db(spec: &str) -> (Arc<dyn FileIdCache>, Arc<dyn PriorityQueue>) {

@@ -19,6 +19,11 @@ const MIGRATIONS: &[Migration] = &[
         "claim_log",
         include_str!("../migrations/postgres/0003_claim_log.sql"),
     ),
+    (
+        4,
+        "upload_journal",
+        include_str!("../migrations/postgres/0004_upload_journal.sql"),
+    ),
 ];
 
 /// Runs the migrations the schema lacks; answers the database's clock (unix ms).

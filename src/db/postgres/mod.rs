@@ -2,14 +2,15 @@
 //!
 //! One folder by concern: `builder` (settings and connecting), `migrations`, `listener`
 //! (LISTEN/NOTIFY wake-ups), `clock` (the database's clock), `sql` (every statement, with the
-//! schema spliced in), `batch` (group commit of pushes and completes), `cache` and `queue`
-//! (the two traits).
+//! schema spliced in), `batch` (group commit of pushes and completes), `cache`, `queue` and
+//! `journal` (the three traits).
 
 mod batch;
 mod budget;
 mod builder;
 mod cache;
 mod clock;
+mod journal;
 mod listener;
 mod migrations;
 mod queue;

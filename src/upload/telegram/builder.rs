@@ -10,7 +10,7 @@ use super::ratelimit::{Limiter, RateLimits};
 use super::{Inner, PUBLIC_API, TelegramUploader, stats};
 use crate::error::{Error, Result};
 use crate::media::{BotId, SizeLimits};
-use crate::upload::RateBudget;
+use crate::upload::{RateBudget, UploadJournal};
 
 /// Builds a [`TelegramUploader`]. Setters never fail; [`build`](Self::build) validates.
 ///
@@ -40,6 +40,7 @@ pub struct TelegramUploaderBuilder {
     timeout: Duration,
     env_errors: Vec<String>,
     budget: Option<Arc<dyn RateBudget>>,
+    journal: Option<Arc<dyn UploadJournal>>,
 }
 
 impl Default for TelegramUploaderBuilder {
@@ -75,6 +76,7 @@ impl TelegramUploaderBuilder {
             timeout: Duration::from_secs(300),
             env_errors: Vec::new(),
             budget: None,
+            journal: None,
         }
     }
 
@@ -128,6 +130,14 @@ impl TelegramUploaderBuilder {
     /// The bot token, as BotFather gives it (`<bot id>:<secret>`).
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(Token::new(token.into()));
+        self
+    }
+
+    /// The journal of warm-up sends (default none): with one that survives the process,
+    /// a media whose upload was cut short by a crash is looked for in its warm-up chat
+    /// instead of being uploaded again. `from_env` gives the queue's database.
+    pub fn with_journal(mut self, journal: Arc<dyn UploadJournal>) -> Self {
+        self.journal = Some(journal);
         self
     }
 
@@ -252,12 +262,18 @@ impl TelegramUploaderBuilder {
                 message: problems.join("; "),
             });
         };
+        // A bot's user id is the part of its token before the colon.
+        let user = token
+            .expose()
+            .split_once(':')
+            .and_then(|(id, _)| id.parse().ok());
         let mut chats = self.chats;
         chats.dedup();
         let limiter = Limiter::new(bot.clone(), self.rate_limits, self.budget);
         Ok(TelegramUploader {
             inner: Arc::new(Inner {
                 bot,
+                user,
                 client: Client::new(http, self.api_base, token),
                 chats,
                 limits: self.limits,
@@ -266,6 +282,8 @@ impl TelegramUploaderBuilder {
                 urls: self.urls,
                 bench: Bench::default(),
                 stats: stats::Counters::default(),
+                journal: self.journal,
+                seen: super::recover::Seen::default(),
             }),
         })
     }

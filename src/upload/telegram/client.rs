@@ -105,6 +105,11 @@ pub(crate) fn method(kind: MediaKind) -> &'static str {
     }
 }
 
+/// Whether the send method of `kind` takes a caption (sendSticker and sendVideoNote do not).
+pub(crate) fn takes_caption(kind: MediaKind) -> bool {
+    !matches!(kind, MediaKind::Sticker | MediaKind::VideoNote)
+}
+
 impl Client {
     pub(crate) fn new(http: reqwest::Client, base: String, token: Token) -> Self {
         Self { http, base, token }
@@ -114,18 +119,22 @@ impl Client {
         format!("{}/bot{}/{method}", self.base, self.token.0)
     }
 
-    /// Sends one media to `chat`, silently.
+    /// Sends one media to `chat`, silently, with `caption` where the kind takes one.
     pub(crate) async fn send_media(
         &self,
         kind: MediaKind,
         chat: i64,
         input: Input,
+        caption: Option<&str>,
     ) -> Result<Message, ApiError> {
         let field = kind.as_str();
         let mut params: Vec<(&str, String)> = vec![
             ("chat_id", chat.to_string()),
             ("disable_notification", "true".to_owned()),
         ];
+        if let Some(caption) = caption.filter(|_| takes_caption(kind)) {
+            params.push(("caption", caption.to_owned()));
+        }
         if kind == MediaKind::Document {
             // Keep a document a document: without this Telegram may turn a PDF or an image
             // into another media type whose file_id we would not expect.
@@ -207,6 +216,41 @@ impl Client {
         }
         let form = form.text("media", serde_json::Value::Array(media).to_string());
         let request = self.http.post(self.url("sendMediaGroup")).multipart(form);
+        self.execute(request).await
+    }
+
+    /// Forwards message `message_id` of `from` to `chat`, silently: answers the new message,
+    /// which carries the original's media and caption.
+    /// <https://core.telegram.org/bots/api#forwardmessage>
+    pub(crate) async fn forward_message(
+        &self,
+        chat: i64,
+        from: i64,
+        message_id: i64,
+    ) -> Result<Message, ApiError> {
+        let request = self
+            .http
+            .post(self.url("forwardMessage"))
+            .json(&serde_json::json!({
+                "chat_id": chat,
+                "from_chat_id": from,
+                "message_id": message_id,
+                "disable_notification": true,
+            }));
+        self.execute(request).await
+    }
+
+    /// Sends a text message to `chat`, silently.
+    /// <https://core.telegram.org/bots/api#sendmessage>
+    pub(crate) async fn send_text(&self, chat: i64, text: &str) -> Result<Message, ApiError> {
+        let request = self
+            .http
+            .post(self.url("sendMessage"))
+            .json(&serde_json::json!({
+                "chat_id": chat,
+                "text": text,
+                "disable_notification": true,
+            }));
         self.execute(request).await
     }
 

@@ -4,6 +4,7 @@ mod builder;
 mod client;
 mod pool;
 mod ratelimit;
+mod recover;
 mod reply;
 mod sniff;
 mod stats;
@@ -20,7 +21,7 @@ use self::client::{Client, Input};
 use self::pool::Bench;
 use self::ratelimit::{Denied, Limiter, Permit, Purpose};
 use self::reply::{ApiError, Message};
-use super::{MediaSource, UploadRequest, Uploaded, Uploader};
+use super::{MediaSource, UploadJournal, UploadRequest, Uploaded, Uploader};
 use crate::error::{Error, Result};
 use crate::media::format::Format;
 use crate::media::{BotId, FileId, MediaKey, MediaKind, SizeLimits};
@@ -75,6 +76,8 @@ pub struct TelegramUploader {
 
 struct Inner {
     bot: BotId,
+    /// The bot's Telegram user id (from its token): the sender of its messages.
+    user: Option<i64>,
     client: Client,
     chats: Vec<i64>,
     limits: SizeLimits,
@@ -83,6 +86,8 @@ struct Inner {
     urls: bool,
     bench: Bench,
     stats: stats::Counters,
+    journal: Option<Arc<dyn UploadJournal>>,
+    seen: recover::Seen,
 }
 
 /// A message sent by [`TelegramUploader::send_file_id`] or [`TelegramUploader::send_upload`].
@@ -154,11 +159,13 @@ impl TelegramUploader {
                 key.kind,
                 chat_id,
                 Input::FileId(file_id.as_str().to_owned()),
+                None,
             )
             .await;
         match result {
             Ok(message) => {
                 drop(permit);
+                inner.seen.note(chat_id, message.message_id);
                 inner.sent(key.kind, &message)
             }
             Err(ApiError::RateLimited {
@@ -254,6 +261,8 @@ impl TelegramUploader {
             match inner.client.send_media_group(chat, items).await {
                 Ok(messages) => {
                     drop(permit);
+                    let ids: Vec<i64> = messages.iter().map(|m| m.message_id).collect();
+                    inner.journal_album(chat, &ids).await;
                     for _ in &messages {
                         inner.stats.sent(any_url);
                     }
@@ -430,10 +439,45 @@ impl Inner {
             };
             let mut permit = self.acquire(&targets, purpose, None).await?;
             let chat = permit.chat;
+            if pool {
+                match self.anchor_turn(chat).await {
+                    recover::Turn::Known => {}
+                    recover::Turn::Wait(mut done) => {
+                        // Another warm is anchoring the chat: this permit may be stale by
+                        // then (a 429), so the warm takes a new one.
+                        drop(permit);
+                        let _ = done.wait_for(|done| *done).await;
+                        continue;
+                    }
+                    recover::Turn::Mine(done) => {
+                        // The anchor takes this permit; the warm takes the next one.
+                        self.anchor(permit, done).await?;
+                        continue;
+                    }
+                }
+            }
+            // A warm is journaled before it leaves, and names its media in its caption, so
+            // that a successor can find it should its reply never arrive (see `recover`).
+            let caption = if pool {
+                self.journal_begin(&request.key, chat).await?;
+                recover::marker(&request.key)
+            } else {
+                None
+            };
             let by_url = matches!(input, Input::Url(_));
-            let result = self.client.send_media(kind, chat, input).await;
+            let result = self
+                .client
+                .send_media(kind, chat, input, caption.as_deref())
+                .await;
             if let Some(at) = arrival.get() {
                 permit.arrived(at);
+            }
+            match &result {
+                Ok(message) => self.seen.note(chat, message.message_id),
+                // No reply: the message may exist, and the journal entry stays pending.
+                Err(ApiError::Unavailable { .. }) => {}
+                Err(_) if pool => self.journal_refused(&request.key).await,
+                Err(_) => {}
             }
             match result {
                 Ok(message) => {
@@ -633,10 +677,17 @@ impl Uploader for TelegramUploader {
     async fn upload(&self, request: UploadRequest) -> Result<Uploaded> {
         let inner = &self.inner;
         self.check_bot(&request.key)?;
+        inner.limits.check(request.key.kind, request.size)?;
+        if let Some(uploaded) = inner.recover(&request).await? {
+            return Ok(uploaded);
+        }
         let (chat, message) = inner
             .deliver(&request, &inner.chats, Purpose::Warm(1))
             .await?;
         let sent = inner.sent(request.key.kind, &message)?;
+        inner
+            .journal_delivered(&request.key, message.message_id, &sent.uploaded.file_id)
+            .await;
         if inner.delete_warmup {
             inner.delete_warmup_message(chat, message.message_id).await;
         }
@@ -649,6 +700,11 @@ impl Uploader for TelegramUploader {
     fn needs_bytes(&self, kind: MediaKind, size: u64, content_type: Option<&str>) -> bool {
         let format = content_type.and_then(Format::of_mime);
         self.inner.url_refusal(kind, format, size).is_some()
+    }
+
+    /// Forgets the journal entry that holds `file_id`, so that the next warm uploads.
+    async fn rejected(&self, key: &MediaKey, file_id: &FileId) -> Result<()> {
+        self.inner.journal_rejected(key, file_id).await
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) struct ResponseParameters {
 pub(crate) struct Message {
     pub(crate) message_id: i64,
     pub(crate) chat: Chat,
+    pub(crate) caption: Option<String>,
     #[serde(default)]
     pub(crate) photo: Vec<PhotoSize>,
     pub(crate) video: Option<File>,
@@ -40,10 +41,27 @@ pub(crate) struct Message {
     pub(crate) voice: Option<File>,
     pub(crate) video_note: Option<File>,
     pub(crate) sticker: Option<File>,
+    /// On a forwarded message: who sent the original, and when.
+    pub(crate) forward_origin: Option<Origin>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Chat {
+    pub(crate) id: i64,
+}
+
+/// <https://core.telegram.org/bots/api#messageorigin>: `type` "user" carries `sender_user`;
+/// the other types (a hidden user, a chat, a channel) do not, and are no bot's own message.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Origin {
+    /// When the original was sent, in Unix time.
+    pub(crate) date: i64,
+    pub(crate) sender_user: Option<User>,
+}
+
+/// <https://core.telegram.org/bots/api#user>
+#[derive(Debug, Deserialize)]
+pub(crate) struct User {
     pub(crate) id: i64,
 }
 
@@ -52,6 +70,7 @@ pub(crate) struct Chat {
 pub(crate) struct File {
     pub(crate) file_id: String,
     pub(crate) file_unique_id: Option<String>,
+    pub(crate) file_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +99,7 @@ impl Message {
                     .map(|p| File {
                         file_id: p.file_id.clone(),
                         file_unique_id: p.file_unique_id.clone(),
+                        file_size: p.file_size,
                     });
             }
             MediaKind::Video => &self.video,
