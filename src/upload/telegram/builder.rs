@@ -262,11 +262,10 @@ impl TelegramUploaderBuilder {
                 message: problems.join("; "),
             });
         };
-        // A bot's user id is the part of its token before the colon.
-        let user = token
-            .expose()
-            .split_once(':')
-            .and_then(|(id, _)| id.parse().ok());
+        // A bot's user id is its token's id part.
+        let user = BotId::from_token(token.expose())
+            .ok()
+            .and_then(|id| id.as_str().parse().ok());
         let mut chats = self.chats;
         chats.dedup();
         let limiter = Limiter::new(bot.clone(), self.rate_limits, self.budget);
