@@ -15,7 +15,7 @@ pub async fn run_all(journal: &dyn UploadJournal) {
     high_water_is_the_highest_delivered_id_per_chat(journal).await;
     high_water_survives_a_new_begin_a_forget_and_a_prune(journal).await;
     raise_lifts_the_high_water_and_never_lowers_it(journal).await;
-    prune_drops_old_entries_by_their_own_time(journal).await;
+    prune_drops_the_entries_begun_before_its_time(journal).await;
 }
 
 fn bot() -> BotId {
@@ -298,7 +298,7 @@ pub async fn high_water_survives_a_new_begin_a_forget_and_a_prune(journal: &dyn 
         "a delivery below the high water lowers nothing"
     );
     let dropped = journal
-        .prune(&bot, Timestamp(u64::MAX), Timestamp(u64::MAX))
+        .prune(&bot, Timestamp(u64::MAX))
         .await
         .expect("prune");
     assert_eq!(dropped, 2, "every entry left goes");
@@ -364,9 +364,9 @@ pub async fn raise_lifts_the_high_water_and_never_lowers_it(journal: &dyn Upload
     );
 }
 
-/// `prune` drops the bot's delivered entries begun before one time and its pending ones
-/// begun before another, of that bot only; however high an old entry's message id, it goes.
-pub async fn prune_drops_old_entries_by_their_own_time(journal: &dyn UploadJournal) {
+/// `prune` drops the bot's entries begun before its time, delivered or pending, of that bot
+/// only; however high an old entry's message id, it goes.
+pub async fn prune_drops_the_entries_begun_before_its_time(journal: &dyn UploadJournal) {
     let (bot, other) = (bot(), bot());
     let mut old = Vec::new();
     for id in [1, 3, 2] {
@@ -378,6 +378,12 @@ pub async fn prune_drops_old_entries_by_their_own_time(journal: &dyn UploadJourn
         journal.deliver(&m, &delivered(id)).await.expect("deliver");
         old.push(m);
     }
+    let stale = media(&bot, MediaKind::Video);
+    journal
+        .begin(&entry(&stale, 5, Some(3), 1_500))
+        .await
+        .expect("begin");
+    old.push(stale);
     let recent = media(&bot, MediaKind::Photo);
     journal
         .begin(&entry(&recent, 6, None, 5_000))
@@ -387,7 +393,7 @@ pub async fn prune_drops_old_entries_by_their_own_time(journal: &dyn UploadJourn
         .deliver(&recent, &delivered(9))
         .await
         .expect("deliver");
-    // Delivered just at the cut: begun at or after it, so kept.
+    // Begun just at the cut, delivered or not: kept.
     let at_cut = media(&bot, MediaKind::Photo);
     journal
         .begin(&entry(&at_cut, 6, None, 4_000))
@@ -397,15 +403,9 @@ pub async fn prune_drops_old_entries_by_their_own_time(journal: &dyn UploadJourn
         .deliver(&at_cut, &delivered(8))
         .await
         .expect("deliver");
-    // Pending and older than the delivered cut but not the pending one: kept.
     let waiting = media(&bot, MediaKind::Video);
     journal
-        .begin(&entry(&waiting, 5, Some(3), 3_000))
-        .await
-        .expect("begin");
-    let stale = media(&bot, MediaKind::Video);
-    journal
-        .begin(&entry(&stale, 5, Some(3), 1_500))
+        .begin(&entry(&waiting, 5, Some(3), 4_000))
         .await
         .expect("begin");
     let theirs = media(&other, MediaKind::Photo);
@@ -418,18 +418,14 @@ pub async fn prune_drops_old_entries_by_their_own_time(journal: &dyn UploadJourn
         .await
         .expect("deliver");
 
-    let dropped = journal
-        .prune(&bot, Timestamp(4_000), Timestamp(2_000))
-        .await
-        .expect("prune");
+    let dropped = journal.prune(&bot, Timestamp(4_000)).await.expect("prune");
     assert_eq!(
         dropped, 4,
-        "the three old delivered entries, chat 5's highest among them, and the stale pending one"
+        "the three old delivered entries, chat 5's highest among them, and the old pending one"
     );
     for m in &old {
         assert_eq!(journal.entry(m).await.expect("entry"), None);
     }
-    assert_eq!(journal.entry(&stale).await.expect("entry"), None);
     for m in [&recent, &at_cut, &waiting] {
         assert!(journal.entry(m).await.expect("entry").is_some(), "kept");
     }

@@ -171,22 +171,14 @@ impl UploadJournal for SqliteStore {
         .await
     }
 
-    async fn prune(
-        &self,
-        bot: &BotId,
-        delivered_before: Timestamp,
-        pending_before: Timestamp,
-    ) -> Result<u64> {
-        let bot = bot.as_str().to_owned();
-        let (delivered_before, pending_before) = (ms(delivered_before), ms(pending_before));
+    async fn prune(&self, bot: &BotId, before: Timestamp) -> Result<u64> {
+        let (bot, before) = (bot.as_str().to_owned(), ms(before));
         self.call("pruning the journal", move |c, _| {
             let n = c
                 .prepare_cached(
-                    "DELETE FROM upload_journal WHERE bot_slug = ?1 AND ( \
-                       (message_id IS NULL AND started_at < ?3) \
-                       OR (message_id IS NOT NULL AND started_at < ?2))",
+                    "DELETE FROM upload_journal WHERE bot_slug = ?1 AND started_at < ?2",
                 )?
-                .execute(params![bot, delivered_before, pending_before])?;
+                .execute(params![bot, before])?;
             Ok(Ok(n as u64))
         })
         .await

@@ -63,8 +63,7 @@ pub struct Delivered {
 /// - [`entries`](Self::entries) answers a bot's entries begun at or after a time, of every
 ///   chat, delivered or not; [`pending`](Self::pending) those of a bot not delivered, however
 ///   old; [`high_water`](Self::high_water) the high water of each of the bot's chats.
-/// - [`prune`](Self::prune) drops a bot's delivered entries begun before a time, and its
-///   pending entries begun before a time given apart.
+/// - [`prune`](Self::prune) drops a bot's entries begun before a time, delivered or not.
 /// - Bots never see each other's entries or high waters.
 #[async_trait]
 pub trait UploadJournal: Send + Sync + Debug + 'static {
@@ -96,14 +95,9 @@ pub trait UploadJournal: Send + Sync + Debug + 'static {
     /// The high water of each of the bot's chats, as `(chat, message_id)`.
     async fn high_water(&self, bot: &BotId) -> Result<Vec<(i64, i64)>>;
 
-    /// Drops the bot's delivered entries begun before `delivered_before` and its pending ones
-    /// begun before `pending_before`; the high water stays. Answers how many went.
-    async fn prune(
-        &self,
-        bot: &BotId,
-        delivered_before: Timestamp,
-        pending_before: Timestamp,
-    ) -> Result<u64>;
+    /// Drops the bot's entries begun before `before`, delivered or not; the high water
+    /// stays. Answers how many went.
+    async fn prune(&self, bot: &BotId, before: Timestamp) -> Result<u64>;
 }
 
 /// An [`UploadJournal`] in the process's memory: survives nothing, for tests.
@@ -209,21 +203,10 @@ impl UploadJournal for MemoryJournal {
             .collect())
     }
 
-    async fn prune(
-        &self,
-        bot: &BotId,
-        delivered_before: Timestamp,
-        pending_before: Timestamp,
-    ) -> Result<u64> {
+    async fn prune(&self, bot: &BotId, before: Timestamp) -> Result<u64> {
         let entries = &mut self.lock().entries;
-        let before = entries.len();
-        entries.retain(|_, e| {
-            let keep_from = match e.delivered {
-                Some(_) => delivered_before,
-                None => pending_before,
-            };
-            &e.media.bot != bot || e.started_at >= keep_from
-        });
-        Ok((before - entries.len()) as u64)
+        let had = entries.len();
+        entries.retain(|_, e| &e.media.bot != bot || e.started_at >= before);
+        Ok((had - entries.len()) as u64)
     }
 }

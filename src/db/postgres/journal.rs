@@ -176,21 +176,12 @@ impl UploadJournal for PostgresStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    async fn prune(
-        &self,
-        bot: &BotId,
-        delivered_before: Timestamp,
-        pending_before: Timestamp,
-    ) -> Result<u64> {
+    async fn prune(&self, bot: &BotId, before: Timestamp) -> Result<u64> {
         let s = self.schema();
         self.execute(
             "pruning the journal",
-            &format!(
-                "DELETE FROM {s}.upload_journal WHERE bot_slug = $1 AND ( \
-                   (message_id IS NULL AND started_at < $3) \
-                   OR (message_id IS NOT NULL AND started_at < $2))"
-            ),
-            &[&bot.as_str(), &ms(delivered_before), &ms(pending_before)],
+            &format!("DELETE FROM {s}.upload_journal WHERE bot_slug = $1 AND started_at < $2"),
+            &[&bot.as_str(), &ms(before)],
         )
         .await
     }

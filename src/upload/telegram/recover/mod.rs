@@ -59,6 +59,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(900);
 /// What a chat's place-marking text says to anyone who sees it before it is deleted.
 const ANCHOR_TEXT: &str = "prewarm: warm-up chat ready";
 
+/// The highest message id seen in each chat, loaded from the journal once, and the chats'
 /// anchors in flight.
 #[derive(Debug, Default)]
 pub(super) struct Seen {
@@ -291,9 +292,8 @@ impl Inner {
             }
             *at = Some(now);
         }
-        let now = Timestamp::now();
-        let before = |age: Duration| Timestamp(now.0.saturating_sub(age.as_millis() as u64));
-        match journal.prune(&self.bot, before(KEEP), before(KEEP)).await {
+        let before = Timestamp(Timestamp::now().0.saturating_sub(KEEP.as_millis() as u64));
+        match journal.prune(&self.bot, before).await {
             Ok(n) => tracing::debug!(pruned = n, "journal pruned"),
             Err(e) => tracing::warn!(error = %e, "could not prune the journal"),
         }
