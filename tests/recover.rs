@@ -404,3 +404,33 @@ async fn a_delivered_file_id_outlives_a_late_restart() {
     assert_eq!(again.file_id, x_id, "the journal's file_id");
     assert_eq!(fake.uploads_of(&x.sha256).succeeded, 1, "x uploaded once");
 }
+
+/// Two warms leave at once into a chat where no message id is known: the second waits for
+/// the first's text to mark the chat's place, so that no warm leaves unbounded. Both cut
+/// short while the text is in flight, neither is uploaded twice.
+#[tokio::test]
+async fn warms_into_a_fresh_chat_wait_for_its_place_to_be_marked() {
+    let fake = quick_fake(Duration::from_millis(1_000)).await;
+    let journal: Arc<dyn UploadJournal> = Arc::new(MemoryJournal::new());
+    let up = quick(&fake, TOKEN, &[GROUP], &journal);
+    let both = [media(1, MediaKind::Photo), media(2, MediaKind::Photo)];
+    let cut = futures::future::join_all(both.iter().map(|(key, bytes)| {
+        tokio::time::timeout(Duration::from_millis(500), up.upload(request(key, bytes)))
+    }))
+    .await;
+    assert!(cut.iter().all(|r| r.is_err()), "both cut short");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let rerun = quick(&fake, TOKEN, &[GROUP], &journal);
+    for (key, bytes) in &both {
+        let uploaded = rerun.upload(request(key, bytes)).await.expect("upload");
+        let file = fake
+            .file(uploaded.file_id.as_str())
+            .expect("a fake file_id");
+        assert_eq!(file.sha256, key.sha256, "{key}: its own file");
+        assert_eq!(
+            fake.uploads_of(&key.sha256).succeeded,
+            1,
+            "{key}: uploaded once"
+        );
+    }
+}
